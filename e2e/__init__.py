@@ -1,0 +1,1 @@
+"""Browser and CLI journeys for the E2E gate: Playwright runner, browser discovery, screenshots."""

@@ -1,0 +1,5 @@
+"""Entry point for ``python -m guardian``."""
+
+from guardian.cli import main
+
+raise SystemExit(main())

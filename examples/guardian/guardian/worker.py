@@ -1,0 +1,213 @@
+"""A worker process: claims tasks under a lease, runs them, records the outcome exactly once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from guardian import kinds, logsetup
+from guardian import settings as settings_mod
+from guardian.circuit import CircuitBreaker
+from guardian.dependency import UpstreamClient
+from guardian.errors import (
+    CircuitOpenError,
+    DependencyError,
+    PermanentTaskError,
+    StoreError,
+    TaskInterruptedError,
+)
+from guardian.leases import Lease, LeaseManager, heartbeat, mark_worker, register_worker
+from guardian.paths import DataDir
+from guardian.store import Store
+
+log = logging.getLogger("guardian.worker")
+# A dependency task that still cannot reach the upstream after this long is failed.
+DEPENDENCY_DEADLINE_S = 600.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Tunables of one worker process."""
+
+    slot: int = 0
+    upstream_url: str | None = None
+    poll_interval_s: float = 0.02
+    lease_s: float = 15.0
+    heartbeat_s: float = 1.0
+    reap_interval_s: float = 2.0
+    settings_refresh_s: float = 2.0
+    circuit_failure_threshold: int = 3
+    circuit_open_s: float = 5.0
+
+
+def worker_id_for(slot: int, pid: int) -> str:
+    """Return the lease-owner name of the worker in ``slot`` with ``pid`` (the supervisor needs it)."""
+    return f"worker-{slot}-{pid}"
+
+
+class Worker:
+    """The claim → execute → record loop of one worker process."""
+
+    def __init__(self, data_dir: DataDir, config: WorkerConfig) -> None:
+        """Open the store and register this worker's heartbeat row."""
+        self.data_dir = data_dir
+        self.config = config
+        self.worker_id = worker_id_for(config.slot, os.getpid())
+        self.store = Store(data_dir.db_path)
+        self.leases = LeaseManager(self.store, self.worker_id, config.lease_s)
+        self.settings = settings_mod.load(self.store)
+        self.stopping = False
+        self.tasks_done = 0
+        self._next_heartbeat = 0.0
+        self._next_reap = 0.0
+        self._next_settings = 0.0
+        breaker = CircuitBreaker(self.store, failure_threshold=config.circuit_failure_threshold,
+                                 open_s=config.circuit_open_s)
+        self.upstream = self._make_upstream(breaker)
+        register_worker(self.store, self.worker_id, config.slot, os.getpid())
+
+    def _make_upstream(self, breaker: CircuitBreaker) -> UpstreamClient | None:
+        """Build the upstream client from the current settings (None without an URL)."""
+        if not self.config.upstream_url:
+            return None
+        return UpstreamClient(
+            self.config.upstream_url, breaker,
+            timeout_s=self.settings.dependency_timeout_ms / 1000,
+            retries=self.settings.dependency_retries, checkpoint=self.checkpoint,
+        )
+
+    def request_stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
+        """Signal handler: finish or release the current task, then exit."""
+        del frame
+        log.info("stop requested", extra={"signal": signum, "worker_id": self.worker_id})
+        self.stopping = True
+
+    def checkpoint(self) -> None:
+        """Called often by running tasks: heartbeat when due, abort when stopping."""
+        if self.stopping:
+            raise TaskInterruptedError("worker is shutting down")
+        now = time.time()
+        if now >= self._next_heartbeat:
+            heartbeat(self.store, self.worker_id, self.config.lease_s, now)
+            self._next_heartbeat = now + self.config.heartbeat_s
+
+    def run(self, max_tasks: int | None = None, max_idle_s: float | None = None) -> int:
+        """Process tasks until stopped (or the optional limits are hit); return tasks handled."""
+        idle_since = time.monotonic()
+        handled = 0
+        while not self.stopping:
+            if max_tasks is not None and handled >= max_tasks:
+                break
+            try:
+                self._housekeeping()
+                lease = self.leases.claim() if self.leases.has_work() else None
+            except StoreError:
+                log.exception("store unavailable; backing off", extra={"worker_id": self.worker_id})
+                time.sleep(1.0)
+                continue
+            if lease is None:
+                if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    break
+                time.sleep(self.config.poll_interval_s)
+                continue
+            self._handle(lease)
+            handled += 1
+            idle_since = time.monotonic()
+        self.shutdown()
+        return handled
+
+    def _housekeeping(self) -> None:
+        """Heartbeat, reap expired leases and refresh settings when each is due."""
+        now = time.time()
+        if now >= self._next_heartbeat:
+            heartbeat(self.store, self.worker_id, self.config.lease_s, now)
+            self._next_heartbeat = now + self.config.heartbeat_s
+        if now >= self._next_reap:
+            reaped = self.leases.reap_expired(now)
+            if reaped:
+                log.warning("re-queued tasks with expired leases", extra={"count": reaped})
+            self._next_reap = now + self.config.reap_interval_s
+        if now >= self._next_settings:
+            fresh = settings_mod.load(self.store)
+            if fresh != self.settings:
+                self.settings = fresh
+                logsetup.set_level(fresh.log_level)
+                if self.upstream is not None:
+                    self.upstream.timeout_s = fresh.dependency_timeout_ms / 1000
+                    self.upstream.client.timeout = fresh.dependency_timeout_ms / 1000
+                    self.upstream.retries = fresh.dependency_retries
+            self._next_settings = now + self.config.settings_refresh_s
+
+    def _handle(self, lease: Lease) -> None:
+        """Execute one leased task and record its outcome."""
+        ctx = kinds.TaskContext(self.settings, self.checkpoint, self.upstream)
+        extra = {"task_id": lease.task_id, "kind": lease.kind, "attempt": lease.attempts,
+                 "worker_id": self.worker_id}
+        try:
+            result = kinds.execute(lease.task_id, lease.kind, lease.payload, ctx)
+        except TaskInterruptedError:
+            self.leases.release(lease)
+            log.info("task released on shutdown", extra=extra)
+            return
+        except CircuitOpenError as exc:
+            self._defer(lease, exc, extra)
+            return
+        except DependencyError as exc:
+            delay_s = min(30.0, 0.5 * 2 ** (lease.attempts - 1))
+            outcome = self.leases.retry_or_fail(lease, str(exc), delay_s)
+            log.warning("dependency task %s", outcome, extra={**extra, "error": str(exc)})
+            return
+        except PermanentTaskError as exc:
+            self.leases.fail(lease, str(exc))
+            log.warning("task failed permanently", extra={**extra, "error": str(exc)})
+            return
+        if self.leases.complete(lease, result):
+            self.tasks_done += 1
+            log.debug("task completed", extra=extra)
+        else:
+            log.warning("lease lost before completion was recorded; not recorded", extra=extra)
+
+    def _defer(self, lease: Lease, exc: CircuitOpenError, extra: dict[str, object]) -> None:
+        """Put a dependency task back while the circuit is open (no attempt is consumed)."""
+        if time.time() - lease.created_at > DEPENDENCY_DEADLINE_S:
+            self.leases.fail(lease, f"dependency unavailable for {DEPENDENCY_DEADLINE_S:.0f} s")
+            log.warning("dependency task failed: deadline passed", extra=extra)
+            return
+        self.leases.release(lease, delay_s=max(0.2, exc.retry_after_s), refund_attempt=True)
+        log.debug("dependency task deferred: circuit open", extra=extra)
+
+    def shutdown(self) -> None:
+        """Mark the worker stopped and close resources."""
+        try:
+            mark_worker(self.store, self.worker_id, "stopped")
+        except StoreError:
+            log.exception("could not mark worker stopped", extra={"worker_id": self.worker_id})
+        if self.upstream is not None:
+            self.upstream.close()
+        self.store.close()
+        log.info("worker stopped", extra={"worker_id": self.worker_id,
+                                          "tasks_done": self.tasks_done})
+
+
+def main(data_dir: DataDir, config: WorkerConfig) -> int:
+    """Entry point of ``guardian worker``: run until SIGTERM; return the exit code."""
+    from guardian import procutil  # noqa: PLC0415 - keeps psutil out of in-process tests
+
+    data_dir.ensure()
+    procutil.bind_to_parent()
+    data_dir.write_pid("worker", config.slot)
+    worker = Worker(data_dir, config)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    logsetup.set_level(worker.settings.log_level)
+    log.info("worker started", extra={"worker_id": worker.worker_id, "slot": config.slot})
+    try:
+        worker.run()
+    finally:
+        data_dir.remove_pid("worker", config.slot)
+    return 0
+

@@ -1,0 +1,162 @@
+"""The `certify` command: the only place that prints errors and chooses exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import __version__
+from harness.config import json_schema
+from harness.errors import HarnessError, UsageError
+from harness.progress import make_reporter
+from harness.registry import CATALOGUE, GATE_IDS
+from harness.runner import RunOptions, Runner
+from harness.verify import verify_pack
+
+EXIT_CODES = """exit codes:
+  0    every required gate PASSed (verify: the pack checks out)
+  1    a gate FAILed (verify: a file or verdict does not match)
+  2    usage or config error (bad argument, bad certify.toml, unusable output directory)
+  3    a required gate is INCONCLUSIVE, NOT_RUN or ERROR, or the target could not be started
+  130  interrupted (SIGINT/SIGTERM): the pack is marked INCOMPLETE and has no certificate
+"""
+
+
+def default_target() -> Path:
+    """The bundled reference target when running from a checkout, else the current directory."""
+    bundled = Path(__file__).resolve().parent.parent / "examples" / "guardian"
+    return bundled if (bundled / "certify.toml").is_file() else Path.cwd()
+
+
+def _gate_list(text: str) -> tuple[str, ...]:
+    """Parse --gates G1,G5 into known gate ids."""
+    gates = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not gates:
+        msg = "--gates: empty list"
+        raise argparse.ArgumentTypeError(msg)
+    unknown = [gate for gate in gates if gate not in CATALOGUE]
+    if unknown:
+        msg = f"--gates: unknown gate {', '.join(unknown)}; known: {', '.join(GATE_IDS)}"
+        raise argparse.ArgumentTypeError(msg)
+    return gates
+
+
+def _positive(text: str) -> int:
+    """Parse a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="certify", description="Run release gates against a service and write a verifiable evidence pack.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"release-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run", help="run gates and write an evidence pack", epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the gates of a target's certify.toml and write an evidence pack "
+        "(and, in release mode, a production-readiness certificate).",
+    )
+    run.add_argument("--target", type=Path, default=None, help="target directory holding certify.toml "
+                     "(default: the bundled reference target examples/guardian)")
+    run.add_argument("--gates", type=_gate_list, default=None,
+                     help=f"comma-separated gate ids (default: the certificate's required gates); known: {','.join(GATE_IDS)}")
+    run.add_argument("--mode", choices=("release", "ci"), default="release",
+                     help="release: full durations, may certify; ci: scaled durations, merge-gate report only")
+    run.add_argument("--out", type=Path, default=None,
+                     help="pack directory (default: release/artifacts/<UTC time>-<short commit>/); must be new or empty")
+    run.add_argument("--jobs", type=_positive, default=2, help="gates needing no service run this many at once (default 2)")
+    run.add_argument("--cache-dir", type=Path, default=None,
+                     help="where target venvs are kept (default: ~/.cache/release-harness/venvs)")
+    verify = sub.add_parser("verify", help="re-check an evidence pack offline", epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify.add_argument("pack", type=Path, help="pack directory")
+    sub.add_parser("schema", help="print the JSON Schema of certify.toml")
+    sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    """certify run."""
+    target = (args.target or default_target()).resolve()
+    if not target.is_dir():
+        msg = f"--target {args.target}: not a directory"
+        raise UsageError(msg)
+    cache = args.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "release-harness" / "venvs"
+    options = RunOptions(target_dir=target, gates=args.gates, mode=args.mode, out=args.out, jobs=args.jobs,
+                         cache_dir=cache.resolve())
+    runner = Runner(options, reporter := make_reporter())
+    try:
+        outcome = runner.run()
+    finally:
+        reporter.close()
+    print(f"pack: {outcome.pack_root}")
+    if not outcome.complete:
+        print("run interrupted: pack marked INCOMPLETE, no certificate written", file=sys.stderr)
+    elif args.mode == "release":
+        print("CERTIFIED" if outcome.certified else "NOT CERTIFIED (see production_readiness_certificate.md)")
+    else:
+        print(f"merge gate: {'PASS' if outcome.exit_code == 0 else 'BLOCKED'} (see merge_gate_report.md)")
+    return outcome.exit_code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """certify verify PACK."""
+    report = verify_pack(args.pack)
+    for problem in report.problems:
+        print(problem)
+    if report.ok:
+        print(f"ok: {report.checked_files} files and {report.checked_gates} verdicts match")
+        return 0
+    print(f"FAILED: {len(report.problems)} problem(s) in {args.pack}", file=sys.stderr)
+    return 1
+
+
+def _gates() -> int:
+    """certify gates."""
+    from harness.registry import implemented  # noqa: PLC0415 - loads every gate module
+
+    for gate_id, (title, requirements) in CATALOGUE.items():
+        state = "implemented" if implemented(gate_id) else "not implemented yet (NOT_RUN)"
+        print(f"{gate_id:<4} {title:<42} {','.join(requirements):<28} {state}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `certify` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "gates":
+            return _gates()
+        print(json.dumps(json_schema(), indent=2, sort_keys=True))
+        return 0
+    except HarnessError as exc:
+        print(f"certify: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("certify: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""certify.toml: the target's contract with the harness, read with tomllib and checked by pydantic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import string
+import tomllib
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from harness.errors import ConfigError
+from harness.registry import GATE_IDS, all_gates
+
+CONFIG_NAME = "certify.toml"
+BASE_PLACEHOLDERS = frozenset({"python", "target_dir", "port", "data_dir"})
+
+
+class Section(BaseModel):
+    """Base of every table: frozen, and unknown keys are an error (a misspelt key never passes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VersionSource(Section):
+    """Where the target's version is declared; checked against what the target reports."""
+
+    file: str = Field("pyproject.toml", description="File holding the version, relative to the target.")
+    key: str = Field("project.version", description="Dotted TOML key, used when `file` is TOML.")
+
+
+class TargetSection(Section):
+    """Identity of the service under certification."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Service name.")
+    version: VersionSource = VersionSource()
+    source_root: str = Field(".", description="Directory holding the source, relative to the target.")
+    packages: tuple[str, ...] = Field((), description="Importable packages of the target.")
+    critical_modules: tuple[str, ...] = Field(
+        (), description="Paths or globs (relative to the target) of the critical modules."
+    )
+
+
+class InstallSection(Section):
+    """How to install the target into its own virtual environment."""
+
+    command: tuple[str, ...] = ("{python}", "-m", "pip", "install", "-e", ".")
+    hash_files: tuple[str, ...] = Field(
+        ("pyproject.toml",), description="Dependency declarations; the venv is reused while they are unchanged."
+    )
+    timeout_s: float = Field(900.0, gt=0)
+
+
+class TestsSection(Section):
+    """How to run the target's own test suite (in its venv)."""
+
+    command: tuple[str, ...] = ("{python}", "-m", "pytest")
+    timeout_s: float = Field(1200.0, gt=0)
+
+
+class BootstrapSection(Section):
+    """How a developer goes from a clean clone to a running service."""
+
+    command: tuple[str, ...] = Field(description="Bootstrap command, run in a fresh copy of the target.")
+    smoke: tuple[str, ...] = Field((), description="Command that must pass after bootstrap.")
+    budget_s: float = Field(600.0, gt=0, description="Requirement G7: at most 10 minutes.")
+
+
+class DependencySection(Section):
+    """A process the service depends on, started by the harness so a proxy can sit in between."""
+
+    command: tuple[str, ...]
+    readiness: str = Field("/", description="HTTP path answering 2xx when ready.")
+    startup_deadline_s: float = Field(30.0, gt=0)
+
+
+class ServiceSection(Section):
+    """How to start one isolated instance of the target."""
+
+    command: tuple[str, ...] = Field(description="Argv template: {python} {port} {data_dir} {target_dir} {<dep>_url}.")
+    liveness: str = "/healthz"
+    readiness: str = "/readyz"
+    metrics: str | None = "/metrics"
+    log_file: str | None = Field(None, description="Log file template, e.g. {data_dir}/logs/app.log.")
+    startup_deadline_s: float = Field(60.0, gt=0)
+    stop_grace_s: float = Field(10.0, gt=0)
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the service.")
+    dependencies: dict[str, DependencySection] = Field(default_factory=dict)
+
+    @field_validator("dependencies")
+    @classmethod
+    def _dependency_names(cls, value: dict[str, DependencySection]) -> dict[str, DependencySection]:
+        """Dependency names become placeholders, so they must be identifiers."""
+        for name in value:
+            if not name.isidentifier():
+                msg = f"dependency name {name!r} must be an identifier"
+                raise ValueError(msg)
+        return value
+
+
+class Waiver(Section):
+    """An accepted finding: who accepted it, why, and until when; printed on the certificate."""
+
+    gate: str
+    finding: str
+    reason: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    expires: dt.date
+
+
+class CertificateSection(Section):
+    """What a certificate requires and who signs it."""
+
+    required_gates: tuple[str, ...] = GATE_IDS
+    sign_off: tuple[str, ...] = ("Release captain", "Service owner", "Security reviewer")
+
+    @field_validator("required_gates")
+    @classmethod
+    def _known_gates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Every required gate must be one the harness defines."""
+        unknown = [gate for gate in value if gate not in GATE_IDS]
+        if unknown:
+            msg = f"unknown gate(s) {', '.join(unknown)}; known: {', '.join(GATE_IDS)}"
+            raise ValueError(msg)
+        return value
+
+
+class CertifyConfigBase(Section):
+    """Common part of the config model; `gates` is added from the gate registry."""
+
+    target: TargetSection
+    install: InstallSection = InstallSection()
+    tests: TestsSection = TestsSection()
+    bootstrap: BootstrapSection | None = None
+    service: ServiceSection | None = None
+    certificate: CertificateSection = CertificateSection()
+    waivers: tuple[Waiver, ...] = ()
+
+    def policy(self, gate_id: str) -> Any:
+        """Return the validated thresholds table of one gate."""
+        return getattr(self.gates, gate_id)  # type: ignore[attr-defined]
+
+    @field_validator("service")
+    @classmethod
+    def _placeholders(cls, value: ServiceSection | None) -> ServiceSection | None:
+        """Reject templates naming placeholders the harness cannot fill."""
+        if value is None:
+            return value
+        known = BASE_PLACEHOLDERS | {f"{dep}_{part}" for dep in value.dependencies for part in ("url", "port", "host")}
+        templates = [*value.command, *(value.log_file or "",)]
+        for dep in value.dependencies.values():
+            templates.extend(dep.command)
+        for template in templates:
+            for _, field, _, _ in string.Formatter().parse(template):
+                if field is not None and field not in known:
+                    msg = f"unknown placeholder {{{field}}} in {template!r}; known: {', '.join(sorted(known))}"
+                    raise ValueError(msg)
+        return value
+
+
+@functools.cache
+def config_model() -> type[CertifyConfigBase]:
+    """Build the config model with one table per registered gate."""
+    fields: dict[str, Any] = {gate.spec.id: (gate.policy_model, gate.policy_model()) for gate in all_gates()}
+    gates_model = create_model("GatesConfig", __base__=Section, **fields)
+    model = create_model(
+        "CertifyConfig",
+        __base__=CertifyConfigBase,
+        gates=(gates_model, gates_model()),
+    )
+    return cast(type[CertifyConfigBase], model)
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """Render the first pydantic error as one line naming file, key path, value and expectation."""
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "missing":
+        line = f"{source}: {key}: missing required key"
+    elif kind == "extra_forbidden":
+        line = f"{source}: {key}: unknown key (misspelt?) with value {_short(first['input'])}"
+    else:
+        line = f"{source}: {key}: got {_short(first['input'])}: {first['msg']}"
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return line
+
+
+def _short(value: Any) -> str:
+    """A short, single-line repr of a bad value."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_config(target_dir: Path) -> CertifyConfigBase:
+    """Read and validate `<target_dir>/certify.toml`; every problem is a ConfigError."""
+    path = target_dir / CONFIG_NAME
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        msg = f"{path}: not found"
+        raise ConfigError(msg, hint="point --target at a directory holding certify.toml") from None
+    except OSError as exc:
+        msg = f"{path}: cannot read: {exc.strerror}"
+        raise ConfigError(msg) from None
+    try:
+        data = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        msg = f"{path}: not UTF-8 text at byte {exc.start}"
+        raise ConfigError(msg) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: invalid TOML: {exc}"
+        raise ConfigError(msg) from None
+    return parse_config(data, str(path))
+
+
+def parse_config(data: dict[str, Any], source: str) -> CertifyConfigBase:
+    """Validate already-parsed config data (from TOML or a pack's stored JSON)."""
+    try:
+        return config_model().model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def resolved_json(config: CertifyConfigBase) -> dict[str, Any]:
+    """The fully resolved config (defaults filled in) as JSON-ready data."""
+    return cast(dict[str, Any], config.model_dump(mode="json"))
+
+
+def canonical_digest(data: Any) -> str:
+    """sha256 of the canonical JSON form (sorted keys, no spaces) of data."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of certify.toml, for editors."""
+    schema = config_model().model_json_schema()
+    schema["title"] = "certify.toml"
+    return schema

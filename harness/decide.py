@@ -1,0 +1,68 @@
+"""Turning stored evidence into verdicts, and verdicts into the run's overall decision; all pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.gate import Evidence, Gate, Policy
+from harness.model import GateResult, Status, Verdict
+
+COLLECT_RECORD = "collect.json"
+OUTCOME_STATUS = {
+    "not_run": Status.NOT_RUN,
+    "error": Status.ERROR,
+    "timeout": Status.INCONCLUSIVE,
+    "interrupted": Status.ERROR,
+    "target_failed": Status.FAIL,
+}
+
+
+def decide(gate: Gate, evidence: Evidence, policy: Policy) -> Verdict:
+    """The verdict of one gate from its evidence: the collect record first, then the gate's evaluate."""
+    if not evidence.exists(COLLECT_RECORD):
+        return Verdict.of(Status.ERROR, "the gate left no collect record; its evidence is incomplete")
+    record = evidence.read_json(COLLECT_RECORD)
+    outcome = record.get("outcome")
+    if outcome != "ok":
+        status = OUTCOME_STATUS.get(str(outcome), Status.ERROR)
+        return Verdict.of(status, str(record.get("reason") or f"collect ended with {outcome!r}"))
+    try:
+        return gate.evaluate(evidence, policy)
+    except Exception as exc:  # noqa: BLE001 - runner boundary: a crash in evaluate is an ERROR verdict
+        return Verdict.of(Status.ERROR, f"evaluate failed on the stored evidence: {type(exc).__name__}: {exc}")
+
+
+def not_implemented(gate_id: str, version: str) -> Verdict:
+    """The verdict of a catalogue gate this harness version does not implement yet."""
+    return Verdict.of(Status.NOT_RUN, f"gate {gate_id} is not implemented in release-harness {version}")
+
+
+def overall(
+    results: Sequence[GateResult], required_gates: Sequence[str], mode: str, complete: bool
+) -> dict[str, Any]:
+    """Exit code, certification and blocking gates of a run (see README, "Exit codes")."""
+    by_gate = {result.gate: result for result in results}
+    blocking: list[dict[str, Any]] = []
+    for gate_id in required_gates:
+        result = by_gate.get(gate_id)
+        if result is None:
+            blocking.append({"gate": gate_id, "status": Status.NOT_RUN.value, "reasons": ["not run in this run"]})
+        elif result.verdict.status is not Status.PASS:
+            blocking.append({
+                "gate": gate_id, "status": result.verdict.status.value, "reasons": list(result.verdict.reasons),
+            })
+    for result in results:
+        if result.verdict.status is Status.FAIL and result.gate not in required_gates:
+            blocking.append({"gate": result.gate, "status": "FAIL", "reasons": list(result.verdict.reasons)})
+    statuses = [result.verdict.status for result in results]
+    if not complete:
+        exit_code = 130
+    elif Status.FAIL in statuses:
+        exit_code = 1
+    elif any(r.required and r.verdict.status is not Status.PASS for r in results):
+        exit_code = 3
+    else:
+        exit_code = 0
+    certified = complete and mode == "release" and not blocking
+    return {"exit_code": exit_code, "certified": certified, "blocking": blocking}

@@ -1,0 +1,89 @@
+"""The gate plug point: a spec, a policy model, `collect` (runs tools) and a pure `evaluate`."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from harness.errors import PackError
+from harness.model import Verdict
+
+if TYPE_CHECKING:
+    from harness.context import GateContext
+
+
+class GateSpec(BaseModel):
+    """What the runner needs to know about a gate before running it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    title: str
+    requirements: tuple[str, ...]
+    needs_service: bool = False
+    timeout_s: float = 1800.0
+    documents: tuple[str, ...] = ()
+
+
+class Policy(BaseModel):
+    """Base of every gate's thresholds table in certify.toml; unknown keys are rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Evidence:
+    """Read-only view of the files one gate wrote into a pack; the only input of `evaluate`."""
+
+    def __init__(self, pack_root: Path, gate_id: str, files: tuple[str, ...]) -> None:
+        """Bind the view to a pack directory and the files recorded for the gate."""
+        self._root = pack_root
+        self.gate_id = gate_id
+        self.files = files
+
+    def _path(self, name: str) -> Path:
+        """Resolve a gate-relative name (or a pack-root document name) to a file in the pack."""
+        for candidate in (f"gates/{self.gate_id}/{name}", name):
+            if candidate in self.files:
+                return self._root / candidate
+        msg = f"gate {self.gate_id}: evidence file {name!r} is missing from the pack"
+        raise PackError(msg)
+
+    def exists(self, name: str) -> bool:
+        """Return whether the gate recorded a file of that name."""
+        return f"gates/{self.gate_id}/{name}" in self.files or name in self.files
+
+    def read_bytes(self, name: str) -> bytes:
+        """Return a file's bytes."""
+        return self._path(name).read_bytes()
+
+    def read_text(self, name: str) -> str:
+        """Return a file's text (UTF-8)."""
+        return self._path(name).read_text(encoding="utf-8")
+
+    def read_json(self, name: str) -> Any:
+        """Return a JSON file's parsed content."""
+        return json.loads(self.read_text(name))
+
+
+class Gate(ABC):
+    """One certification gate; subclasses live one per module under gates/."""
+
+    spec: ClassVar[GateSpec]
+    policy_model: ClassVar[type[Policy]]
+
+    def planned_duration_s(self, policy: Policy, mode: str) -> float:
+        """Expected wall time of `collect` for the plan printed before a run."""
+        del policy, mode
+        return 10.0
+
+    @abstractmethod
+    def collect(self, ctx: GateContext, policy: Policy) -> None:
+        """Run the tools and write raw evidence through `ctx.evidence`; raise typed errors."""
+
+    @abstractmethod
+    def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
+        """Judge the stored evidence against the policy; pure: reads only `evidence`."""

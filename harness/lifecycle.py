@@ -1,0 +1,220 @@
+"""The target's own venv and its isolated instances: free port, own data dir, own process group."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.config import CertifyConfigBase, DependencySection
+from harness.errors import TargetError, ToolMissingError
+from harness.procs import REGISTRY, ProcessRegistry, run_tool, spawn, stop_many, tail
+
+BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
+
+
+def target_env(extra: dict[str, str] | None = None, venv: Path | None = None) -> dict[str, str]:
+    """A minimal environment for target processes: the harness's secrets are not passed on."""
+    env = {key: os.environ[key] for key in BASE_ENV_KEYS if key in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["PYTHONUNBUFFERED"] = "1"
+    if venv is not None:
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Fill a command or path template's placeholders (validated when the config was read)."""
+    return template.format_map(values)
+
+
+class TargetVenv:
+    """The target installed into its own venv, reused while its dependency files are unchanged."""
+
+    def __init__(self, config: CertifyConfigBase, target_dir: Path, cache_dir: Path) -> None:
+        """Bind to a target and the directory holding venvs."""
+        self.config = config
+        self.target_dir = target_dir
+        self.cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._python: Path | None = None
+
+    def fingerprint(self) -> str:
+        """Hash of the install command and the dependency declaration files."""
+        digest = hashlib.sha256("\0".join(self.config.install.command).encode())
+        for name in self.config.install.hash_files:
+            path = self.target_dir / name
+            digest.update(name.encode() + b"\0")
+            digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        return digest.hexdigest()[:16]
+
+    def python(self, log_dir: Path) -> Path:
+        """Path of the venv's interpreter, creating and installing the venv on first use."""
+        with self._lock:
+            if self._python is None:
+                self._python = self._ensure(log_dir)
+            return self._python
+
+    def _ensure(self, log_dir: Path) -> Path:
+        """Create the venv and run the install command unless a complete one exists."""
+        venv = self.cache_dir / f"{self.config.target.name}-{self.fingerprint()}"
+        python = venv / "bin" / "python"
+        marker = venv / ".certify-installed"
+        if marker.is_file() and python.exists():
+            return python
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        steps = [
+            ("venv", [os.environ.get("CERTIFY_PYTHON", "python3"), "-m", "venv", "--clear", str(venv)]),
+            ("install", [fill(part, self._values(python)) for part in self.config.install.command]),
+        ]
+        for label, argv in steps:
+            run = run_tool(
+                argv, cwd=self.target_dir, env=target_env(venv=venv), timeout_s=self.config.install.timeout_s,
+                stdout_path=log_dir / f"install-{label}.stdout.txt", stderr_path=log_dir / f"install-{label}.stderr.txt",
+            )
+            if run.returncode != 0:
+                why = "timed out" if run.timed_out else f"exited {run.returncode}"
+                msg = f"installing {self.config.target.name}: step {label!r} {why}: {tail(run.stderr_path, 600).strip()}"
+                raise TargetError(msg)
+        marker.write_text(self.fingerprint(), encoding="utf-8")
+        return python
+
+    def _values(self, python: Path) -> dict[str, str]:
+        """Placeholder values for install and test commands."""
+        return {"python": str(python), "target_dir": str(self.target_dir)}
+
+
+def wait_http_ok(url: str, deadline_s: float, proc: subprocess.Popen[bytes]) -> float:
+    """Poll a URL until it answers 2xx; return seconds waited. Raise if the process dies or time runs out."""
+    start = time.monotonic()
+    last_error = "no answer yet"
+    while time.monotonic() - start < deadline_s:
+        if proc.poll() is not None:
+            msg = f"exited with code {proc.returncode} before {url} was ready"
+            raise TargetError(msg)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL we built
+                if 200 <= response.status < 300:
+                    return time.monotonic() - start
+                last_error = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last_error = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(getattr(exc, "reason", exc))
+        time.sleep(0.1)
+    msg = f"{url} not ready within {deadline_s:g} s (last: {last_error})"
+    raise TargetError(msg)
+
+
+@dataclass
+class Instance:
+    """One running, isolated instance of the target and the dependencies started for it."""
+
+    name: str
+    port: int
+    data_dir: Path
+    log_dir: Path
+    values: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ready_s: float = 0.0
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:<port>."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def service(self) -> subprocess.Popen[bytes]:
+        """The service's main process."""
+        return self.procs["service"]
+
+    def output_files(self) -> list[Path]:
+        """Captured stdout/stderr files of every process of this instance."""
+        return sorted(self.log_dir.glob("*.txt"))
+
+
+class InstanceLauncher:
+    """Starts and stops isolated instances of the target for service gates."""
+
+    def __init__(self, config: CertifyConfigBase, target_dir: Path, work_dir: Path, registry: ProcessRegistry = REGISTRY) -> None:
+        """Bind to a target, a scratch area and the process registry."""
+        if config.service is None:
+            msg = "certify.toml has no [service] table: this gate needs to start the target"
+            raise ToolMissingError(msg)
+        self.service = config.service
+        self.target_dir = target_dir
+        self.work_dir = work_dir
+        self.registry = registry
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def start(self, python: Path, label: str, extra_env: dict[str, str] | None = None) -> Instance:
+        """Start dependencies then the service; wait for readiness; stop everything on failure."""
+        with self._lock:
+            self._count += 1
+            name = f"{label}-{self._count}"
+        root = self.work_dir / "instances" / name
+        values = {"python": str(python), "target_dir": str(self.target_dir), "data_dir": str(root / "data")}
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        instance = Instance(name=name, port=free_port(), data_dir=root / "data", log_dir=root / "output", values=values)
+        values["port"] = str(instance.port)
+        env = target_env({**self.service.env, **(extra_env or {})}, venv=python.parent.parent)
+        try:
+            for dep_name, dep in sorted(self.service.dependencies.items()):
+                self._start_dependency(instance, dep_name, dep, env)
+            argv = [fill(part, values) for part in self.service.command]
+            proc = self._spawn(instance, "service", argv, env)
+            instance.ready_s = wait_http_ok(instance.base_url + self.service.readiness, self.service.startup_deadline_s, proc)
+        except TargetError as exc:
+            self.stop(instance)
+            output = "".join(tail(path, 1500) for path in instance.output_files() if "stderr" in path.name)
+            msg = f"{name}: {exc.message}; captured stderr: {output.strip()[-1500:] or '(empty)'}"
+            raise TargetError(msg, output_files=tuple(instance.output_files())) from None
+        except BaseException:
+            self.stop(instance)
+            raise
+        return instance
+
+    def _start_dependency(self, instance: Instance, dep_name: str, dep: DependencySection, env: dict[str, str]) -> None:
+        """Start one dependency on its own free port and publish its address placeholders."""
+        port = free_port()
+        values = {**instance.values, "port": str(port)}
+        proc = self._spawn(instance, dep_name, [fill(part, values) for part in dep.command], env)
+        wait_http_ok(f"http://127.0.0.1:{port}{dep.readiness}", dep.startup_deadline_s, proc)
+        instance.values[f"{dep_name}_port"] = str(port)
+        instance.values[f"{dep_name}_host"] = "127.0.0.1"
+        instance.values[f"{dep_name}_url"] = f"http://127.0.0.1:{port}"
+
+    def _spawn(self, instance: Instance, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start one process of the instance with its output captured."""
+        proc = spawn(
+            argv, cwd=self.target_dir, env=env, registry=self.registry,
+            stdout_path=instance.log_dir / f"{role}.stdout.txt", stderr_path=instance.log_dir / f"{role}.stderr.txt",
+        )
+        instance.procs[role] = proc
+        return proc
+
+    def stop(self, instance: Instance) -> None:
+        """Stop the service first (so it can drain), then its dependencies; SIGKILL after the grace."""
+        ordered = [instance.procs[r] for r in ("service",) if r in instance.procs]
+        stop_many(ordered, self.service.stop_grace_s)
+        rest = [proc for role, proc in instance.procs.items() if role != "service"]
+        stop_many(rest, self.service.stop_grace_s)
+        for proc in instance.procs.values():
+            self.registry.discard(proc)

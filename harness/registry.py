@@ -1,0 +1,41 @@
+"""The catalogue of gates a certificate can require, and the implementations this version ships."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.gate import Gate
+
+#: Every gate id a certificate may name, with its title and the requirement ids it evidences.
+CATALOGUE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ID": ("Target identity and version consistency", ("R1", "R4")),
+    "G1": ("Test coverage", ("G1",)),
+    "G2": ("Latency under load (p99)", ("G2", "P1", "P2", "P3", "P4", "P5")),
+    "G3": ("Error rate under load", ("G3",)),
+    "G4": ("Chaos recovery", ("G4", "C1", "C2", "C3", "C4", "C5")),
+    "G5": ("Security", ("G5", "S1", "S2", "S3", "S4", "S8")),
+    "G6": ("Observability", ("G6", "O1", "O2", "O3", "O4", "O5")),
+    "G7": ("Bootstrap time", ("G7", "X1")),
+    "G8": ("Docs", ("G8", "D1", "D2", "D3", "D4")),
+    "PB": ("Self-healing playbooks", ("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13")),
+    "E2E": ("End-to-end journeys", ("E1", "E2", "E3", "E4")),
+}
+GATE_IDS: tuple[str, ...] = tuple(CATALOGUE)
+
+
+@functools.cache
+def all_gates() -> tuple[Gate, ...]:
+    """The gate implementations shipped in this version, in catalogue order."""
+    from gates import ALL_GATES  # noqa: PLC0415 - gates import the harness; import late to avoid a cycle
+
+    return tuple(sorted(ALL_GATES, key=lambda gate: GATE_IDS.index(gate.spec.id)))
+
+
+def implemented(gate_id: str) -> Gate | None:
+    """The implementation of a catalogue gate, or None when this version has none yet."""
+    for gate in all_gates():
+        if gate.spec.id == gate_id:
+            return gate
+    return None

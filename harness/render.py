@@ -1,0 +1,528 @@
+"""Rendered documents of an evidence pack: certificate or merge-gate report, JUnit XML, job summary.
+
+Everything here is a pure function of the pack's JSON files: no clock, no environment, so the same
+pack always renders to the same bytes and `certify verify` can re-render and compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import ValidationError
+
+from harness.errors import PackError
+from harness.model import GateResult, Measurement, Status, compare
+
+RUN_FORMAT = "release-harness-run/1"
+RESULTS_FORMAT = "release-harness-results/1"
+CERTIFICATE_STEM = "production_readiness_certificate"
+MERGE_REPORT_STEM = "merge_gate_report"
+VERIFY_COMMAND = "certify verify <pack>"
+MISSING = "missing"
+
+#: What the process exit code recorded in results.json means; mirrors harness.errors (1 = a gate).
+EXIT_CODE_MEANINGS: dict[int, str] = {
+    0: "every required gate passed",
+    1: "at least one required gate did not pass",
+    2: "configuration, usage or evidence-pack error",
+    3: "the target or a tool it needs could not be run",
+    130: "the run was interrupted",
+}
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+# Characters XML 1.0 cannot carry at all; tool output sometimes holds them (ANSI escapes, NUL).
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Markdown: backslash-escape what would split a table cell or start emphasis or code.
+_MD_PUNCTUATION = re.compile(r"([\\|*_`])")
+# Only a `<` that could open raw HTML (tag, closing tag, comment) is neutralised; `<=` stays.
+_MD_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+class InconsistentResultsError(PackError, ValueError):
+    """results.json claims more than its own gate results support; nothing is rendered."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocker:
+    """A gate that stands between the run and a certificate (or a green merge gate)."""
+
+    gate: str
+    status: str
+    reasons: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Overall:
+    """The `overall` block of results.json, type-checked."""
+
+    exit_code: int
+    certified: bool
+    blocking: tuple[Blocker, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasurementLine:
+    """One measurement as printed: `name: value unit comparator threshold unit` and its mark."""
+
+    text: str
+    mark: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GateRow:
+    """One row of the per-gate table, every cell already formatted."""
+
+    gate: str
+    title: str
+    requirements: tuple[str, ...]
+    required: bool
+    status: str
+    duration_s: str
+    measurements: tuple[MeasurementLine, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class WaiverLine:
+    """A waiver from the resolved config, and whether it was in force on the run date."""
+
+    gate: str
+    finding: str
+    reason: str
+    owner: str
+    expires: str
+    active: bool
+
+
+def format_number(value: object) -> str:
+    """Format a number the same way everywhere: at most 4 decimals, no trailing zeros, no `-0`."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    if text in {"0", "-0"}:
+        # Keep tiny non-zero values visible instead of printing a false zero.
+        return "0" if value == 0 else f"{value:.4g}"
+    return text
+
+
+def markdown_text(value: object) -> str:
+    """Make a string safe inside Markdown, table cells included: one line, no cell split, no HTML."""
+    text = _MD_PUNCTUATION.sub(r"\\\1", str(value))
+    text = _MD_ENTITY.sub("&amp;", text)
+    text = _MD_TAG_START.sub("&lt;", text)
+    return _NEWLINES.sub("<br>", text)
+
+
+def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
+    """Render the certificate (release) or merge-gate report (ci) of a pack; {} if incomplete."""
+    if not _DIGEST.fullmatch(manifest_digest):
+        msg = f"manifest digest must be 64 lowercase hex digits, got {manifest_digest!r}"
+        raise ValueError(msg)
+    run_doc = _read_pack_json(pack_root, "run.json", RUN_FORMAT)
+    results_doc = _read_pack_json(pack_root, "results.json", RESULTS_FORMAT)
+    config_doc = _read_pack_json(pack_root, "config.resolved.json", None)
+    if run_doc.get("state") != "COMPLETE" or run_doc.get("interrupted") is not False:
+        return {}
+    mode = run_doc.get("mode")
+    if mode not in {"release", "ci"}:
+        msg = f"run.json: mode is {mode!r}, expected 'release' or 'ci'"
+        raise PackError(msg)
+    context = _report_context(run_doc, results_doc, config_doc, manifest_digest)
+    template_stem, file_stem = (
+        ("certificate", CERTIFICATE_STEM) if mode == "release" else ("merge_report", MERGE_REPORT_STEM)
+    )
+    return {
+        f"{file_stem}.{ext}": _render(f"{template_stem}.{ext}.j2", context).encode("utf-8")
+        for ext in ("md", "html")
+    }
+
+
+def render_summary(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> str:
+    """Render the GitHub-flavoured Markdown job summary of a run (also for incomplete runs)."""
+    results = _gate_results(results_doc)
+    overall = _overall(results_doc)
+    required_ids = _required_gate_ids(results, ())
+    blockers = _blockers(results, required_ids, overall)
+    if run_doc.get("mode") == "release":
+        certified = _decide_certified(run_doc, overall, required_ids, blockers)
+        headline = "CERTIFIED" if certified else "NOT CERTIFIED"
+    else:
+        headline = f"merge gate: {_merge_gate_status(run_doc, required_ids, blockers, overall)}"
+    context = {
+        "headline": headline,
+        "mode": _text(run_doc.get("mode")),
+        "state": _text(run_doc.get("state")),
+        "target": _target(run_doc),
+        "scaled": run_doc.get("scaled_durations") is not False,
+        "rows": [_gate_row(result) for result in results],
+        "blockers": blockers,
+        "exit_code": overall.exit_code,
+        "exit_meaning": exit_code_meaning(overall.exit_code),
+    }
+    return _render("summary.md.j2", context)
+
+
+def render_junit(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> bytes:
+    """Render JUnit XML, one testcase per gate; INCONCLUSIVE is a failure so it never looks green."""
+    results = _gate_results(results_doc)
+    statuses = [result.verdict.status for result in results]
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": "certify",
+            "tests": str(len(results)),
+            "failures": str(sum(s in {Status.FAIL, Status.INCONCLUSIVE} for s in statuses)),
+            "errors": str(statuses.count(Status.ERROR)),
+            "skipped": str(statuses.count(Status.NOT_RUN)),
+            "time": f"{sum(result.duration_s for result in results):.3f}",
+        },
+    )
+    properties = ET.SubElement(suite, "properties")
+    for name in ("mode", "state", "harness_version", "scaled_durations"):
+        ET.SubElement(properties, "property", {"name": name, "value": _xml(_text(run_doc.get(name)))})
+    classname = f"certify.{_text(run_doc.get('target', {}).get('name'))}"
+    for result in results:
+        _junit_testcase(suite, classname, result)
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def exit_code_meaning(exit_code: int) -> str:
+    """Explain a certify exit code in one phrase."""
+    return EXIT_CODE_MEANINGS.get(exit_code, "not a code this harness version documents")
+
+
+def _junit_testcase(suite: ET.Element, classname: str, result: GateResult) -> None:
+    """Append one gate as a testcase, mapping its status onto JUnit's failure/error/skipped."""
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        {
+            "classname": _xml(classname),
+            "name": _xml(f"{result.gate} {result.title}"),
+            "time": f"{result.duration_s:.3f}",
+        },
+    )
+    status = result.verdict.status
+    if status is Status.PASS:
+        return
+    first_reason = _xml(result.verdict.reasons[0]) if result.verdict.reasons else status.value
+    if status is Status.NOT_RUN:
+        ET.SubElement(case, "skipped", {"message": first_reason})
+        return
+    tag = "error" if status is Status.ERROR else "failure"
+    outcome = ET.SubElement(case, tag, {"message": first_reason, "type": status.value})
+    lines = [f"status: {status.value}", *result.verdict.reasons]
+    lines += [f"{line.text} [{line.mark}]" for line in _gate_row(result).measurements]
+    outcome.text = _xml("\n".join(lines))
+
+
+def _xml(text: str) -> str:
+    """Replace characters XML 1.0 cannot represent with a visible `\\xNN` escape."""
+    return _XML_INVALID.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def _read_pack_json(pack_root: Path, name: str, expected_format: str | None) -> dict[str, Any]:
+    """Read one JSON object from the pack root and check its format tag."""
+    path = pack_root / name
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{name} in {pack_root} cannot be read as JSON: {exc}"
+        raise PackError(msg) from exc
+    if not isinstance(doc, dict):
+        msg = f"{name} in {pack_root} is not a JSON object"
+        raise PackError(msg)
+    if expected_format is not None and doc.get("format") != expected_format:
+        msg = f"{name}: format is {doc.get('format')!r}, expected {expected_format!r}"
+        raise PackError(msg)
+    return doc
+
+
+def _gate_results(results_doc: dict[str, Any]) -> tuple[GateResult, ...]:
+    """Validate every gate result against the model; a gate listed twice is an error."""
+    try:
+        results = tuple(GateResult.model_validate(raw) for raw in results_doc.get("results", ()))
+    except (ValidationError, TypeError) as exc:
+        msg = f"results.json: a gate result does not match the model: {exc}"
+        raise PackError(msg) from exc
+    gate_ids = [result.gate for result in results]
+    duplicates = sorted({gate for gate in gate_ids if gate_ids.count(gate) > 1})
+    if duplicates:
+        msg = f"results.json lists gate(s) {', '.join(duplicates)} more than once"
+        raise PackError(msg)
+    return results
+
+
+def _overall(results_doc: dict[str, Any]) -> Overall:
+    """Type-check the `overall` block; a missing or mistyped field is a pack error, not a guess."""
+    raw = results_doc.get("overall")
+    if not isinstance(raw, dict):
+        raise PackError("results.json has no `overall` object")
+    exit_code, certified, blocking = raw.get("exit_code"), raw.get("certified"), raw.get("blocking")
+    if isinstance(exit_code, bool) or not isinstance(exit_code, int):
+        raise PackError("results.json: overall.exit_code is not an integer")
+    if not isinstance(certified, bool) or not isinstance(blocking, list):
+        raise PackError("results.json: overall.certified or overall.blocking is missing")
+    try:
+        blockers = tuple(
+            Blocker(str(item["gate"]), Status(item["status"]).value, tuple(map(str, item["reasons"])))
+            for item in blocking
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = f"results.json: an overall.blocking entry is malformed: {exc}"
+        raise PackError(msg) from exc
+    return Overall(exit_code=exit_code, certified=certified, blocking=blockers)
+
+
+def _required_gate_ids(results: tuple[GateResult, ...], configured: tuple[str, ...]) -> tuple[str, ...]:
+    """Gates that must PASS: those the config requires, then any result marked required."""
+    required = list(configured)
+    required += [result.gate for result in results if result.required and result.gate not in required]
+    return tuple(required)
+
+
+def _blockers(
+    results: tuple[GateResult, ...], required_ids: tuple[str, ...], overall: Overall
+) -> tuple[Blocker, ...]:
+    """Blocking gates as results.json lists them, plus any required gate it forgot to list."""
+    by_id = {result.gate: result for result in results}
+    blockers = list(overall.blocking)
+    listed = {blocker.gate for blocker in blockers}
+    for gate_id in required_ids:
+        result = by_id.get(gate_id)
+        if gate_id in listed or (result is not None and result.verdict.status is Status.PASS):
+            continue
+        if result is None:
+            blockers.append(Blocker(gate_id, Status.NOT_RUN.value, ("no result recorded",)))
+        else:
+            blockers.append(Blocker(gate_id, result.verdict.status.value, result.verdict.reasons))
+    return tuple(blockers)
+
+
+def _certificate_refusals(
+    run_doc: dict[str, Any], overall: Overall, required_ids: tuple[str, ...], blockers: tuple[Blocker, ...]
+) -> list[str]:
+    """Every reason the data does not support a certificate; empty only when it does."""
+    checks = [
+        (run_doc.get("mode") == "release", "the run is not in release mode"),
+        (run_doc.get("state") == "COMPLETE", "the run is not COMPLETE"),
+        (run_doc.get("interrupted") is False, "the run was interrupted (or does not say)"),
+        (run_doc.get("scaled_durations") is False, "durations were scaled (or it is not recorded)"),
+        (bool(required_ids), "no gate is required"),
+        (not blockers, "gate(s) " + ", ".join(f"{b.gate} {b.status}" for b in blockers)),
+        (overall.exit_code == 0, f"the exit code is {overall.exit_code}, not 0"),
+    ]
+    return [refusal for holds, refusal in checks if not holds]
+
+
+def _decide_certified(
+    run_doc: dict[str, Any], overall: Overall, required_ids: tuple[str, ...], blockers: tuple[Blocker, ...]
+) -> bool:
+    """Re-check results.json's claim; a certificate the data does not support raises instead."""
+    refusals = _certificate_refusals(run_doc, overall, required_ids, blockers)
+    if overall.certified and refusals:
+        msg = "results.json says certified, but " + "; ".join(refusals) + "; refusing to render it"
+        raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
+    return overall.certified
+
+
+def _merge_gate_status(
+    run_doc: dict[str, Any], required_ids: tuple[str, ...], blockers: tuple[Blocker, ...], overall: Overall
+) -> str:
+    """PASS only when every required gate passed; FAIL when one failed; BLOCKED otherwise."""
+    if any(blocker.status == Status.FAIL.value for blocker in blockers):
+        return "FAIL"
+    complete = run_doc.get("state") == "COMPLETE" and run_doc.get("interrupted") is False
+    if blockers or not required_ids or overall.exit_code != 0 or not complete:
+        return "BLOCKED"
+    return "PASS"
+
+
+def _recomputed_pass(measurement: Measurement) -> bool | None:
+    """Re-judge a numeric measurement against its threshold; None when it cannot be judged."""
+    value, threshold, comparator = measurement.value, measurement.threshold, measurement.comparator
+    if isinstance(value, float) and isinstance(threshold, float) and comparator is not None:
+        return compare(value, comparator, threshold)
+    return None
+
+
+def _measurement_line(gate_id: str, measurement: Measurement) -> MeasurementLine:
+    """Format one measurement, refusing a pass/fail mark its own numbers contradict."""
+    value, threshold, comparator = measurement.value, measurement.threshold, measurement.comparator
+    unit = f" {measurement.unit}" if measurement.unit else ""
+    text = f"{measurement.name}: {MISSING if value is None else format_number(value) + unit}"
+    if comparator is not None and threshold is not None:
+        text += f" {comparator} {format_number(threshold)}{unit}"
+    recomputed = _recomputed_pass(measurement)
+    contradicted = recomputed is not None and measurement.passed not in {None, recomputed}
+    if contradicted or (measurement.passed and value is None):
+        msg = f"gate {gate_id}: measurement {text!r} is marked passed={measurement.passed}"
+        raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
+    mark = {True: "pass", False: "fail", None: "not judged"}[measurement.passed]
+    return MeasurementLine(text=text, mark=mark)
+
+
+def _gate_row(result: GateResult) -> GateRow:
+    """Format one gate result for the tables."""
+    return GateRow(
+        gate=result.gate,
+        title=result.title,
+        requirements=result.requirements,
+        required=result.required,
+        status=result.verdict.status.value,
+        duration_s=format_number(result.duration_s),
+        measurements=tuple(_measurement_line(result.gate, m) for m in result.verdict.measurements),
+        reasons=result.verdict.reasons,
+    )
+
+
+def _waivers(config_doc: dict[str, Any], run_day: dt.date) -> tuple[WaiverLine, ...]:
+    """Waivers from the resolved config, marked active when unexpired on the run's start date."""
+    lines = []
+    for raw in config_doc.get("waivers") or ():
+        try:
+            expires = dt.date.fromisoformat(str(raw["expires"]))
+            lines.append(
+                WaiverLine(
+                    gate=str(raw["gate"]),
+                    finding=str(raw["finding"]),
+                    reason=str(raw["reason"]),
+                    owner=str(raw["owner"]),
+                    expires=expires.isoformat(),
+                    active=expires >= run_day,
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"config.resolved.json: a waiver is malformed: {exc}"
+            raise PackError(msg) from exc
+    return tuple(sorted(lines, key=lambda w: (w.gate, w.finding, w.expires, w.owner, w.reason)))
+
+
+def _run_day(run_doc: dict[str, Any]) -> dt.date:
+    """The UTC date the run started: the date waivers are judged against (never today)."""
+    try:
+        started = dt.datetime.fromisoformat(str(run_doc["started_at"]))
+    except (KeyError, ValueError) as exc:
+        msg = f"run.json: started_at is missing or not ISO-8601: {exc}"
+        raise PackError(msg) from exc
+    if started.tzinfo is not None:
+        started = started.astimezone(dt.UTC)
+    return started.date()
+
+
+def _text(value: object) -> str:
+    """A run fact as text; absent facts read `missing`, never a plausible default."""
+    if value is None or value == "":
+        return MISSING
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return format_number(value)
+
+
+def _target(run_doc: dict[str, Any]) -> dict[str, str]:
+    """The target identity block; `dirty` is `yes`, `no` or `missing`."""
+    target = run_doc.get("target") or {}
+    dirty = target.get("dirty")
+    return {
+        "name": _text(target.get("name")),
+        "version": _text(target.get("version")),
+        "commit": _text(target.get("commit")),
+        "dirty": MISSING if not isinstance(dirty, bool) else ("yes" if dirty else "no"),
+    }
+
+
+def _host_summary(run_doc: dict[str, Any]) -> str:
+    """One line describing the machine the run measured on."""
+    host = run_doc.get("host") or {}
+    memory_bytes = host.get("memory_bytes")
+    memory = (
+        f"{format_number(memory_bytes / 2**30)} GiB"
+        if isinstance(memory_bytes, int) and not isinstance(memory_bytes, bool)
+        else MISSING
+    )
+    return (
+        f"{_text(host.get('os'))} (kernel {_text(host.get('kernel'))}), "
+        f"Python {_text(host.get('python'))}, CPU {_text(host.get('cpu_model'))} "
+        f"x {_text(host.get('cpu_count'))}, memory {memory}, GPU {_text(host.get('gpu'))}"
+    )
+
+
+def _report_context(
+    run_doc: dict[str, Any],
+    results_doc: dict[str, Any],
+    config_doc: dict[str, Any],
+    manifest_digest: str,
+) -> dict[str, Any]:
+    """Everything the certificate and merge-report templates print, already decided and formatted."""
+    certificate_section = config_doc.get("certificate") or {}
+    results = _gate_results(results_doc)
+    overall = _overall(results_doc)
+    required_ids = _required_gate_ids(results, tuple(certificate_section.get("required_gates") or ()))
+    blockers = _blockers(results, required_ids, overall)
+    waivers = _waivers(config_doc, _run_day(run_doc))
+    tools = run_doc.get("tools") or {}
+    release = run_doc.get("mode") == "release"
+    return {
+        # Only a release run can claim a certificate, so only there is the claim re-checked.
+        "certified": release and _decide_certified(run_doc, overall, required_ids, blockers),
+        "merge_status": _merge_gate_status(run_doc, required_ids, blockers, overall),
+        "blockers": blockers,
+        "required_ids": required_ids,
+        "target": _target(run_doc),
+        "started_at": _text(run_doc.get("started_at")),
+        "ended_at": _text(run_doc.get("ended_at")),
+        "mode": _text(run_doc.get("mode")),
+        "harness_version": _text(run_doc.get("harness_version")),
+        "host": _host_summary(run_doc),
+        "tools": [(str(name), _text(tools[name])) for name in sorted(tools)],
+        "scaled": run_doc.get("scaled_durations") is not False,
+        "rows": [_gate_row(result) for result in results],
+        "active_waivers": [waiver for waiver in waivers if waiver.active],
+        "expired_waivers": [waiver for waiver in waivers if not waiver.active],
+        "sign_off": [str(role) for role in certificate_section.get("sign_off") or ()],
+        "manifest_digest": manifest_digest,
+        "config_digest": _text(run_doc.get("config_digest")),
+        "verify_command": VERIFY_COMMAND,
+        "exit_code": overall.exit_code,
+        "exit_meaning": exit_code_meaning(overall.exit_code),
+    }
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The one Jinja2 environment: HTML autoescaped, Markdown escaped by the `md` filter."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("release", "templates"),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "xml", "html.j2"), default_for_string=True, default=False
+        ),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["md"] = markdown_text
+    return environment
+
+
+def _render(template_name: str, context: dict[str, Any]) -> str:
+    """Render one template with the shared environment."""
+    return _environment().get_template(template_name).render(c=context)

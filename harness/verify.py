@@ -1,0 +1,131 @@
+"""`certify verify PACK`: re-hash every file, re-run every gate's evaluate, re-render the reports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import canonical_digest, parse_config
+from harness.decide import decide, not_implemented, overall
+from harness.errors import ConfigError, PackError
+from harness.evidence import MANIFEST, RENDERED, sha256_file
+from harness.gate import Evidence
+from harness.model import GateResult
+from harness.registry import implemented
+from harness.render import render_junit, render_reports, render_summary
+
+
+@dataclass
+class VerifyReport:
+    """Every discrepancy found, one human line each; an empty list means the pack checks out."""
+
+    problems: list[str] = field(default_factory=list)
+    checked_files: int = 0
+    checked_gates: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing was found wrong."""
+        return not self.problems
+
+
+def _load_json(root: Path, name: str) -> Any:
+    """A JSON file of the pack, or a PackError naming it."""
+    path = root / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        msg = f"{path}: missing; not an evidence pack?"
+        raise PackError(msg) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{path}: unreadable: {exc}"
+        raise PackError(msg) from None
+
+
+def _check_files(root: Path, manifest: dict[str, Any], report: VerifyReport) -> None:
+    """Re-hash every manifest entry and look for files the manifest does not list."""
+    files: dict[str, dict[str, Any]] = manifest.get("files", {})
+    for relpath, entry in sorted(files.items()):
+        path = root / relpath
+        if not path.is_file():
+            report.problems.append(f"missing: {relpath}")
+            continue
+        report.checked_files += 1
+        if path.stat().st_size != entry.get("size") or sha256_file(path) != entry.get("sha256"):
+            report.problems.append(f"changed: {relpath} (sha256 differs from the manifest)")
+    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+        relpath = path.relative_to(root).as_posix()
+        if relpath not in files and relpath != MANIFEST and relpath not in RENDERED:
+            report.problems.append(f"added: {relpath} (not in the manifest)")
+
+
+def _check_verdicts(root: Path, manifest: dict[str, Any], run: dict[str, Any], report: VerifyReport) -> None:
+    """Recompute every gate's verdict from the stored evidence and stored policy."""
+    stored_config = _load_json(root, "config.resolved.json")
+    if canonical_digest(stored_config) != run.get("config_digest"):
+        report.problems.append("changed: config.resolved.json (digest differs from run.json config_digest)")
+    try:
+        config = parse_config(stored_config, "config.resolved.json")
+    except ConfigError as exc:
+        report.problems.append(f"config.resolved.json: {exc.message}")
+        return
+    results_doc = _load_json(root, "results.json")
+    owners: dict[str, str] = {path: entry.get("gate", "") for path, entry in manifest.get("files", {}).items()}
+    results = [GateResult.model_validate(item) for item in results_doc.get("results", [])]
+    for result in results:
+        report.checked_gates += 1
+        gate = implemented(result.gate)
+        if gate is None:
+            expected = not_implemented(result.gate, str(run.get("harness_version")))
+        else:
+            files = tuple(sorted(path for path, owner in owners.items() if owner == result.gate))
+            expected = decide(gate, Evidence(root, result.gate, files), config.policy(result.gate))
+        if expected != result.verdict:
+            report.problems.append(
+                f"verdict of {result.gate} differs: recorded {result.verdict.status.value}, "
+                f"recomputed {expected.status.value} ({'; '.join(expected.reasons)[:200]})"
+            )
+    complete = run.get("state") == "COMPLETE"
+    recomputed = overall(results, config.certificate.required_gates, str(run.get("mode")), complete)
+    if recomputed != results_doc.get("overall"):
+        report.problems.append("results.json: overall decision differs from the one recomputed from the verdicts")
+    for name, data in (("junit.xml", render_junit(results_doc, run)),
+                       ("summary.md", render_summary(results_doc, run).encode("utf-8"))):
+        if (root / name).is_file() and (root / name).read_bytes() != data:
+            report.problems.append(f"changed: {name} (differs from a re-render of results.json)")
+
+
+def _check_rendered(root: Path, report: VerifyReport) -> None:
+    """Re-render certificate or merge report from the pack and compare bytes."""
+    digest = hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
+    expected = render_reports(root, digest)
+    for name in RENDERED:
+        path = root / name
+        if name in expected and not path.is_file():
+            report.problems.append(f"missing: {name}")
+        elif name in expected and path.read_bytes() != expected[name]:
+            report.problems.append(f"changed: {name} (differs from a re-render of the pack)")
+        elif name not in expected and path.exists():
+            report.problems.append(f"added: {name} (this pack must not carry it)")
+
+
+def verify_pack(root: Path) -> VerifyReport:
+    """Check a pack offline; PackError when it is not a pack at all."""
+    if not root.is_dir():
+        msg = f"{root}: not a directory"
+        raise PackError(msg)
+    report = VerifyReport()
+    manifest = _load_json(root, MANIFEST)
+    run = _load_json(root, "run.json")
+    _check_files(root, manifest, report)
+    if run.get("state") != "COMPLETE":
+        report.problems.append(f"run.json: pack is {run.get('state')} (the run was interrupted); it certifies nothing")
+    try:
+        _check_verdicts(root, manifest, run, report)
+        _check_rendered(root, report)
+    except (PackError, ValueError, KeyError, TypeError) as exc:
+        report.problems.append(f"cannot re-evaluate: {getattr(exc, 'message', exc)}")
+    return report

@@ -1,0 +1,1 @@
+"""Templates for every rendered document; artifacts/ holds run outputs (git-ignored)."""
