@@ -14,7 +14,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from harness.errors import ConfigError
-from harness.registry import GATE_IDS, all_gates
+from harness.registry import GATE_IDS, all_gates, catalogue
 
 CONFIG_NAME = "certify.toml"
 BASE_PLACEHOLDERS = frozenset({"python", "target_dir", "port", "data_dir"})
@@ -48,7 +48,10 @@ class TargetSection(Section):
 class InstallSection(Section):
     """How to install the target into its own virtual environment."""
 
-    command: tuple[str, ...] = ("{python}", "-m", "pip", "install", "-e", ".")
+    command: tuple[str, ...] = Field(
+        ("{python}", "-m", "pip", "install", "-e", "."),
+        description="Install argv run in the target dir; empty: a bare venv (stdlib-only targets).",
+    )
     hash_files: tuple[str, ...] = Field(
         ("pyproject.toml",), description="Dependency declarations; the venv is reused while they are unchanged."
     )
@@ -122,9 +125,10 @@ class CertificateSection(Section):
     @classmethod
     def _known_gates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         """Every required gate must be one the harness defines."""
-        unknown = [gate for gate in value if gate not in GATE_IDS]
+        known = catalogue()
+        unknown = [gate for gate in value if gate not in known]
         if unknown:
-            msg = f"unknown gate(s) {', '.join(unknown)}; known: {', '.join(GATE_IDS)}"
+            msg = f"unknown gate(s) {', '.join(unknown)}; known: {', '.join(known)}"
             raise ValueError(msg)
         return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from harness.errors import PackError
 from harness.gate import Evidence, Gate, Policy
 from harness.model import GateResult, Status, Verdict
 
@@ -22,8 +23,11 @@ def decide(gate: Gate, evidence: Evidence, policy: Policy) -> Verdict:
     """The verdict of one gate from its evidence: the collect record first, then the gate's evaluate."""
     if not evidence.exists(COLLECT_RECORD):
         return Verdict.of(Status.ERROR, "the gate left no collect record; its evidence is incomplete")
-    record = evidence.read_json(COLLECT_RECORD)
-    outcome = record.get("outcome")
+    try:
+        record = evidence.read_json(COLLECT_RECORD)
+        outcome = record.get("outcome")
+    except (PackError, AttributeError) as exc:
+        return Verdict.of(Status.ERROR, f"the collect record is unreadable: {exc}")
     if outcome != "ok":
         status = OUTCOME_STATUS.get(str(outcome), Status.ERROR)
         return Verdict.of(status, str(record.get("reason") or f"collect ended with {outcome!r}"))

@@ -58,15 +58,28 @@ class Evidence:
 
     def read_bytes(self, name: str) -> bytes:
         """Return a file's bytes."""
-        return self._path(name).read_bytes()
+        path = self._path(name)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            msg = f"gate {self.gate_id}: evidence file {name!r} cannot be read: {exc.strerror}"
+            raise PackError(msg) from None
 
     def read_text(self, name: str) -> str:
         """Return a file's text (UTF-8)."""
-        return self._path(name).read_text(encoding="utf-8")
+        try:
+            return self.read_bytes(name).decode("utf-8")
+        except UnicodeDecodeError:
+            msg = f"gate {self.gate_id}: evidence file {name!r} is not UTF-8 text"
+            raise PackError(msg) from None
 
     def read_json(self, name: str) -> Any:
         """Return a JSON file's parsed content."""
-        return json.loads(self.read_text(name))
+        try:
+            return json.loads(self.read_text(name))
+        except json.JSONDecodeError as exc:
+            msg = f"gate {self.gate_id}: evidence file {name!r} is not valid JSON: {exc}"
+            raise PackError(msg) from None
 
 
 class Gate(ABC):

@@ -79,10 +79,11 @@ class TargetVenv:
         if marker.is_file() and python.exists():
             return python
         venv.parent.mkdir(parents=True, exist_ok=True)
-        steps = [
-            ("venv", [os.environ.get("CERTIFY_PYTHON", "python3"), "-m", "venv", "--clear", str(venv)]),
-            ("install", [fill(part, self._values(python)) for part in self.config.install.command]),
-        ]
+        install = list(self.config.install.command)
+        create = [os.environ.get("CERTIFY_PYTHON", "python3"), "-m", "venv", "--clear", str(venv)]
+        steps = [("venv", create + ([] if install else ["--without-pip"]))]
+        if install:
+            steps.append(("install", [fill(part, self._values(python)) for part in install]))
         for label, argv in steps:
             run = run_tool(
                 argv, cwd=self.target_dir, env=target_env(venv=venv), timeout_s=self.config.install.timeout_s,

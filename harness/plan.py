@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.config import CertifyConfigBase
 from harness.gate import Gate
-from harness.registry import CATALOGUE, implemented
+from harness.registry import catalogue, implemented
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,11 @@ def _human(seconds: float) -> str:
 def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, jobs: int) -> Plan:
     """Plan the selected gates in catalogue order."""
     entries = []
-    for gate_id in CATALOGUE:
+    known = catalogue()
+    for gate_id in known:
         if gate_id not in selected:
             continue
-        title, requirements = CATALOGUE[gate_id]
+        title, requirements = known[gate_id]
         gate = implemented(gate_id)
         planned = gate.planned_duration_s(config.policy(gate_id), mode) if gate is not None else 0.0
         entries.append(PlanEntry(

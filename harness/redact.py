@@ -16,13 +16,17 @@ ENV_ALLOW = (
     "GITHUB_REPOSITORY", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "VIRTUAL_ENV", "CERTIFY_*",
     "PIP_INDEX_URL", "PIP_NO_CACHE_DIR", "SOURCE_DATE_EPOCH",
 )
-SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|PASSWD|PWD|KEY|CREDENTIAL|AUTH|PRIVATE|SESSION|COOKIE", re.I)
+SECRET_NAME = re.compile(
+    r"(^|_)(SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|APIKEY|CREDENTIALS?|AUTH|PRIVATE|SIGNATURE|DSN)(_|$)"
+    r"|SECRET|PASSWORD|TOKEN",
+    re.I,
+)
 SECRET_VALUE = re.compile(
     r"AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\."
     r"|://[^/\s:@]+:[^/\s@]+@"
 )
-MIN_SECRET_LEN = 6
+MIN_SECRET_LEN = 8
 
 
 def _entropy_bits_per_char(value: str) -> float:
@@ -56,9 +60,11 @@ class Redactor:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         """Learn the secret values present in this process's environment."""
+        # Only values named as secrets are scrubbed everywhere: scrubbing every high-entropy
+        # value would also erase ordinary paths and ids from the evidence.
         values = {
             value for name, value in environ.items()
-            if len(value) >= MIN_SECRET_LEN and looks_secret(name, value)
+            if len(value) >= MIN_SECRET_LEN and (SECRET_NAME.search(name) or SECRET_VALUE.search(value))
         }
         # Longest first, so a secret containing another is replaced whole.
         self._values = sorted(values, key=len, reverse=True)

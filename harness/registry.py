@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 from typing import TYPE_CHECKING
+
+from harness.errors import ConfigError
 
 if TYPE_CHECKING:
     from harness.gate import Gate
@@ -23,14 +27,41 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...]]] = {
     "E2E": ("End-to-end journeys", ("E1", "E2", "E3", "E4")),
 }
 GATE_IDS: tuple[str, ...] = tuple(CATALOGUE)
+PLUGINS_ENV = "CERTIFY_PLUGINS"
+
+
+def _plugin_gates() -> list[Gate]:
+    """Gates from the modules named in $CERTIFY_PLUGINS (comma-separated; each exposes GATES)."""
+    gates: list[Gate] = []
+    for name in filter(None, (part.strip() for part in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            msg = f"{PLUGINS_ENV}: cannot import gate plugin {name!r}: {exc}"
+            raise ConfigError(msg) from None
+        found = getattr(module, "GATES", None)
+        if not isinstance(found, tuple):
+            msg = f"{PLUGINS_ENV}: module {name!r} has no GATES tuple"
+            raise ConfigError(msg)
+        gates.extend(found)
+    return gates
 
 
 @functools.cache
 def all_gates() -> tuple[Gate, ...]:
-    """The gate implementations shipped in this version, in catalogue order."""
+    """The gate implementations available: this version's, in catalogue order, then plugins."""
     from gates import ALL_GATES  # noqa: PLC0415 - gates import the harness; import late to avoid a cycle
 
-    return tuple(sorted(ALL_GATES, key=lambda gate: GATE_IDS.index(gate.spec.id)))
+    shipped = sorted(ALL_GATES, key=lambda gate: GATE_IDS.index(gate.spec.id))
+    return (*shipped, *_plugin_gates())
+
+
+def catalogue() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The catalogue plus any plugin gates."""
+    known = dict(CATALOGUE)
+    for gate in all_gates():
+        known.setdefault(gate.spec.id, (gate.spec.title, gate.spec.requirements))
+    return known
 
 
 def implemented(gate_id: str) -> Gate | None:

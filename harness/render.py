@@ -29,24 +29,26 @@ MERGE_REPORT_STEM = "merge_gate_report"
 VERIFY_COMMAND = "certify verify <pack>"
 MISSING = "missing"
 
-#: What the process exit code recorded in results.json means; mirrors harness.errors (1 = a gate).
+#: What the exit code recorded in results.json means; the same table as `certify --help` prints.
 EXIT_CODE_MEANINGS: dict[int, str] = {
     0: "every required gate passed",
-    1: "at least one required gate did not pass",
-    2: "configuration, usage or evidence-pack error",
-    3: "the target or a tool it needs could not be run",
-    130: "the run was interrupted",
+    1: "a gate failed",
+    2: "usage or configuration error",
+    3: "a required gate is INCONCLUSIVE, NOT_RUN or ERROR, or the target could not be started",
+    130: "interrupted: the pack is INCOMPLETE and has no certificate",
 }
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 # Characters XML 1.0 cannot carry at all; tool output sometimes holds them (ANSI escapes, NUL).
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# Markdown: backslash-escape what would split a table cell or start emphasis or code.
-_MD_PUNCTUATION = re.compile(r"([\\|*_`])")
+# Markdown: backslash-escape what would split a table cell or start emphasis or code; an `_`
+# between two letters or digits cannot start emphasis, so `p99_ms` stays readable.
+_MD_PUNCTUATION = re.compile(r"([\\|*`]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 # Only a `<` that could open raw HTML (tag, closing tag, comment) is neutralised; `<=` stays.
 _MD_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 _MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+_BLANK_LINE_RUNS = re.compile(r"\n{3,}")
 
 
 class InconsistentResultsError(PackError, ValueError):
@@ -123,7 +125,7 @@ def format_number(value: object) -> str:
 
 
 def markdown_text(value: object) -> str:
-    """Make a string safe inside Markdown, table cells included: one line, no cell split, no HTML."""
+    """Make text safe anywhere in Markdown: one line, no table-cell split, no raw HTML."""
     text = _MD_PUNCTUATION.sub(r"\\\1", str(value))
     text = _MD_ENTITY.sub("&amp;", text)
     text = _MD_TAG_START.sub("&lt;", text)
@@ -138,15 +140,15 @@ def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
     run_doc = _read_pack_json(pack_root, "run.json", RUN_FORMAT)
     results_doc = _read_pack_json(pack_root, "results.json", RESULTS_FORMAT)
     config_doc = _read_pack_json(pack_root, "config.resolved.json", None)
-    if run_doc.get("state") != "COMPLETE" or run_doc.get("interrupted") is not False:
+    _check_run_facts(run_doc)
+    if run_doc["state"] != "COMPLETE" or run_doc["interrupted"]:
         return {}
-    mode = run_doc.get("mode")
-    if mode not in {"release", "ci"}:
-        msg = f"run.json: mode is {mode!r}, expected 'release' or 'ci'"
-        raise PackError(msg)
+    mode = run_doc["mode"]
     context = _report_context(run_doc, results_doc, config_doc, manifest_digest)
     template_stem, file_stem = (
-        ("certificate", CERTIFICATE_STEM) if mode == "release" else ("merge_report", MERGE_REPORT_STEM)
+        ("certificate", CERTIFICATE_STEM)
+        if mode == "release"
+        else ("merge_report", MERGE_REPORT_STEM)
     )
     return {
         f"{file_stem}.{ext}": _render(f"{template_stem}.{ext}.j2", context).encode("utf-8")
@@ -180,7 +182,7 @@ def render_summary(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> str:
 
 
 def render_junit(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> bytes:
-    """Render JUnit XML, one testcase per gate; INCONCLUSIVE is a failure so it never looks green."""
+    """Render JUnit XML, one testcase per gate; INCONCLUSIVE fails so it never looks green."""
     results = _gate_results(results_doc)
     statuses = [result.verdict.status for result in results]
     suite = ET.Element(
@@ -196,12 +198,15 @@ def render_junit(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> bytes:
     )
     properties = ET.SubElement(suite, "properties")
     for name in ("mode", "state", "harness_version", "scaled_durations"):
-        ET.SubElement(properties, "property", {"name": name, "value": _xml(_text(run_doc.get(name)))})
-    classname = f"certify.{_text(run_doc.get('target', {}).get('name'))}"
+        ET.SubElement(
+            properties, "property", {"name": name, "value": _xml(_text(run_doc.get(name)))}
+        )
+    classname = f"certify.{_target(run_doc)['name']}"
     for result in results:
         _junit_testcase(suite, classname, result)
     ET.indent(suite)
-    return ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n"
+    payload: bytes = ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    return payload + b"\n"
 
 
 def exit_code_meaning(exit_code: int) -> str:
@@ -235,7 +240,7 @@ def _junit_testcase(suite: ET.Element, classname: str, result: GateResult) -> No
 
 
 def _xml(text: str) -> str:
-    """Replace characters XML 1.0 cannot represent with a visible `\\xNN` escape."""
+    """Replace characters XML 1.0 cannot represent with a visible backslash-x escape."""
     return _XML_INVALID.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
@@ -254,6 +259,21 @@ def _read_pack_json(pack_root: Path, name: str, expected_format: str | None) -> 
         msg = f"{name}: format is {doc.get('format')!r}, expected {expected_format!r}"
         raise PackError(msg)
     return doc
+
+
+def _check_run_facts(run_doc: dict[str, Any]) -> None:
+    """Refuse a run.json whose deciding facts are missing or mistyped rather than guess them."""
+    expected = {
+        "state": ("COMPLETE", "INCOMPLETE"),
+        "mode": ("release", "ci"),
+        "interrupted": (True, False),
+        "scaled_durations": (True, False),
+    }
+    for key, allowed in expected.items():
+        value = run_doc.get(key)
+        if not any(value is option or value == option for option in allowed):
+            msg = f"run.json: {key} is {value!r}, expected one of {', '.join(map(repr, allowed))}"
+            raise PackError(msg)
 
 
 def _gate_results(results_doc: dict[str, Any]) -> tuple[GateResult, ...]:
@@ -283,7 +303,9 @@ def _overall(results_doc: dict[str, Any]) -> Overall:
         raise PackError("results.json: overall.certified or overall.blocking is missing")
     try:
         blockers = tuple(
-            Blocker(str(item["gate"]), Status(item["status"]).value, tuple(map(str, item["reasons"])))
+            Blocker(
+                str(item["gate"]), Status(item["status"]).value, tuple(map(str, item["reasons"]))
+            )
             for item in blocking
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -292,10 +314,14 @@ def _overall(results_doc: dict[str, Any]) -> Overall:
     return Overall(exit_code=exit_code, certified=certified, blocking=blockers)
 
 
-def _required_gate_ids(results: tuple[GateResult, ...], configured: tuple[str, ...]) -> tuple[str, ...]:
+def _required_gate_ids(
+    results: tuple[GateResult, ...], configured: tuple[str, ...]
+) -> tuple[str, ...]:
     """Gates that must PASS: those the config requires, then any result marked required."""
     required = list(configured)
-    required += [result.gate for result in results if result.required and result.gate not in required]
+    required += [
+        result.gate for result in results if result.required and result.gate not in required
+    ]
     return tuple(required)
 
 
@@ -318,7 +344,10 @@ def _blockers(
 
 
 def _certificate_refusals(
-    run_doc: dict[str, Any], overall: Overall, required_ids: tuple[str, ...], blockers: tuple[Blocker, ...]
+    run_doc: dict[str, Any],
+    overall: Overall,
+    required_ids: tuple[str, ...],
+    blockers: tuple[Blocker, ...],
 ) -> list[str]:
     """Every reason the data does not support a certificate; empty only when it does."""
     checks = [
@@ -334,18 +363,26 @@ def _certificate_refusals(
 
 
 def _decide_certified(
-    run_doc: dict[str, Any], overall: Overall, required_ids: tuple[str, ...], blockers: tuple[Blocker, ...]
+    run_doc: dict[str, Any],
+    overall: Overall,
+    required_ids: tuple[str, ...],
+    blockers: tuple[Blocker, ...],
 ) -> bool:
     """Re-check results.json's claim; a certificate the data does not support raises instead."""
     refusals = _certificate_refusals(run_doc, overall, required_ids, blockers)
     if overall.certified and refusals:
         msg = "results.json says certified, but " + "; ".join(refusals) + "; refusing to render it"
-        raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
+        raise InconsistentResultsError(
+            msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts"
+        )
     return overall.certified
 
 
 def _merge_gate_status(
-    run_doc: dict[str, Any], required_ids: tuple[str, ...], blockers: tuple[Blocker, ...], overall: Overall
+    run_doc: dict[str, Any],
+    required_ids: tuple[str, ...],
+    blockers: tuple[Blocker, ...],
+    overall: Overall,
 ) -> str:
     """PASS only when every required gate passed; FAIL when one failed; BLOCKED otherwise."""
     if any(blocker.status == Status.FAIL.value for blocker in blockers):
@@ -375,7 +412,9 @@ def _measurement_line(gate_id: str, measurement: Measurement) -> MeasurementLine
     contradicted = recomputed is not None and measurement.passed not in {None, recomputed}
     if contradicted or (measurement.passed and value is None):
         msg = f"gate {gate_id}: measurement {text!r} is marked passed={measurement.passed}"
-        raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
+        raise InconsistentResultsError(
+            msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts"
+        )
     mark = {True: "pass", False: "fail", None: "not judged"}[measurement.passed]
     return MeasurementLine(text=text, mark=mark)
 
@@ -417,7 +456,7 @@ def _waivers(config_doc: dict[str, Any], run_day: dt.date) -> tuple[WaiverLine, 
 
 
 def _run_day(run_doc: dict[str, Any]) -> dt.date:
-    """The UTC date the run started: the date waivers are judged against (never today)."""
+    """Return the UTC date the run started: waivers are judged against it, never today."""
     try:
         started = dt.datetime.fromisoformat(str(run_doc["started_at"]))
     except (KeyError, ValueError) as exc:
@@ -429,7 +468,7 @@ def _run_day(run_doc: dict[str, Any]) -> dt.date:
 
 
 def _text(value: object) -> str:
-    """A run fact as text; absent facts read `missing`, never a plausible default."""
+    """Format a run fact; an absent fact reads `missing`, never a plausible default."""
     if value is None or value == "":
         return MISSING
     if isinstance(value, bool):
@@ -438,7 +477,7 @@ def _text(value: object) -> str:
 
 
 def _target(run_doc: dict[str, Any]) -> dict[str, str]:
-    """The target identity block; `dirty` is `yes`, `no` or `missing`."""
+    """Return the target identity block; `dirty` is `yes`, `no` or `missing`."""
     target = run_doc.get("target") or {}
     dirty = target.get("dirty")
     return {
@@ -471,11 +510,13 @@ def _report_context(
     config_doc: dict[str, Any],
     manifest_digest: str,
 ) -> dict[str, Any]:
-    """Everything the certificate and merge-report templates print, already decided and formatted."""
+    """Collect what the certificate and merge-report templates print, decided and formatted."""
     certificate_section = config_doc.get("certificate") or {}
     results = _gate_results(results_doc)
     overall = _overall(results_doc)
-    required_ids = _required_gate_ids(results, tuple(certificate_section.get("required_gates") or ()))
+    required_ids = _required_gate_ids(
+        results, tuple(certificate_section.get("required_gates") or ())
+    )
     blockers = _blockers(results, required_ids, overall)
     waivers = _waivers(config_doc, _run_day(run_doc))
     tools = run_doc.get("tools") or {}
@@ -508,11 +549,13 @@ def _report_context(
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    """The one Jinja2 environment: HTML autoescaped, Markdown escaped by the `md` filter."""
+    """Build the Jinja2 environment: HTML autoescaped, Markdown escaped by the `md` filter."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("release", "templates"),
         autoescape=jinja2.select_autoescape(
-            enabled_extensions=("html", "htm", "xml", "html.j2"), default_for_string=True, default=False
+            enabled_extensions=("html", "htm", "xml", "html.j2"),
+            default_for_string=True,
+            default=False,
         ),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -525,4 +568,9 @@ def _environment() -> jinja2.Environment:
 
 def _render(template_name: str, context: dict[str, Any]) -> str:
     """Render one template with the shared environment."""
-    return _environment().get_template(template_name).render(c=context)
+    text = _environment().get_template(template_name).render(c=context)
+    if template_name.endswith(".md.j2"):
+        # Block macros end in a newline and the templates add one; keep single blank lines. Pack
+        # text never carries a raw newline into Markdown (the `md` filter turns it into <br>).
+        text = _BLANK_LINE_RUNS.sub("\n\n", text)
+    return text

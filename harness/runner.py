@@ -128,6 +128,14 @@ class Runner:
 
     def run(self) -> RunOutcome:
         """Run every planned gate, then write results, manifest and (if complete) the certificate."""
+        interrupt = _Interrupt()
+        try:
+            return self._run(interrupt)
+        finally:
+            interrupt.restore()
+
+    def _run(self, interrupt: _Interrupt) -> RunOutcome:
+        """The body of `run`, with SIGINT/SIGTERM already turned into a flag."""
         for text in self.plan.describe():
             self.reporter.line(text)
         identity = git_identity(self.options.target_dir)
@@ -147,7 +155,6 @@ class Runner:
         }
         pack.write_json("run.json", run_doc)
         work_dir = Path(tempfile.mkdtemp(prefix="certify-work-"))
-        interrupt = _Interrupt()
         services = RunServices(
             config=self.config, target_dir=self.options.target_dir, mode=self.options.mode, pack=pack,
             work_dir=work_dir, venv=TargetVenv(self.config, self.options.target_dir, self.options.cache_dir),
@@ -156,7 +163,6 @@ class Runner:
         try:
             self._execute(services, interrupt.event)
         finally:
-            interrupt.restore()
             REGISTRY.kill_all(GRACE_S)
             if not os.environ.get("CERTIFY_KEEP_WORK"):
                 shutil.rmtree(work_dir, ignore_errors=True)

@@ -101,6 +101,10 @@ def _check_verdicts(root: Path, manifest: dict[str, Any], run: dict[str, Any], r
 def _check_rendered(root: Path, report: VerifyReport) -> None:
     """Re-render certificate or merge report from the pack and compare bytes."""
     digest = hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
+    for name in RENDERED:
+        path = root / name
+        if path.is_file() and digest not in path.read_text(encoding="utf-8", errors="replace"):
+            report.problems.append(f"changed: {MANIFEST} (its sha256 is not the one {name} quotes)")
     expected = render_reports(root, digest)
     for name in RENDERED:
         path = root / name

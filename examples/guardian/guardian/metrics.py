@@ -139,7 +139,7 @@ class StoreCollector(Collector):
             "Child processes restarted by the supervisor, by role (worker, api) and reason.",
             labels=["role", "reason"],
         )
-        counted = {(role, reason): 0 for role in ("worker", "api") for reason in ("crash", "hang")}
+        counted = {(role, reason): 0 for role in ("worker", "api", "supervisor") for reason in ("crash", "hang")}
         for role, event, count in store.read(
             "SELECT role, event, COUNT(*) FROM supervisor_events "
             "WHERE event IN ('restart_crash', 'restart_hang') GROUP BY role, event"

@@ -1,0 +1,1 @@
+"""The HTTP side of guardian: JSON API, health, metrics and the server-rendered web UI."""

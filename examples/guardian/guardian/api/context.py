@@ -1,0 +1,96 @@
+"""Shared state of the API process: configuration, per-thread stores, the submit batcher."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from guardian.api.batcher import SubmitBatcher
+from guardian.circuit import CircuitBreaker
+from guardian.errors import StoreError
+from guardian.leases import live_workers
+from guardian.paths import DataDir
+from guardian.store import Store
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """What the API process needs to know about its instance."""
+
+    data_dir: DataDir
+    upstream_url: str | None = None
+    heartbeat_max_age_s: float = 10.0
+
+
+class StoreProvider:
+    """Hands each thread its own Store connection (sqlite3 connections are per-thread)."""
+
+    def __init__(self, data_dir: DataDir) -> None:
+        """Remember where the database lives."""
+        self.data_dir = data_dir
+        self._local = threading.local()
+        self._all: list[Store] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        """Return this thread's store, opening it on first use."""
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = Store(self.data_dir.db_path)
+            self._local.store = store
+            with self._lock:
+                self._all.append(store)
+        return store
+
+    def close_all(self) -> None:
+        """Close every connection opened through this provider."""
+        with self._lock:
+            for store in self._all:
+                store.close()
+            self._all.clear()
+
+
+class AppState:
+    """Everything route handlers share."""
+
+    def __init__(self, config: ApiConfig) -> None:
+        """Create the store provider and the batcher (started by the app lifespan)."""
+        self.config = config
+        self.stores = StoreProvider(config.data_dir)
+        self.batcher = SubmitBatcher(self.stores.get)
+
+
+def readiness(state: AppState) -> tuple[int, dict[str, Any]]:
+    """Evaluate readiness from real state; return (HTTP status, JSON body).
+
+    Ready needs a writable store and at least one worker with a fresh heartbeat. An open or
+    half-open dependency circuit keeps the service ready but reports ``degraded``.
+    """
+    checks: dict[str, Any] = {}
+    store = state.stores.get()
+    try:
+        store.probe_write()
+        checks["store"] = {"ok": True}
+    except StoreError as exc:
+        checks["store"] = {"ok": False, "error": str(exc)}
+    try:
+        alive = live_workers(store, state.config.heartbeat_max_age_s)
+        checks["workers"] = {"ok": bool(alive), "alive": len(alive),
+                             "max_heartbeat_age_s": state.config.heartbeat_max_age_s}
+    except StoreError as exc:
+        checks["workers"] = {"ok": False, "error": str(exc)}
+    if state.config.upstream_url is None:
+        checks["dependency"] = {"ok": True, "circuit": "not_configured"}
+    else:
+        try:
+            circuit = CircuitBreaker(store).snapshot()
+            checks["dependency"] = {"ok": circuit.state == "closed", "circuit": circuit.state,
+                                    "consecutive_failures": circuit.consecutive_failures}
+        except StoreError as exc:
+            checks["dependency"] = {"ok": False, "circuit": "unknown", "error": str(exc)}
+    if not (checks["store"]["ok"] and checks["workers"]["ok"]):
+        return 503, {"status": "not_ready", "checks": checks}
+    if not checks["dependency"]["ok"]:
+        return 200, {"status": "degraded", "checks": checks}
+    return 200, {"status": "ready", "checks": checks}

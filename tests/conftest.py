@@ -1,0 +1,82 @@
+"""Shared fixtures: committed copies of the fixture targets and a subprocess runner for `certify`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+FIXTURE_TARGETS = Path(__file__).resolve().parent / "fixtures" / "targets"
+CERTIFY_TIMEOUT_S = 120.0
+GIT_TIMEOUT_S = 30.0
+
+GitTarget = Callable[..., Path]
+RunCertify = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run one git command in `repo` and fail loudly if it does not succeed."""
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
+    )
+
+
+def commit_all(repo: Path, message: str = "change") -> None:
+    """Stage everything in `repo` and commit it."""
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", message)
+
+
+def copy_target(dest_root: Path, name: str, *, init_git: bool = True) -> Path:
+    """Copy tests/fixtures/targets/<name> under dest_root; optionally make it a committed git repo."""
+    target = dest_root / name
+    shutil.copytree(FIXTURE_TARGETS / name, target)
+    if init_git:
+        git(target, "init", "-q")
+        git(target, "config", "user.name", "Certify Tests")
+        git(target, "config", "user.email", "certify-tests@example.invalid")
+        git(target, "config", "commit.gpgsign", "false")
+        commit_all(target, "fixture target")
+    return target
+
+
+def certify(
+    *args: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout_s: float = CERTIFY_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `certify` entry point in a subprocess and capture its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *(os.fspath(arg) for arg in args)],
+        cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout_s,
+        check=False,
+    )
+
+
+@pytest.fixture
+def git_target(tmp_path: Path) -> GitTarget:
+    """Factory: `git_target("tiny")` is a committed copy of that fixture target in tmp_path."""
+
+    def make(name: str, *, init_git: bool = True) -> Path:
+        return copy_target(tmp_path, name, init_git=init_git)
+
+    return make
+
+
+@pytest.fixture
+def run_certify(tmp_path: Path) -> RunCertify:
+    """Factory running `certify ARGS` with a private venv cache and (by default) tmp_path as cwd."""
+    cache_home = tmp_path / "xdg-cache"
+
+    def run(
+        *args: str | os.PathLike[str], env: Mapping[str, str] | None = None, cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return certify(*args, env={"XDG_CACHE_HOME": str(cache_home), **(env or {})}, cwd=cwd or tmp_path)
+
+    return run

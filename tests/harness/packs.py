@@ -1,0 +1,38 @@
+"""Helpers for tests that run the real `certify` entry point against fixture targets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+PLUGINS = "tests.fixtures.plugins.sleepy_gates"
+
+
+def committed_copy(name: str, dest: Path) -> Path:
+    """Copy tests/fixtures/targets/<name> to dest and commit it in a fresh git repository."""
+    shutil.copytree(FIXTURES / "targets" / name, dest)
+    for argv in (
+        ["git", "init", "-q"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "fixture"],
+    ):
+        subprocess.run(argv, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def certify_env(**extra: str) -> dict[str, str]:
+    """Environment for a certify subprocess that can load the test gate plugins."""
+    env = dict(os.environ)
+    env.update({"CERTIFY_PLUGINS": PLUGINS, "PYTHONPATH": str(REPO), "CI": "true"})
+    env.update(extra)
+    return env
+
+
+def certify_argv(*args: str) -> list[str]:
+    """argv running the real CLI with this interpreter."""
+    return [sys.executable, "-m", "harness.cli", *args]
