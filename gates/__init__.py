@@ -2,6 +2,4 @@
 
 from gates.identity import IdentityGate
 
-ALL_GATES = (
-    IdentityGate(),
-)
+ALL_GATES = (IdentityGate(),)

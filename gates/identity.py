@@ -33,9 +33,11 @@ def _dunder_version(path: Path) -> str | None:
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets
-        ) and isinstance(node.value, ast.Constant):
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+        ):
             return str(node.value.value)
     return None
 
@@ -57,7 +59,10 @@ class IdentityGate(Gate):
     """Records commit and dirty state and checks the declared versions agree."""
 
     spec: ClassVar[GateSpec] = GateSpec(
-        id="ID", title="Target identity and version consistency", requirements=("R1", "R4"), timeout_s=120,
+        id="ID",
+        title="Target identity and version consistency",
+        requirements=("R1", "R4"),
+        timeout_s=120,
     )
     policy_model: ClassVar[type[Policy]] = IdentityPolicy
 
@@ -83,13 +88,16 @@ class IdentityGate(Gate):
             init = root / package.replace(".", "/") / "__init__.py"
             if init.is_file():
                 versions[f"{init.relative_to(ctx.target_dir)}:__version__"] = _dunder_version(init)
-        ctx.write_json(EVIDENCE, {
-            "mode": ctx.mode,
-            "commit": head.stdout().strip() if head.returncode == 0 else None,
-            "git_error": None if head.returncode == 0 else head.stderr().strip()[-300:],
-            "changed": sorted({line[3:] for line in status.stdout().splitlines() if line.strip()}),
-            "versions": versions,
-        })
+        ctx.write_json(
+            EVIDENCE,
+            {
+                "mode": ctx.mode,
+                "commit": head.stdout().strip() if head.returncode == 0 else None,
+                "git_error": None if head.returncode == 0 else head.stderr().strip()[-300:],
+                "changed": sorted({line[3:] for line in status.stdout().splitlines() if line.strip()}),
+                "versions": versions,
+            },
+        )
 
     def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
         """FAIL on disagreeing or missing versions, or a dirty tree in release mode."""
@@ -112,12 +120,15 @@ class IdentityGate(Gate):
         changed: list[str] = data["changed"]
         if changed and data["mode"] == "release" and not policy.allow_dirty_in_release:
             shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
-            reasons.append(f"working tree has {len(changed)} uncommitted change(s) ({shown}); a certificate must name a commit")
+            reasons.append(
+                f"working tree has {len(changed)} uncommitted change(s) ({shown}); a certificate must name a commit"
+            )
         strict_tree = data["mode"] == "release" and not policy.allow_dirty_in_release
         measurements = (
             Measurement.judged("distinct declared versions", len(distinct), "==", 1),
             Measurement.judged("uncommitted changes", len(changed), "<=", 0)
-            if strict_tree else Measurement(name="uncommitted changes", value=len(changed)),
+            if strict_tree
+            else Measurement(name="uncommitted changes", value=len(changed)),
         )
         details = {"commit": commit, "versions": versions, "dirty": bool(changed)}
         if reasons:

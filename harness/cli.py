@@ -14,7 +14,7 @@ from harness.config import json_schema
 from harness.errors import HarnessError, UsageError
 from harness.progress import make_reporter
 from harness.registry import catalogue
-from harness.runner import RunOptions, Runner
+from harness.runner import Runner, RunOptions
 from harness.verify import verify_pack
 
 EXIT_CODES = """exit codes:
@@ -61,30 +61,60 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="certify", description="Run release gates against a service and write a verifiable evidence pack.",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="certify",
+        description="Run release gates against a service and write a verifiable evidence pack.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"release-harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
-        "run", help="run gates and write an evidence pack", epilog=EXIT_CODES,
+        "run",
+        help="run gates and write an evidence pack",
+        epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the gates of a target's certify.toml and write an evidence pack "
         "(and, in release mode, a production-readiness certificate).",
     )
-    run.add_argument("--target", type=Path, default=None, help="target directory holding certify.toml "
-                     "(default: the bundled reference target examples/guardian)")
-    run.add_argument("--gates", type=_gate_list, default=None,
-                     help="comma-separated gate ids (default: the certificate's required gates); see `certify gates`")
-    run.add_argument("--mode", choices=("release", "ci"), default="release",
-                     help="release: full durations, may certify; ci: scaled durations, merge-gate report only")
-    run.add_argument("--out", type=Path, default=None,
-                     help="pack directory (default: release/artifacts/<UTC time>-<short commit>/); must be new or empty")
-    run.add_argument("--jobs", type=_positive, default=2, help="gates needing no service run this many at once (default 2)")
-    run.add_argument("--cache-dir", type=Path, default=None,
-                     help="where target venvs are kept (default: ~/.cache/release-harness/venvs)")
-    verify = sub.add_parser("verify", help="re-check an evidence pack offline", epilog=EXIT_CODES,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument(
+        "--target",
+        type=Path,
+        default=None,
+        help="target directory holding certify.toml (default: the bundled reference target examples/guardian)",
+    )
+    run.add_argument(
+        "--gates",
+        type=_gate_list,
+        default=None,
+        help="comma-separated gate ids (default: the certificate's required gates); see `certify gates`",
+    )
+    run.add_argument(
+        "--mode",
+        choices=("release", "ci"),
+        default="release",
+        help="release: full durations, may certify; ci: scaled durations, merge-gate report only",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="pack directory (default: release/artifacts/<UTC time>-<short commit>/); must be new or empty",
+    )
+    run.add_argument(
+        "--jobs", type=_positive, default=2, help="gates needing no service run this many at once (default 2)"
+    )
+    run.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where target venvs are kept (default: ~/.cache/release-harness/venvs)",
+    )
+    verify = sub.add_parser(
+        "verify",
+        help="re-check an evidence pack offline",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verify.add_argument("pack", type=Path, help="pack directory")
     sub.add_parser("schema", help="print the JSON Schema of certify.toml")
     sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
@@ -92,14 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """certify run."""
+    """Certify run."""
     target = (args.target or default_target()).resolve()
     if not target.is_dir():
         msg = f"--target {args.target}: not a directory"
         raise UsageError(msg)
-    cache = args.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "release-harness" / "venvs"
-    options = RunOptions(target_dir=target, gates=args.gates, mode=args.mode, out=args.out, jobs=args.jobs,
-                         cache_dir=cache.resolve())
+    cache = (
+        args.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "release-harness" / "venvs"
+    )
+    options = RunOptions(
+        target_dir=target, gates=args.gates, mode=args.mode, out=args.out, jobs=args.jobs, cache_dir=cache.resolve()
+    )
     runner = Runner(options, reporter := make_reporter())
     try:
         outcome = runner.run()
@@ -116,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """certify verify PACK."""
+    """Certify verify PACK."""
     report = verify_pack(args.pack)
     for problem in report.problems:
         print(problem)
@@ -128,7 +161,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _gates() -> int:
-    """certify gates."""
+    """Certify gates."""
     from harness.registry import implemented  # noqa: PLC0415 - loads every gate module
 
     for gate_id, (title, requirements) in catalogue().items():

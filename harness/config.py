@@ -234,7 +234,7 @@ def parse_config(data: dict[str, Any], source: str) -> CertifyConfigBase:
 
 def resolved_json(config: CertifyConfigBase) -> dict[str, Any]:
     """The fully resolved config (defaults filled in) as JSON-ready data."""
-    return cast(dict[str, Any], config.model_dump(mode="json"))
+    return config.model_dump(mode="json")
 
 
 def canonical_digest(data: Any) -> str:

@@ -57,7 +57,7 @@ class GateContext:
 
     @property
     def mode(self) -> str:
-        """"release" or "ci"."""
+        """The run mode, release or ci."""
         return self._svc.mode
 
     @property
@@ -99,23 +99,39 @@ class GateContext:
             self._svc.tools[name] = version
 
     def run(
-        self, label: str, argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+        self,
+        label: str,
+        argv: list[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
         timeout_s: float = 600.0,
     ) -> ToolRun:
         """Run a tool bounded in time; its argv, exit code and output are kept as evidence."""
         self._runs += 1
         stem = f"{self._runs:02d}-{label}"
         run = run_tool(
-            argv, cwd=cwd or self.target_dir, env=env or target_env(), timeout_s=timeout_s,
-            stdout_path=self.scratch / f"{stem}.stdout.txt", stderr_path=self.scratch / f"{stem}.stderr.txt",
-            cancel=self.cancel, registry=self._svc.registry,
+            argv,
+            cwd=cwd or self.target_dir,
+            env=env or target_env(),
+            timeout_s=timeout_s,
+            stdout_path=self.scratch / f"{stem}.stdout.txt",
+            stderr_path=self.scratch / f"{stem}.stderr.txt",
+            cancel=self.cancel,
+            registry=self._svc.registry,
         )
         self.copy_in(f"runs/{stem}.stdout.txt", run.stdout_path)
         self.copy_in(f"runs/{stem}.stderr.txt", run.stderr_path)
-        self.write_json(f"runs/{stem}.json", {
-            "argv": list(run.argv), "returncode": run.returncode, "duration_s": round(run.duration_s, 3),
-            "timed_out": run.timed_out, "cancelled": run.cancelled,
-        })
+        self.write_json(
+            f"runs/{stem}.json",
+            {
+                "argv": list(run.argv),
+                "returncode": run.returncode,
+                "duration_s": round(run.duration_s, 3),
+                "timed_out": run.timed_out,
+                "cancelled": run.cancelled,
+            },
+        )
         return run
 
     def target_python(self) -> Path:

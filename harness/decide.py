@@ -33,7 +33,7 @@ def decide(gate: Gate, evidence: Evidence, policy: Policy) -> Verdict:
         return Verdict.of(status, str(record.get("reason") or f"collect ended with {outcome!r}"))
     try:
         return gate.evaluate(evidence, policy)
-    except Exception as exc:  # noqa: BLE001 - runner boundary: a crash in evaluate is an ERROR verdict
+    except Exception as exc:
         return Verdict.of(Status.ERROR, f"evaluate failed on the stored evidence: {type(exc).__name__}: {exc}")
 
 
@@ -42,9 +42,7 @@ def not_implemented(gate_id: str, version: str) -> Verdict:
     return Verdict.of(Status.NOT_RUN, f"gate {gate_id} is not implemented in release-harness {version}")
 
 
-def overall(
-    results: Sequence[GateResult], required_gates: Sequence[str], mode: str, complete: bool
-) -> dict[str, Any]:
+def overall(results: Sequence[GateResult], required_gates: Sequence[str], mode: str, complete: bool) -> dict[str, Any]:
     """Exit code, certification and blocking gates of a run (see README, "Exit codes")."""
     by_gate = {result.gate: result for result in results}
     blocking: list[dict[str, Any]] = []
@@ -53,9 +51,13 @@ def overall(
         if result is None:
             blocking.append({"gate": gate_id, "status": Status.NOT_RUN.value, "reasons": ["not run in this run"]})
         elif result.verdict.status is not Status.PASS:
-            blocking.append({
-                "gate": gate_id, "status": result.verdict.status.value, "reasons": list(result.verdict.reasons),
-            })
+            blocking.append(
+                {
+                    "gate": gate_id,
+                    "status": result.verdict.status.value,
+                    "reasons": list(result.verdict.reasons),
+                }
+            )
     for result in results:
         if result.verdict.status is Status.FAIL and result.gate not in required_gates:
             blocking.append({"gate": result.gate, "status": "FAIL", "reasons": list(result.verdict.reasons)})

@@ -86,12 +86,18 @@ class TargetVenv:
             steps.append(("install", [fill(part, self._values(python)) for part in install]))
         for label, argv in steps:
             run = run_tool(
-                argv, cwd=self.target_dir, env=target_env(venv=venv), timeout_s=self.config.install.timeout_s,
-                stdout_path=log_dir / f"install-{label}.stdout.txt", stderr_path=log_dir / f"install-{label}.stderr.txt",
+                argv,
+                cwd=self.target_dir,
+                env=target_env(venv=venv),
+                timeout_s=self.config.install.timeout_s,
+                stdout_path=log_dir / f"install-{label}.stdout.txt",
+                stderr_path=log_dir / f"install-{label}.stderr.txt",
             )
             if run.returncode != 0:
                 why = "timed out" if run.timed_out else f"exited {run.returncode}"
-                msg = f"installing {self.config.target.name}: step {label!r} {why}: {tail(run.stderr_path, 600).strip()}"
+                msg = (
+                    f"installing {self.config.target.name}: step {label!r} {why}: {tail(run.stderr_path, 600).strip()}"
+                )
                 raise TargetError(msg)
         marker.write_text(self.fingerprint(), encoding="utf-8")
         return python
@@ -153,7 +159,9 @@ class Instance:
 class InstanceLauncher:
     """Starts and stops isolated instances of the target for service gates."""
 
-    def __init__(self, config: CertifyConfigBase, target_dir: Path, work_dir: Path, registry: ProcessRegistry = REGISTRY) -> None:
+    def __init__(
+        self, config: CertifyConfigBase, target_dir: Path, work_dir: Path, registry: ProcessRegistry = REGISTRY
+    ) -> None:
         """Bind to a target, a scratch area and the process registry."""
         if config.service is None:
             msg = "certify.toml has no [service] table: this gate needs to start the target"
@@ -181,7 +189,9 @@ class InstanceLauncher:
                 self._start_dependency(instance, dep_name, dep, env)
             argv = [fill(part, values) for part in self.service.command]
             proc = self._spawn(instance, "service", argv, env)
-            instance.ready_s = wait_http_ok(instance.base_url + self.service.readiness, self.service.startup_deadline_s, proc)
+            instance.ready_s = wait_http_ok(
+                instance.base_url + self.service.readiness, self.service.startup_deadline_s, proc
+            )
         except TargetError as exc:
             self.stop(instance)
             output = "".join(tail(path, 1500) for path in instance.output_files() if "stderr" in path.name)
@@ -205,8 +215,12 @@ class InstanceLauncher:
     def _spawn(self, instance: Instance, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start one process of the instance with its output captured."""
         proc = spawn(
-            argv, cwd=self.target_dir, env=env, registry=self.registry,
-            stdout_path=instance.log_dir / f"{role}.stdout.txt", stderr_path=instance.log_dir / f"{role}.stderr.txt",
+            argv,
+            cwd=self.target_dir,
+            env=env,
+            registry=self.registry,
+            stdout_path=instance.log_dir / f"{role}.stdout.txt",
+            stderr_path=instance.log_dir / f"{role}.stderr.txt",
         )
         instance.procs[role] = proc
         return proc

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Status(enum.StrEnum):
     """The verdict lattice every gate maps into; only PASS lets a required gate through."""
 
-    PASS = "PASS"
+    PASS = "PASS"  # noqa: S105 - a verdict, not a password
     FAIL = "FAIL"
     INCONCLUSIVE = "INCONCLUSIVE"
     NOT_RUN = "NOT_RUN"
@@ -47,9 +47,7 @@ class Measurement(BaseModel):
     passed: bool | None = None
 
     @classmethod
-    def judged(
-        cls, name: str, value: float, comparator: Comparator, threshold: float, unit: str = ""
-    ) -> Measurement:
+    def judged(cls, name: str, value: float, comparator: Comparator, threshold: float, unit: str = "") -> Measurement:
         """Build a measurement and record whether it meets its threshold."""
         return cls(
             name=name,

@@ -59,8 +59,13 @@ class Plan:
     def as_json(self) -> list[dict[str, Any]]:
         """The plan as recorded in run.json."""
         return [
-            {"gate": e.gate_id, "implemented": e.gate is not None, "needs_service": e.needs_service,
-             "planned_s": e.planned_s, "required": e.required}
+            {
+                "gate": e.gate_id,
+                "implemented": e.gate is not None,
+                "needs_service": e.needs_service,
+                "planned_s": e.planned_s,
+                "required": e.required,
+            }
             for e in self.entries
         ]
 
@@ -84,9 +89,15 @@ def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, job
         title, requirements = known[gate_id]
         gate = implemented(gate_id)
         planned = gate.planned_duration_s(config.policy(gate_id), mode) if gate is not None else 0.0
-        entries.append(PlanEntry(
-            gate_id=gate_id, title=title, requirements=requirements, gate=gate,
-            needs_service=gate.spec.needs_service if gate is not None else False,
-            planned_s=planned, required=gate_id in config.certificate.required_gates,
-        ))
+        entries.append(
+            PlanEntry(
+                gate_id=gate_id,
+                title=title,
+                requirements=requirements,
+                gate=gate,
+                needs_service=gate.spec.needs_service if gate is not None else False,
+                planned_s=planned,
+                required=gate_id in config.certificate.required_gates,
+            )
+        )
     return Plan(entries=tuple(entries), mode=mode, jobs=jobs)

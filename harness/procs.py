@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,10 +64,8 @@ def _tree(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 def _signal_tree(proc: subprocess.Popen[bytes], members: list[psutil.Process], sig: int) -> None:
     """Send a signal to the child's process group and to every known descendant."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
     for member in members:
         try:
             member.send_signal(sig)
@@ -105,7 +104,7 @@ def _gone(proc: subprocess.Popen[bytes], members: list[psutil.Process]) -> bool:
 def _alive(member: psutil.Process) -> bool:
     """Whether a process is still running (zombies count as gone)."""
     try:
-        return member.is_running() and member.status() != psutil.STATUS_ZOMBIE
+        return bool(member.is_running() and member.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -132,8 +131,13 @@ def spawn(
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         try:
-            proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-                argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         except FileNotFoundError:

@@ -12,9 +12,22 @@ REDACTED = "[REDACTED]"
 
 #: Environment variables worth recording in the run record (values still scrubbed when secret).
 ENV_ALLOW = (
-    "CI", "GITHUB_ACTIONS", "GITHUB_REF", "GITHUB_SHA", "GITHUB_RUN_ID", "GITHUB_WORKFLOW",
-    "GITHUB_REPOSITORY", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "VIRTUAL_ENV", "CERTIFY_*",
-    "PIP_INDEX_URL", "PIP_NO_CACHE_DIR", "SOURCE_DATE_EPOCH",
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITHUB_REF",
+    "GITHUB_SHA",
+    "GITHUB_RUN_ID",
+    "GITHUB_WORKFLOW",
+    "GITHUB_REPOSITORY",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "PYTHONHASHSEED",
+    "VIRTUAL_ENV",
+    "CERTIFY_*",
+    "PIP_INDEX_URL",
+    "PIP_NO_CACHE_DIR",
+    "SOURCE_DATE_EPOCH",
 )
 SECRET_NAME = re.compile(
     r"(^|_)(SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|APIKEY|CREDENTIALS?|AUTH|PRIVATE|SIGNATURE|DSN)(_|$)"
@@ -63,7 +76,8 @@ class Redactor:
         # Only values named as secrets are scrubbed everywhere: scrubbing every high-entropy
         # value would also erase ordinary paths and ids from the evidence.
         values = {
-            value for name, value in environ.items()
+            value
+            for name, value in environ.items()
             if len(value) >= MIN_SECRET_LEN and (SECRET_NAME.search(name) or SECRET_VALUE.search(value))
         }
         # Longest first, so a secret containing another is replaced whole.

@@ -146,13 +146,10 @@ def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
     mode = run_doc["mode"]
     context = _report_context(run_doc, results_doc, config_doc, manifest_digest)
     template_stem, file_stem = (
-        ("certificate", CERTIFICATE_STEM)
-        if mode == "release"
-        else ("merge_report", MERGE_REPORT_STEM)
+        ("certificate", CERTIFICATE_STEM) if mode == "release" else ("merge_report", MERGE_REPORT_STEM)
     )
     return {
-        f"{file_stem}.{ext}": _render(f"{template_stem}.{ext}.j2", context).encode("utf-8")
-        for ext in ("md", "html")
+        f"{file_stem}.{ext}": _render(f"{template_stem}.{ext}.j2", context).encode("utf-8") for ext in ("md", "html")
     }
 
 
@@ -198,9 +195,7 @@ def render_junit(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> bytes:
     )
     properties = ET.SubElement(suite, "properties")
     for name in ("mode", "state", "harness_version", "scaled_durations"):
-        ET.SubElement(
-            properties, "property", {"name": name, "value": _xml(_text(run_doc.get(name)))}
-        )
+        ET.SubElement(properties, "property", {"name": name, "value": _xml(_text(run_doc.get(name)))})
     classname = f"certify.{_target(run_doc)['name']}"
     for result in results:
         _junit_testcase(suite, classname, result)
@@ -303,9 +298,7 @@ def _overall(results_doc: dict[str, Any]) -> Overall:
         raise PackError("results.json: overall.certified or overall.blocking is missing")
     try:
         blockers = tuple(
-            Blocker(
-                str(item["gate"]), Status(item["status"]).value, tuple(map(str, item["reasons"]))
-            )
+            Blocker(str(item["gate"]), Status(item["status"]).value, tuple(map(str, item["reasons"])))
             for item in blocking
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -314,20 +307,14 @@ def _overall(results_doc: dict[str, Any]) -> Overall:
     return Overall(exit_code=exit_code, certified=certified, blocking=blockers)
 
 
-def _required_gate_ids(
-    results: tuple[GateResult, ...], configured: tuple[str, ...]
-) -> tuple[str, ...]:
+def _required_gate_ids(results: tuple[GateResult, ...], configured: tuple[str, ...]) -> tuple[str, ...]:
     """Gates that must PASS: those the config requires, then any result marked required."""
     required = list(configured)
-    required += [
-        result.gate for result in results if result.required and result.gate not in required
-    ]
+    required += [result.gate for result in results if result.required and result.gate not in required]
     return tuple(required)
 
 
-def _blockers(
-    results: tuple[GateResult, ...], required_ids: tuple[str, ...], overall: Overall
-) -> tuple[Blocker, ...]:
+def _blockers(results: tuple[GateResult, ...], required_ids: tuple[str, ...], overall: Overall) -> tuple[Blocker, ...]:
     """Blocking gates as results.json lists them, plus any required gate it forgot to list."""
     by_id = {result.gate: result for result in results}
     blockers = list(overall.blocking)
@@ -372,9 +359,7 @@ def _decide_certified(
     refusals = _certificate_refusals(run_doc, overall, required_ids, blockers)
     if overall.certified and refusals:
         msg = "results.json says certified, but " + "; ".join(refusals) + "; refusing to render it"
-        raise InconsistentResultsError(
-            msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts"
-        )
+        raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
     return overall.certified
 
 
@@ -412,9 +397,7 @@ def _measurement_line(gate_id: str, measurement: Measurement) -> MeasurementLine
     contradicted = recomputed is not None and measurement.passed not in {None, recomputed}
     if contradicted or (measurement.passed and value is None):
         msg = f"gate {gate_id}: measurement {text!r} is marked passed={measurement.passed}"
-        raise InconsistentResultsError(
-            msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts"
-        )
+        raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
     mark = {True: "pass", False: "fail", None: "not judged"}[measurement.passed]
     return MeasurementLine(text=text, mark=mark)
 
@@ -514,9 +497,7 @@ def _report_context(
     certificate_section = config_doc.get("certificate") or {}
     results = _gate_results(results_doc)
     overall = _overall(results_doc)
-    required_ids = _required_gate_ids(
-        results, tuple(certificate_section.get("required_gates") or ())
-    )
+    required_ids = _required_gate_ids(results, tuple(certificate_section.get("required_gates") or ()))
     blockers = _blockers(results, required_ids, overall)
     waivers = _waivers(config_doc, _run_day(run_doc))
     tools = run_doc.get("tools") or {}

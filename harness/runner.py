@@ -25,8 +25,8 @@ from harness.gate import Evidence, Gate
 from harness.lifecycle import TargetVenv
 from harness.model import GateResult, Verdict
 from harness.plan import Plan, PlanEntry, make_plan
-from harness.progress import Reporter
 from harness.procs import REGISTRY
+from harness.progress import Reporter
 from harness.redact import Redactor, allowed_env
 from harness.render import render_junit, render_reports, render_summary
 from harness.runrecord import declared_version, git_identity, host_info, utc_now
@@ -82,7 +82,7 @@ def _collect(gate: Gate, ctx: GateContext, policy: Any, record: dict[str, Any]) 
         record.update(outcome="target_failed", reason=f"the target failed: {exc.message}")
     except HarnessError as exc:
         record.update(outcome="error", reason=exc.message)
-    except Exception as exc:  # noqa: BLE001 - gate-runner boundary: a crash becomes an ERROR result
+    except Exception as exc:
         ctx.write_text("traceback.txt", traceback.format_exc())
         record.update(outcome="error", reason=f"gate crashed: {type(exc).__name__}: {exc} (see traceback.txt)")
 
@@ -143,22 +143,38 @@ class Runner:
         resolved = resolved_json(self.config)
         pack.write_json("config.resolved.json", resolved)
         run_doc: dict[str, Any] = {
-            "format": "release-harness-run/1", "state": "RUNNING", "harness_version": __version__,
-            "mode": self.options.mode, "started_at": utc_now(), "ended_at": None,
+            "format": "release-harness-run/1",
+            "state": "RUNNING",
+            "harness_version": __version__,
+            "mode": self.options.mode,
+            "started_at": utc_now(),
+            "ended_at": None,
             "target": {
-                "name": self.config.target.name, "dir": str(self.options.target_dir),
-                "version": declared_version(self.config, self.options.target_dir), **identity,
+                "name": self.config.target.name,
+                "dir": str(self.options.target_dir),
+                "version": declared_version(self.config, self.options.target_dir),
+                **identity,
             },
-            "config_digest": canonical_digest(resolved), "host": host_info(), "env": allowed_env(os.environ),
-            "gates_selected": [entry.gate_id for entry in self.plan.entries], "plan": self.plan.as_json(),
-            "scaled_durations": self.options.mode == "ci", "interrupted": False, "tools": {},
+            "config_digest": canonical_digest(resolved),
+            "host": host_info(),
+            "env": allowed_env(os.environ),
+            "gates_selected": [entry.gate_id for entry in self.plan.entries],
+            "plan": self.plan.as_json(),
+            "scaled_durations": self.options.mode == "ci",
+            "interrupted": False,
+            "tools": {},
         }
         pack.write_json("run.json", run_doc)
         work_dir = Path(tempfile.mkdtemp(prefix="certify-work-"))
         services = RunServices(
-            config=self.config, target_dir=self.options.target_dir, mode=self.options.mode, pack=pack,
-            work_dir=work_dir, venv=TargetVenv(self.config, self.options.target_dir, self.options.cache_dir),
-            cancel=interrupt.event, progress=self.reporter.gate_message,
+            config=self.config,
+            target_dir=self.options.target_dir,
+            mode=self.options.mode,
+            pack=pack,
+            work_dir=work_dir,
+            venv=TargetVenv(self.config, self.options.target_dir, self.options.cache_dir),
+            cancel=interrupt.event,
+            progress=self.reporter.gate_message,
         )
         try:
             self._execute(services, interrupt.event)
@@ -178,8 +194,10 @@ class Runner:
         pending += [e for e in self.plan.entries if e.gate is not None and e.needs_service]
         running: list[_GateRun] = []
         while (pending or running) and not interrupted.is_set():
-            while pending and len(running) < self.options.jobs and not (
-                running and (pending[0].needs_service or running[0].entry.needs_service)
+            while (
+                pending
+                and len(running) < self.options.jobs
+                and not (running and (pending[0].needs_service or running[0].entry.needs_service))
             ):
                 running.append(self._start(pending.pop(0), services, interrupted))
             for gate_run in list(running):
@@ -195,7 +213,9 @@ class Runner:
                 if gate_run.thread is not None:
                     gate_run.thread.join(timeout=1.0)
                 gate_run.record.clear()
-                gate_run.record.update(outcome="interrupted", reason="the run was interrupted before this gate finished")
+                gate_run.record.update(
+                    outcome="interrupted", reason="the run was interrupted before this gate finished"
+                )
                 self._conclude(gate_run, services)
 
     def _start(self, entry: PlanEntry, services: RunServices, interrupted: threading.Event) -> _GateRun:
@@ -207,7 +227,10 @@ class Runner:
         gate_run = _GateRun(entry=entry, gate=entry.gate, ctx=ctx, cancel=cancel, started=time.monotonic())
         policy = self.config.policy(entry.gate_id)
         gate_run.thread = threading.Thread(
-            target=_collect, args=(entry.gate, ctx, policy, gate_run.record), name=f"gate-{entry.gate_id}", daemon=True,
+            target=_collect,
+            args=(entry.gate, ctx, policy, gate_run.record),
+            name=f"gate-{entry.gate_id}",
+            daemon=True,
         )
         self.reporter.gate_started(entry.gate_id, entry.planned_s)
         if interrupted.is_set():
@@ -254,8 +277,13 @@ class Runner:
     def _record(self, entry: PlanEntry, verdict: Verdict, duration_s: float, files: tuple[str, ...]) -> None:
         """Keep a gate's result and tell the reporter."""
         self.results[entry.gate_id] = GateResult(
-            gate=entry.gate_id, title=entry.title, requirements=entry.requirements, required=entry.required,
-            verdict=verdict, duration_s=round(duration_s, 3), evidence=files,
+            gate=entry.gate_id,
+            title=entry.title,
+            requirements=entry.requirements,
+            required=entry.required,
+            verdict=verdict,
+            duration_s=round(duration_s, 3),
+            evidence=files,
         )
         self.reporter.gate_finished(entry.gate_id, verdict.status.value, duration_s)
 
@@ -270,7 +298,9 @@ class Runner:
             "overall": decision,
         }
         run_doc.update(
-            state="COMPLETE" if complete else "INCOMPLETE", ended_at=utc_now(), interrupted=not complete,
+            state="COMPLETE" if complete else "INCOMPLETE",
+            ended_at=utc_now(),
+            interrupted=not complete,
             tools=dict(sorted(services.tools.items())),
         )
         pack.write_json("results.json", results_doc)
@@ -287,4 +317,3 @@ class Runner:
             with Path(step_summary).open("a", encoding="utf-8") as handle:
                 handle.write(summary)
         return RunOutcome(pack.root, int(decision["exit_code"]), bool(decision["certified"]), complete)
-

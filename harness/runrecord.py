@@ -27,8 +27,12 @@ def _git(target_dir: Path, *args: str) -> str | None:
     if shutil.which("git") is None:
         return None
     try:
-        done = subprocess.run(  # noqa: S603 - argv list
-            ["git", "-C", str(target_dir), *args], capture_output=True, text=True, timeout=30, check=False,
+        done = subprocess.run(
+            ["git", "-C", str(target_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -75,9 +79,12 @@ def _gpu() -> str:
     if shutil.which("nvidia-smi") is None:
         return "none detected (no nvidia-smi)"
     try:
-        done = subprocess.run(  # noqa: S603 - argv list
+        done = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=False,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown (nvidia-smi failed)"

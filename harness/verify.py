@@ -92,8 +92,10 @@ def _check_verdicts(root: Path, manifest: dict[str, Any], run: dict[str, Any], r
     recomputed = overall(results, config.certificate.required_gates, str(run.get("mode")), complete)
     if recomputed != results_doc.get("overall"):
         report.problems.append("results.json: overall decision differs from the one recomputed from the verdicts")
-    for name, data in (("junit.xml", render_junit(results_doc, run)),
-                       ("summary.md", render_summary(results_doc, run).encode("utf-8"))):
+    for name, data in (
+        ("junit.xml", render_junit(results_doc, run)),
+        ("summary.md", render_summary(results_doc, run).encode("utf-8")),
+    ):
         if (root / name).is_file() and (root / name).read_bytes() != data:
             report.problems.append(f"changed: {name} (differs from a re-render of results.json)")
 

@@ -1,0 +1,93 @@
+"""Sessions for release-harness: the single source of truth for CI, the README and release captains.
+
+    nox -s ci         quick merge-gate run of the reference target (ci mode, scaled durations)
+    nox -s certify    full release run of the reference target; `-- --target DIR` for another
+    nox -s tests      the test suite (what .ci/run runs)
+    nox -s lint       ruff and mypy
+    nox -s verify     re-check an evidence pack: `nox -s verify -- PACK` (default: the newest)
+    nox -s identity   the identity gate alone
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+REPO = Path(__file__).parent
+ARTIFACTS = REPO / "release" / "artifacts"
+#: System tools some gates need, with the command that installs them on Debian.
+SYSTEM_TOOLS = {
+    "git": "apt-get install -y git",
+}
+
+
+def require_system(session: nox.Session, *tools: str) -> None:
+    """Stop the session with the install command when a system tool is missing."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        hints = "; ".join(f"{tool}: {SYSTEM_TOOLS.get(tool, 'install it')}" for tool in missing)
+        session.error(f"missing system tool(s): {hints}")
+
+
+def _certify(session: nox.Session, mode: str, *gates: str) -> None:
+    """Install the harness and run `certify run` with the session's extra arguments."""
+    require_system(session, "git")
+    session.install("-e", ".")
+    args = ["certify", "run", "--mode", mode]
+    if gates:
+        args += ["--gates", ",".join(gates)]
+    session.run(*args, *session.posargs)
+
+
+@nox.session
+def certify(session: nox.Session) -> None:
+    """Release-mode run (full durations) of the reference target, or `-- --target DIR`."""
+    _certify(session, "release")
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """Quick merge gate: ci mode, durations scaled down, a merge-gate report instead of a certificate."""
+    _certify(session, "ci")
+
+
+@nox.session
+def identity(session: nox.Session) -> None:
+    """The identity gate alone (commit, clean tree, version consistency)."""
+    _certify(session, "ci", "ID")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The harness's test suite, integration tests included."""
+    require_system(session, "git")
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format check) and mypy --strict on harness/ and gates/."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "harness", "gates")
+    session.run("mypy")
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Re-check an evidence pack offline: `nox -s verify -- PACK` (default: the newest pack)."""
+    session.install("-e", ".")
+    if session.posargs:
+        pack = session.posargs[0]
+    else:
+        packs = sorted(ARTIFACTS.glob("*/manifest.json"))
+        if not packs:
+            session.error(f"no pack under {ARTIFACTS}; pass one: nox -s verify -- PACK")
+        pack = str(packs[-1].parent)
+    session.run("certify", "verify", pack)
