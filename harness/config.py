@@ -118,8 +118,10 @@ class Waiver(Section):
 class CertificateSection(Section):
     """What a certificate requires and who signs it."""
 
-    required_gates: tuple[str, ...] = GATE_IDS
-    sign_off: tuple[str, ...] = ("Release captain", "Service owner", "Security reviewer")
+    required_gates: tuple[str, ...] = Field(GATE_IDS, description="Gates that must PASS for CERTIFIED.")
+    sign_off: tuple[str, ...] = Field(
+        ("Release captain", "Service owner", "Security reviewer"), description="Roles that sign the certificate."
+    )
 
     @field_validator("required_gates")
     @classmethod
@@ -136,13 +138,13 @@ class CertificateSection(Section):
 class CertifyConfigBase(Section):
     """Common part of the config model; `gates` is added from the gate registry."""
 
-    target: TargetSection
-    install: InstallSection = InstallSection()
-    tests: TestsSection = TestsSection()
-    bootstrap: BootstrapSection | None = None
-    service: ServiceSection | None = None
-    certificate: CertificateSection = CertificateSection()
-    waivers: tuple[Waiver, ...] = ()
+    target: TargetSection = Field(description="Identity of the service.")
+    install: InstallSection = Field(InstallSection(), description="Installing it into its own venv.")
+    tests: TestsSection = Field(TestsSection(), description="Running its own test suite.")
+    bootstrap: BootstrapSection | None = Field(None, description="Clean clone to running service (gate G7).")
+    service: ServiceSection | None = Field(None, description="Starting one isolated instance (service gates).")
+    certificate: CertificateSection = Field(CertificateSection(), description="Required gates and sign-off.")
+    waivers: tuple[Waiver, ...] = Field((), description="Accepted findings, each with owner, reason and expiry.")
 
     def policy(self, gate_id: str) -> Any:
         """Return the validated thresholds table of one gate."""
@@ -174,7 +176,7 @@ def config_model() -> type[CertifyConfigBase]:
     model = create_model(
         "CertifyConfig",
         __base__=CertifyConfigBase,
-        gates=(gates_model, gates_model()),
+        gates=(gates_model, Field(gates_model(), description="One thresholds table per gate.")),
     )
     return cast(type[CertifyConfigBase], model)
 
