@@ -1,11 +1,11 @@
 """Sessions for release-harness: the single source of truth for CI, the README and release captains.
 
-    nox -s ci         quick merge-gate run of the reference target (ci mode, scaled durations)
-    nox -s certify    full release run of the reference target; `-- --target DIR` for another
-    nox -s tests      the test suite (what .ci/run runs)
-    nox -s lint       ruff and mypy
-    nox -s verify     re-check an evidence pack: `nox -s verify -- PACK` (default: the newest)
-    nox -s identity   the identity gate alone
+nox -s ci         quick merge-gate run of the reference target (ci mode, scaled durations)
+nox -s certify    full release run of the reference target; `-- --target DIR` for another
+nox -s tests      the test suite (what .ci/run runs)
+nox -s lint       ruff and mypy
+nox -s verify     re-check an evidence pack: `nox -s verify -- PACK` (default: the newest)
+nox -s identity   the identity gate alone
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format check) and mypy --strict on harness/ and gates/."""
+    """Ruff (lint and format check) and mypy --strict on harness/ and gates/."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "harness", "gates")

@@ -65,7 +65,7 @@ def free_port() -> int:
 def start(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start a process in its own session with output to ``log_path``."""
     with log_path.open("ab") as log:
-        return subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)  # noqa: S603
+        return subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 40.0) -> int:

@@ -13,7 +13,7 @@ END = "<!-- config-reference:end -->"
 def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     """A short type name for a schema property."""
     if "$ref" in prop:
-        return "table " + prop["$ref"].rsplit("/", 1)[-1]
+        return "table " + str(prop["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in prop:
         return " or ".join(_type_of(option, defs) for option in prop["anyOf"])
     kind = prop.get("type", "any")
@@ -31,8 +31,14 @@ def _cell(value: Any) -> str:
 
 def _table(title: str, schema: dict[str, Any], defs: dict[str, Any]) -> list[str]:
     """One Markdown table for one TOML table."""
-    lines = [f"#### `{title}`", "", _cell(schema.get("description", "")).strip(), "",
-             "| key | type | default | meaning |", "|---|---|---|---|"]
+    lines = [
+        f"#### `{title}`",
+        "",
+        _cell(schema.get("description", "")).strip(),
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
     required = set(schema.get("required", []))
     for key, prop in schema.get("properties", {}).items():
         if key in required:
@@ -41,7 +47,8 @@ def _table(title: str, schema: dict[str, Any], defs: dict[str, Any]) -> list[str
             default = "its own defaults" if prop.get("default") is not None else "absent"
         else:
             default = f"`{prop['default']!r}`" if "default" in prop else ""
-        lines.append(f"| `{key}` | {_cell(_type_of(prop, defs))} | {_cell(default)} | {_cell(prop.get('description', ''))} |")
+        meaning = _cell(prop.get("description", ""))
+        lines.append(f"| `{key}` | {_cell(_type_of(prop, defs))} | {_cell(default)} | {meaning} |")
     lines.append("")
     return lines
 
