@@ -29,7 +29,7 @@ from harness.procs import REGISTRY
 from harness.progress import Reporter
 from harness.redact import Redactor, allowed_env
 from harness.render import render_junit, render_reports, render_summary
-from harness.runrecord import declared_version, git_identity, host_info, utc_now
+from harness.runrecord import declared_version, git_identity, harness_packages, host_info, utc_now
 
 GRACE_S = 5.0
 POLL_S = 0.1
@@ -301,7 +301,7 @@ class Runner:
             state="COMPLETE" if complete else "INCOMPLETE",
             ended_at=utc_now(),
             interrupted=not complete,
-            tools=dict(sorted(services.tools.items())),
+            tools=dict(sorted({**harness_packages(), **services.tools}.items())),
         )
         pack.write_json("results.json", results_doc)
         pack.write_json("run.json", run_doc)

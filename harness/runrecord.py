@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import os
 import platform
 import shutil
@@ -107,3 +108,14 @@ def host_info() -> dict[str, Any]:
 def harness_version() -> str:
     """This harness's version."""
     return __version__
+
+
+def harness_packages() -> dict[str, str]:
+    """Exact versions of the harness and the libraries that judge and render (for the run record)."""
+    versions = {}
+    for name in ("release-harness", "pydantic", "jinja2", "rich", "psutil"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

@@ -276,10 +276,12 @@ section_names = st.sampled_from(
 
 def assert_parses_or_config_error(data: Any) -> None:
     """parse_config either returns a config or raises a ConfigError naming the source."""
+    message = "x.toml: (parsed)"
     try:
         parse_config(data, "x.toml")
     except ConfigError as exc:
-        assert exc.message.startswith("x.toml: ")
+        message = exc.message
+    assert message.startswith("x.toml: ")
 
 
 @HYPOTHESIS
@@ -345,10 +347,13 @@ def scratch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def assert_loads_or_config_error(directory: Path) -> None:
     """load_config either returns a config or raises a ConfigError naming the file."""
+    prefix = f"{directory / CONFIG_NAME}: "
+    message = prefix + "(loaded)"
     try:
         load_config(directory)
     except ConfigError as exc:
-        assert exc.message.startswith(f"{directory / CONFIG_NAME}: ")
+        message = exc.message
+    assert message.startswith(prefix)
 
 
 @HYPOTHESIS

@@ -262,7 +262,7 @@ def test_wait_http_ok_reports_the_last_error_at_the_deadline(tmp_path: Path) -> 
     try:
         url = f"http://127.0.0.1:{free_port()}/ready"
         start = time.monotonic()
-        with pytest.raises(TargetError, match="not ready within 0.5 s"):
+        with pytest.raises(TargetError, match=r"not ready within 0\.5 s"):
             wait_http_ok(url, 0.5, proc)
         assert time.monotonic() - start < 3
     finally:

@@ -6,7 +6,7 @@ import pytest
 
 from harness.redact import REDACTED, Redactor, allowed_env, looks_secret
 
-AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"  # noqa: S105 - a fake secret planted on purpose
 AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 ENVIRON = {
     "AWS_SECRET_ACCESS_KEY": AWS_SECRET,

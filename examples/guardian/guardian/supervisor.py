@@ -105,6 +105,7 @@ class Supervisor:
             self.slots[("api", 0)] = Slot("api", 0)
         self.desired_workers = settings_mod.load(self.store).worker_count
         self.stopping = False
+        self.finished = False
         self._next_settings = 0.0
         self._next_reap = 0.0
         self._next_probe = 0.0
@@ -166,6 +167,8 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """SIGTERM every child, wait for the grace period, SIGKILL stragglers, free leases."""
+        if self.finished:
+            return
         running = [s for s in self.slots.values() if s.process is not None]
         for slot in running:
             slot.state = "stopping"
@@ -181,7 +184,9 @@ class Supervisor:
                 slot.process.kill()
                 slot.process.wait(timeout=5)
             self._after_exit(slot)
+            slot.state = "stopped"
             self._persist_slot(slot)
+        self.finished = True
         log.info("supervisor stopped", extra={"children": len(running)})
         self.store.close()
 

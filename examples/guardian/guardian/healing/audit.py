@@ -1,7 +1,8 @@
 """Append-only, hash-chained audit log in the instance database.
 
-Each entry stores the SHA-256 of (previous hash, timestamp, actor, action, detail); editing or
-deleting any row breaks the chain, which ``verify`` detects. This is the storage the governance
+Each entry stores the SHA-256 of (previous hash, timestamp, actor, action, detail); editing any
+row, or deleting any row but the newest, breaks the chain, which ``verify`` detects. (Truncating
+the tail is only detectable against an externally kept head hash, e.g. in an evidence pack.) This is the storage the governance
 layer will write every decision to (including blocked, timed-out and failed actions).
 """
 
