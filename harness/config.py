@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 import hashlib
 import json
+import re
 import string
 import tomllib
 from pathlib import Path
@@ -23,7 +25,7 @@ BASE_PLACEHOLDERS = frozenset({"python", "target_dir", "port", "data_dir"})
 class Section(BaseModel):
     """Base of every table: frozen, and unknown keys are an error (a misspelt key never passes)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class VersionSource(Section):
@@ -161,7 +163,10 @@ class CertifyConfigBase(Section):
         for dep in value.dependencies.values():
             templates.extend(dep.command)
         for template in templates:
-            for _, field, _, _ in string.Formatter().parse(template):
+            for _, field, spec, conversion in string.Formatter().parse(template):
+                if field is not None and (spec or conversion):
+                    msg = f"placeholder {{{field}}} in {template!r} must not carry a format spec or conversion"
+                    raise ValueError(msg)
                 if field is not None and field not in known:
                     msg = f"unknown placeholder {{{field}}} in {template!r}; known: {', '.join(sorted(known))}"
                     raise ValueError(msg)
@@ -182,20 +187,38 @@ def config_model() -> type[CertifyConfigBase]:
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:
-    """Render the first pydantic error as one line naming file, key path, value and expectation."""
-    errors = error.errors(include_url=False)
+    """Render one pydantic error as one line naming file, key path, value and expectation.
+
+    An unknown key is reported before anything else: a misspelt required key also shows up as
+    "missing", and the misspelling is what the user needs to see (with a suggestion).
+    """
+    errors = sorted(error.errors(include_url=False), key=lambda item: item["type"] != "extra_forbidden")
     first = errors[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    key = _key_path(first["loc"])
     kind = first["type"]
     if kind == "missing":
         line = f"{source}: {key}: missing required key"
     elif kind == "extra_forbidden":
         line = f"{source}: {key}: unknown key (misspelt?) with value {_short(first['input'])}"
+        missing = [str(item["loc"][-1]) for item in errors if item["type"] == "missing"
+                   and tuple(item["loc"][:-1]) == tuple(first["loc"][:-1])]
+        guess = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1)
+        if guess:
+            line += f"; did you mean {guess[0]!r}?"
     else:
         line = f"{source}: {key}: got {_short(first['input'])}: {first['msg']}"
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
     return line
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """A dotted key path; odd keys (spaces, dots, newlines) are quoted so the line stays one line."""
+    parts = []
+    for part in loc:
+        text = str(part)
+        parts.append(text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text))
+    return ".".join(parts) or "(top level)"
 
 
 def _short(value: Any) -> str:
@@ -222,6 +245,9 @@ def load_config(target_dir: Path) -> CertifyConfigBase:
         raise ConfigError(msg) from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path}: invalid TOML: {exc}"
+        raise ConfigError(msg) from None
+    except RecursionError:
+        msg = f"{path}: invalid TOML: nested too deeply"
         raise ConfigError(msg) from None
     return parse_config(data, str(path))
 

@@ -36,7 +36,7 @@ SECRET_NAME = re.compile(
 )
 SECRET_VALUE = re.compile(
     r"AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\."
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)?|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\."
     r"|://[^/\s:@]+:[^/\s@]+@"
 )
 MIN_SECRET_LEN = 8
@@ -78,7 +78,9 @@ class Redactor:
         values = {
             value
             for name, value in environ.items()
-            if len(value) >= MIN_SECRET_LEN and (SECRET_NAME.search(name) or SECRET_VALUE.search(value))
+            if len(value) >= MIN_SECRET_LEN
+            and not value.startswith("/")  # a path (SSH_AUTH_SOCK, *_KEY_FILE) names a secret, is not one
+            and (SECRET_NAME.search(name) or SECRET_VALUE.search(value))
         }
         # Longest first, so a secret containing another is replaced whole.
         self._values = sorted(values, key=len, reverse=True)

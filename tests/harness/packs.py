@@ -34,5 +34,5 @@ def certify_env(**extra: str) -> dict[str, str]:
 
 
 def certify_argv(*args: str) -> list[str]:
-    """argv running the real CLI with this interpreter."""
+    """Argv running the real CLI with this interpreter."""
     return [sys.executable, "-m", "harness.cli", *args]

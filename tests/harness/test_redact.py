@@ -6,7 +6,7 @@ import pytest
 
 from harness.redact import REDACTED, Redactor, allowed_env, looks_secret
 
-AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"  # noqa: S105 - a fake secret planted on purpose
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY"
 AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 ENVIRON = {
     "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
@@ -104,11 +104,6 @@ def test_redactor_scrubs_secret_shaped_tokens_not_in_the_environment(redactor: R
     assert redactor.data(text.encode()) == scrubbed.encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SECRET_VALUE matches only the '-----BEGIN ... PRIVATE KEY-----' header line, so the "
-    "base64 key material that follows is written into the pack verbatim",
-)
 def test_redactor_scrubs_the_body_of_a_private_key(redactor: Redactor) -> None:
     """The base64 body of a PEM private key is scrubbed along with its header."""
     assert "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun" not in redactor.text(PEM)

@@ -10,4 +10,6 @@ def test_readme_config_reference_is_generated_from_the_schema() -> None:
     """The section between the markers equals `python -m harness.reference` output."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index(START) : readme.index(END) + len(END)] + "\n"
-    assert section == config_reference(), "README out of date: regenerate with python scripts/update_config_reference.py"
+    assert section == config_reference(), (
+        "README out of date: regenerate with python scripts/update_config_reference.py"
+    )

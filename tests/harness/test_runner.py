@@ -56,8 +56,19 @@ def test_crash_and_timeout_become_verdicts_not_tracebacks(sleepy: Path, cache_di
 def test_static_gates_run_concurrently(sleepy: Path, cache_dir: Path, tmp_path: Path) -> None:
     """Two static gates of two 1-second sleeps each finish in about 2 s with --jobs 2, not 4 s."""
     start = time.monotonic()
-    argv = certify_argv("run", "--target", str(sleepy), "--gates", "SLEEPY,ENVDUMP,ID", "--jobs", "2",
-                        "--out", str(tmp_path / "pack"), "--cache-dir", str(cache_dir))
+    argv = certify_argv(
+        "run",
+        "--target",
+        str(sleepy),
+        "--gates",
+        "SLEEPY,ENVDUMP,ID",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path / "pack"),
+        "--cache-dir",
+        str(cache_dir),
+    )
     subprocess.run(argv, env=certify_env(SLEEPY_SECONDS="1.5"), capture_output=True, timeout=120, check=False)
     assert _results(tmp_path / "pack")["SLEEPY"]["status"] == "PASS"
     assert time.monotonic() - start < 3.0 + 3.0  # two 1.5 s sleeps in one gate plus start-up
@@ -66,8 +77,15 @@ def test_static_gates_run_concurrently(sleepy: Path, cache_dir: Path, tmp_path: 
 def test_planted_secret_appears_nowhere_in_the_pack(sleepy: Path, cache_dir: Path, tmp_path: Path) -> None:
     """A secret in the harness's environment, printed by a tool, is redacted from every pack file."""
     secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
-    _run(sleepy, tmp_path / "pack", cache_dir, "ID,ENVDUMP,SVC", SLEEPY_SECONDS="0.5",
-         AWS_SECRET_ACCESS_KEY=secret, GITHUB_TOKEN="ghp_" + "a1B2c3D4" * 5)
+    _run(
+        sleepy,
+        tmp_path / "pack",
+        cache_dir,
+        "ID,ENVDUMP,SVC",
+        SLEEPY_SECONDS="0.5",
+        AWS_SECRET_ACCESS_KEY=secret,
+        GITHUB_TOKEN="ghp_" + "a1B2c3D4" * 5,
+    )
     files = [p for p in (tmp_path / "pack").rglob("*") if p.is_file()]
     assert len(files) > 10
     for path in files:
@@ -85,10 +103,22 @@ def test_interrupt_at_random_moments_leaves_no_child_and_no_certificate(
     rng = random.Random(1234 + sig)
     for attempt in range(4):
         out = tmp_path / f"pack{attempt}"
-        argv = certify_argv("run", "--target", str(sleepy), "--gates", "ID,SLEEPY,SVC", "--jobs", "2",
-                            "--out", str(out), "--cache-dir", str(cache_dir))
-        proc = subprocess.Popen(argv, env=certify_env(SLEEPY_SECONDS="3"), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        argv = certify_argv(
+            "run",
+            "--target",
+            str(sleepy),
+            "--gates",
+            "ID,SLEEPY,SVC",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache_dir),
+        )
+        proc = subprocess.Popen(
+            argv, env=certify_env(SLEEPY_SECONDS="3"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + rng.uniform(1.0, 7.0)
         seen: set[int] = set()
         while time.monotonic() < deadline and proc.poll() is None:
@@ -102,7 +132,9 @@ def test_interrupt_at_random_moments_leaves_no_child_and_no_certificate(
         stdout, stderr = proc.communicate(timeout=30)
         assert time.monotonic() - sent < 10.0
         assert "Traceback" not in stdout + stderr
-        survivors = [pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        survivors = [
+            pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
         assert survivors == [], f"attempt {attempt}: children still alive: {survivors}"
         assert proc.returncode == 130, stderr
         assert json.loads((out / "run.json").read_text())["state"] == "INCOMPLETE"

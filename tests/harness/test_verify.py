@@ -17,15 +17,21 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("verify")
     target = committed_copy("tiny", base / "tiny")
     out = base / "pack"
-    subprocess.run(certify_argv("run", "--target", str(target), "--out", str(out)), env=certify_env(),
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        certify_argv("run", "--target", str(target), "--out", str(out)),
+        env=certify_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return out
 
 
 def _verify(pack: Path) -> subprocess.CompletedProcess[str]:
     """Run certify verify on a pack."""
-    return subprocess.run(certify_argv("verify", str(pack)), env=certify_env(), capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        certify_argv("verify", str(pack)), env=certify_env(), capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def _files(pack: Path) -> list[str]:
@@ -34,7 +40,7 @@ def _files(pack: Path) -> list[str]:
 
 
 def test_untouched_pack_verifies(pack: Path) -> None:
-    """verify exits 0 on the pack as written."""
+    """Verify exits 0 on the pack as written."""
     done = _verify(pack)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("ok:")

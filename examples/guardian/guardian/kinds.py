@@ -29,6 +29,9 @@ PAYLOAD_SCHEMAS: dict[str, dict[str, tuple[type, int, int]]] = {
     "dependency": {"echo": (str, 0, MAX_TEXT_CHARS), "note": (str, 0, 256)},
 }
 KIND_NAMES = tuple(PAYLOAD_SCHEMAS)
+# Attempts before a task fails. Dependency tasks get more: an upstream outage should delay
+# them (back-off up to 30 s between attempts, ~8 minutes in all), not fail them.
+MAX_ATTEMPTS = {"orchestrate": 5, "compute": 5, "dependency": 20}
 
 
 @dataclass

@@ -196,11 +196,30 @@ class Store:
                 check_same_thread=False,
             )
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.executescript(SCHEMA)
+            self._initialise()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
+
+    def _initialise(self, attempts: int = 50) -> None:
+        """Switch to WAL and create the schema, retrying while another opener holds the lock.
+
+        Switching a fresh database to WAL can fail with "database is locked" without waiting
+        for the busy timeout when several processes open it at the same moment.
+        """
+        for attempt in range(attempts):
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                if not self.conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'audit_log'"
+                ).fetchone():
+                    self.conn.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         """Close the connection."""

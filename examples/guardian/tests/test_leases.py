@@ -16,7 +16,7 @@ from guardian.leases import (
 from guardian.store import NewTask, Store
 
 # Tasks are stamped with the real clock; simulated times are offsets from a little later.
-T0 = time.time() + 1.0
+T0 = time.time() + 3600.0
 
 
 def _submit(store: Store, n: int = 1, kind: str = "compute", max_attempts: int = 5) -> list[str]:

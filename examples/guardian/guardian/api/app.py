@@ -158,7 +158,8 @@ def create_app(config: ApiConfig) -> FastAPI:
             raise ApiError(400, "invalid_json", "request body is not valid JSON") from exc
         kind, payload = parse_submission(data, config.upstream_url)
         record = await state.batcher.submit(
-            NewTask(kind=kind, payload=payload, request_id=request_id_var.get()))
+            NewTask(kind=kind, payload=payload, request_id=request_id_var.get(),
+                    max_attempts=kinds.MAX_ATTEMPTS[kind]))
         log.info("task accepted", extra={"task_id": record.id, "kind": kind})
         return JSONResponse(record.to_json(), status_code=201,
                             headers={"Location": f"/api/tasks/{record.id}"})

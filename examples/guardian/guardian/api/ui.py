@@ -45,10 +45,10 @@ templates.filters["ts"] = _fmt_ts
 templates.filters["pretty"] = _fmt_json
 
 
-def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(name: str, http_status: int = 200, **context: Any) -> HTMLResponse:
     """Render a template to an HTML response."""
     html = templates.get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=http_status)
 
 
 def html_error(request: Request, exc: Exception) -> HTMLResponse:
@@ -59,7 +59,7 @@ def html_error(request: Request, exc: Exception) -> HTMLResponse:
     if status >= 500:
         log.error("ui request failed", exc_info=exc if status == 500 else None)
     del request
-    return render("error.html", status=status, title=f"Error {status}", code=code,
+    return render("error.html", http_status=status, title=f"Error {status}", code=code,
                   message=message, request_id=request_id_var.get())
 
 
@@ -105,8 +105,9 @@ def build_router(state: AppState) -> APIRouter:
         except InvalidTaskError as exc:
             context = _dashboard_context(state)
             context.update(form_error=str(exc), form_kind=kind, form_payload=payload_text)
-            return render("dashboard.html", status=422, **context)
-        record = await state.batcher.submit(NewTask(kind, payload, request_id_var.get()))
+            return render("dashboard.html", http_status=422, **context)
+        record = await state.batcher.submit(
+            NewTask(kind, payload, request_id_var.get(), kinds.MAX_ATTEMPTS[kind]))
         log.info("task accepted from ui", extra={"task_id": record.id, "kind": kind})
         return RedirectResponse(f"/ui/tasks/{record.id}", status_code=303)
 
@@ -144,7 +145,7 @@ def build_router(state: AppState) -> APIRouter:
             saved = settings_mod.save(store, values)
         except SettingsError as exc:
             merged = {**settings_mod.load(store).to_dict(), **values}
-            return render("settings.html", status=422, title="Settings", settings=merged,
+            return render("settings.html", http_status=422, title="Settings", settings=merged,
                           bounds=settings_mod.INT_BOUNDS, levels=logsetup.LEVELS, saved=False,
                           error=str(exc))
         logsetup.set_level(saved.log_level)

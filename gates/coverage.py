@@ -1,0 +1,748 @@
+"""Gate G1: the target's own tests under pytest-cov — they pass, and coverage meets its thresholds.
+
+Requirement G1 asks for at least 90 % on critical paths and 75 % overall. `collect` runs the
+target's [tests] command in its venv with branch coverage and keeps coverage.json, coverage.xml,
+the JUnit XML and (in ci mode) the raw `git diff -U0` against the merge base; `evaluate` reads
+only those files. Reads top to bottom: policy, pure judging, then collection and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Protocol
+
+import jinja2
+from pydantic import Field
+
+from harness.context import GateContext
+from harness.errors import ToolMissingError
+from harness.gate import Evidence, Gate, GateSpec, Policy
+from harness.lifecycle import target_env
+from harness.model import Measurement, Status, Verdict, worst
+from harness.procs import ToolRun
+
+CONTEXT = "context.json"
+TEST_RUN = "test_run.json"
+COVERAGE_JSON = "coverage.json"
+COVERAGE_XML = "coverage.xml"
+JUNIT = "pytest-junit.xml"
+DIFF_BASE = "diff_base.json"
+DIFF = "changes.diff"
+REPORT = "coverage_report.html"
+WORST_FILES_SHOWN = 5
+TAIL_CHARS = 1500
+PYTEST_NO_TESTS = 5
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+_PROBE = (
+    "import importlib.metadata as m, json\n"
+    "def v(n):\n"
+    "    try:\n        return m.version(n)\n"
+    "    except m.PackageNotFoundError:\n        return None\n"
+    "print(json.dumps({n: v(n) for n in ('pytest', 'pytest-cov', 'coverage')}))\n"
+)
+
+
+class CoveragePolicy(Policy):
+    """Thresholds of the coverage gate (percentages, 0-100)."""
+
+    min_overall_line_pct: float = Field(75.0, ge=0, le=100, description="Requirement G1: at least 75 % overall.")
+    min_overall_branch_pct: float = Field(
+        75.0, ge=0, le=100, description="Branch coverage overall; G1 names one overall figure, so 75 as well."
+    )
+    min_critical_pct: float = Field(
+        90.0, ge=0, le=100, description="Requirement G1: line and branch coverage of every critical file."
+    )
+    module_min_pct: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(
+        default_factory=dict,
+        description="Path or glob -> minimum line and branch %; replaces min_critical_pct for files it matches.",
+    )
+    require_critical_modules: bool = Field(
+        default=True, description="No [target] critical_modules declared: INCONCLUSIVE (G1 has a critical figure)."
+    )
+    diff_base: str = Field(
+        "main", description="ci mode: diff coverage against `git merge-base HEAD <diff_base>`; empty: off."
+    )
+    require_diff: bool = Field(
+        default=False, description="ci mode: INCONCLUSIVE when diff coverage cannot be computed."
+    )
+    min_diff_pct: float = Field(
+        75.0, ge=0, le=100, description="ci mode: coverage of changed measurable lines (G1's overall figure)."
+    )
+
+
+# ---------------------------------------------------------------- pure judging of the evidence
+
+
+class EvidenceReader(Protocol):
+    """What judging reads: `Evidence` in evaluate, the just-written files in collect."""
+
+    def exists(self, name: str) -> bool:
+        """Whether the file was recorded."""
+
+    def read_text(self, name: str) -> str:
+        """A file's text."""
+
+    def read_json(self, name: str) -> Any:
+        """A JSON file's content."""
+
+
+def pct_floor(covered: int, total: int) -> float:
+    """A percentage floored to two decimals, so a figure is never rounded up into a pass."""
+    return math.floor(covered * 10000 / total) / 100 if total else 100.0
+
+
+def line_ranges(lines: Iterable[int]) -> str:
+    """Compress line numbers into ranges: [1, 2, 3, 7] -> '1-3, 7'."""
+    spans: list[list[int]] = []
+    for line in sorted(set(lines)):
+        if spans and spans[-1][1] == line - 1:
+            spans[-1][1] = line
+        else:
+            spans.append([line, line])
+    return ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in spans)
+
+
+def branch_text(branches: Iterable[Sequence[int]]) -> str:
+    """Missing branches as 'from->to', with negative targets shown as 'exit'."""
+    return ", ".join(f"{a}->{b if b > 0 else 'exit'}" for a, b in sorted((a, b) for a, b in branches))
+
+
+@dataclass(frozen=True)
+class FileCoverage:
+    """One measured file of coverage.json, keyed by its path relative to the target."""
+
+    path: str
+    executed: frozenset[int]
+    missing: frozenset[int]
+    branches: int
+    covered_branches: int
+    missing_branches: tuple[tuple[int, int], ...]
+
+    @property
+    def line_pct(self) -> float:
+        """Statement coverage."""
+        return pct_floor(len(self.executed), len(self.executed) + len(self.missing))
+
+    @property
+    def branch_pct(self) -> float:
+        """Branch coverage (100 when there is no branch)."""
+        return pct_floor(self.covered_branches, self.branches)
+
+
+def load_files(data: dict[str, Any], target_dir: str) -> dict[str, FileCoverage]:
+    """The files of a coverage.json, with absolute paths under the target made relative."""
+    files: dict[str, FileCoverage] = {}
+    prefix = target_dir.rstrip("/") + "/"
+    for raw, entry in data.get("files", {}).items():
+        path = raw.removeprefix(prefix) if raw.startswith(prefix) else raw
+        summary = entry["summary"]
+        files[path] = FileCoverage(
+            path=path,
+            executed=frozenset(entry["executed_lines"]),
+            missing=frozenset(entry["missing_lines"]),
+            branches=int(summary.get("num_branches", 0)),
+            covered_branches=int(summary.get("covered_branches", 0)),
+            missing_branches=tuple((int(a), int(b)) for a, b in entry.get("missing_branches", [])),
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class JunitSummary:
+    """Counts and failing test ids of a pytest JUnit XML report."""
+
+    tests: int
+    failures: int
+    errors: int
+    skipped: int
+    failing: tuple[str, ...]
+
+
+def parse_junit(text: str) -> JunitSummary:
+    """Sum every <testsuite> and name every test case with a <failure> or <error>."""
+    root = ET.fromstring(text)  # noqa: S314 - written by the target's own pytest run, in this run
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    counts = {key: sum(int(suite.get(key, "0")) for suite in suites) for key in ("tests", "failures", "errors")}
+    skipped = sum(int(suite.get("skipped", "0")) for suite in suites)
+    failing = []
+    for case in root.iter("testcase"):
+        for problem in [*case.findall("failure"), *case.findall("error")]:
+            message = ((problem.get("message") or problem.tag).splitlines() or [""])[0][:160]
+            failing.append(f"{case.get('classname', '')}::{case.get('name', '')} ({problem.tag}: {message})")
+    return JunitSummary(counts["tests"], counts["failures"], counts["errors"], skipped, tuple(failing))
+
+
+def parse_diff(text: str) -> dict[str, set[int]]:
+    """Changed (added or modified) line numbers per new-side path of a `git diff -U0` output."""
+    changed: dict[str, set[int]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.startswith("+++ "):
+            name = line[4:].strip().strip('"')
+            current = None if name == "/dev/null" else name.removeprefix("b/")
+            if current is not None:
+                changed.setdefault(current, set())
+        elif current is not None and (hunk := _HUNK.match(line)):
+            start, count = int(hunk.group(1)), int(hunk.group(2) or "1")
+            changed[current].update(range(start, start + count))
+    return changed
+
+
+@dataclass
+class Findings:
+    """Sub-verdicts collected while judging, folded into one Verdict at the end."""
+
+    statuses: list[Status] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def judge(self, measurement: Measurement, reason: str) -> None:
+        """Record a judged measurement; a miss is a FAIL with the reason."""
+        self.measurements.append(measurement)
+        self.statuses.append(Status.PASS if measurement.passed else Status.FAIL)
+        if not measurement.passed:
+            self.problems.append(reason)
+
+    def block(self, status: Status, reason: str) -> None:
+        """Record a finding that blocks a PASS by itself."""
+        self.statuses.append(status)
+        self.problems.append(reason)
+
+
+def read_junit(reader: EvidenceReader) -> tuple[JunitSummary | None, str]:
+    """The parsed JUnit report of the test run, or None and why there is none to judge."""
+    run = reader.read_json(TEST_RUN)
+    if run["timed_out"]:
+        return None, f"the test command timed out after {run['timeout_s']:g} s"
+    if not reader.exists(JUNIT):
+        return None, f"the test command exited {run['returncode']} without writing a JUnit report: {run['output_tail']}"
+    try:
+        return parse_junit(reader.read_text(JUNIT)), ""
+    except (ET.ParseError, ValueError) as exc:
+        return None, f"the JUnit report of the test run is unreadable: {exc}"
+
+
+def judge_tests(reader: EvidenceReader, found: Findings) -> bool:
+    """Judge the test run from the JUnit XML and exit code; return whether coverage is worth judging."""
+    run = reader.read_json(TEST_RUN)
+    junit, why = read_junit(reader)
+    if junit is None:
+        found.block(Status.INCONCLUSIVE, why)
+        return False
+    ran = junit.tests - junit.skipped
+    found.details["tests"] = {
+        "tests": junit.tests,
+        "failures": junit.failures,
+        "errors": junit.errors,
+        "skipped": junit.skipped,
+        "returncode": run["returncode"],
+        "failing": list(junit.failing),
+    }
+    found.measurements.append(Measurement(name="tests run (not skipped)", value=ran))
+    if junit.failures + junit.errors:
+        found.judge(
+            Measurement.judged("failing or erroring tests", junit.failures + junit.errors, "<=", 0),
+            f"{junit.failures} failing and {junit.errors} erroring of {junit.tests} tests: "
+            + "; ".join(junit.failing[:10])
+            + (f"; and {len(junit.failing) - 10} more" if len(junit.failing) > 10 else ""),
+        )
+        return True
+    if run["returncode"] == PYTEST_NO_TESTS or ran == 0:
+        found.block(
+            Status.INCONCLUSIVE,
+            f"no test ran ({junit.tests} collected, {junit.skipped} skipped; exit code {run['returncode']}): "
+            "coverage without tests proves nothing",
+        )
+        return False
+    if run["returncode"] != 0:
+        found.block(
+            Status.INCONCLUSIVE,
+            f"the test command exited {run['returncode']} although the JUnit report shows no failing test: "
+            f"{run['output_tail']}",
+        )
+        return False
+    found.measurements.append(Measurement.judged("failing or erroring tests", 0, "<=", 0))
+    found.statuses.append(Status.PASS)
+    return True
+
+
+def judge_overall(
+    files: dict[str, FileCoverage], totals: dict[str, Any], policy: CoveragePolicy, found: Findings
+) -> None:
+    """Overall line and branch coverage against their thresholds, and the worst-covered files."""
+    statements, covered = int(totals["num_statements"]), int(totals["covered_lines"])
+    branches, covered_branches = int(totals.get("num_branches", 0)), int(totals.get("covered_branches", 0))
+    if statements == 0:
+        found.block(Status.INCONCLUSIVE, "coverage measured no statement: check [target] packages and source_root")
+        return
+    line_pct, branch_pct = pct_floor(covered, statements), pct_floor(covered_branches, branches)
+    found.judge(
+        Measurement.judged("overall line coverage", line_pct, ">=", policy.min_overall_line_pct, "%"),
+        f"overall line coverage {line_pct} % is below {policy.min_overall_line_pct:g} % "
+        f"({statements - covered} of {statements} statements never ran)",
+    )
+    if branches:
+        found.judge(
+            Measurement.judged("overall branch coverage", branch_pct, ">=", policy.min_overall_branch_pct, "%"),
+            f"overall branch coverage {branch_pct} % is below {policy.min_overall_branch_pct:g} % "
+            f"({branches - covered_branches} of {branches} branches never taken)",
+        )
+    else:
+        found.measurements.append(Measurement(name="overall branch coverage", value="no branch in the code"))
+    ranked = sorted((f for f in files.values() if f.missing), key=lambda f: (f.line_pct, f.path))
+    worst_files = [
+        {"path": f.path, "line_pct": f.line_pct, "branch_pct": f.branch_pct, "missing_lines": line_ranges(f.missing)}
+        for f in ranked[:WORST_FILES_SHOWN]
+    ]
+    found.details["overall"] = {
+        "line_pct": line_pct,
+        "branch_pct": branch_pct,
+        "statements": statements,
+        "covered_lines": covered,
+        "branches": branches,
+        "covered_branches": covered_branches,
+        "files": len(files),
+    }
+    found.details["worst_files"] = worst_files
+    if worst_files:
+        found.notes.append(
+            "lowest-covered files: " + ", ".join(f"{item['path']} {item['line_pct']} %" for item in worst_files)
+        )
+
+
+def file_thresholds(context: dict[str, Any], policy: CoveragePolicy) -> tuple[dict[str, float], set[str], list[str]]:
+    """Per-file thresholds from critical_modules and module_min_pct, the critical files, and unmatched entries."""
+    patterns: dict[str, Any] = context["patterns"]
+    thresholds: dict[str, float] = {}
+    overrides: dict[str, float] = {}
+    unmatched = []
+    for pattern in [*context["critical_modules"], *policy.module_min_pct]:
+        resolved = patterns.get(pattern) or {"files": [], "error": "not resolved by collect"}
+        if not resolved["files"]:
+            unmatched.append(f"{pattern!r} ({resolved['error'] or 'matches no Python file in the target'})")
+    for pattern in context["critical_modules"]:
+        for path in (patterns.get(pattern) or {}).get("files", []):
+            thresholds[path] = policy.min_critical_pct
+    critical = set(thresholds)
+    for pattern, pct in policy.module_min_pct.items():
+        for path in (patterns.get(pattern) or {}).get("files", []):
+            overrides[path] = max(overrides.get(path, 0.0), pct)
+    return {**thresholds, **overrides}, critical, sorted(set(unmatched))
+
+
+def judge_critical(
+    files: dict[str, FileCoverage], context: dict[str, Any], policy: CoveragePolicy, found: Findings
+) -> None:
+    """Every critical (or per-module) file's line and branch coverage against its threshold."""
+    thresholds, critical, unmatched = file_thresholds(context, policy)
+    if not context["critical_modules"] and policy.require_critical_modules:
+        found.block(
+            Status.INCONCLUSIVE,
+            "[target] critical_modules is empty: the critical-path figure of requirement G1 cannot be evidenced",
+        )
+    for entry in unmatched:
+        found.block(Status.INCONCLUSIVE, f"critical/per-module entry {entry}: its coverage cannot be judged")
+    rows = []
+    for path, threshold in sorted(thresholds.items()):
+        kind = "critical" if path in critical else "module_min_pct"
+        cov = files.get(path)
+        if cov is None:
+            found.judge(
+                Measurement.judged(f"line coverage of {path} ({kind})", 0.0, ">=", threshold, "%"),
+                f"{kind} file {path} was not measured (outside the measured source or omitted by the target's "
+                "coverage configuration): counted as 0 %",
+            )
+            rows.append({"path": path, "kind": kind, "threshold": threshold, "measured": False})
+            continue
+        if cov.executed or cov.missing:
+            found.judge(
+                Measurement.judged(f"line coverage of {path} ({kind})", cov.line_pct, ">=", threshold, "%"),
+                f"{kind} file {path}: line coverage {cov.line_pct} % is below {threshold:g} %",
+            )
+        if cov.branches:
+            found.judge(
+                Measurement.judged(f"branch coverage of {path} ({kind})", cov.branch_pct, ">=", threshold, "%"),
+                f"{kind} file {path}: branch coverage {cov.branch_pct} % is below {threshold:g} %",
+            )
+        if cov.missing:
+            found.notes.append(f"uncovered {kind} lines in {path}: {line_ranges(cov.missing)}")
+        if cov.missing_branches:
+            found.notes.append(f"untaken {kind} branches in {path}: {branch_text(cov.missing_branches)}")
+        rows.append(
+            {
+                "path": path,
+                "kind": kind,
+                "threshold": threshold,
+                "measured": True,
+                "line_pct": cov.line_pct,
+                "branch_pct": cov.branch_pct,
+                "uncovered_lines": line_ranges(cov.missing),
+                "untaken_branches": branch_text(cov.missing_branches),
+            }
+        )
+    found.details["critical"] = rows
+    found.details["unmatched_patterns"] = unmatched
+
+
+@dataclass
+class DiffTally:
+    """Changed measurable lines since the diff base, overall and in critical files."""
+
+    changed: int = 0
+    covered: int = 0
+    critical_changed: int = 0
+    critical_covered: int = 0
+    critical_untaken: list[str] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    unmeasured: list[str] = field(default_factory=list)
+
+
+def tally_diff(changed_lines: dict[str, set[int]], files: dict[str, FileCoverage], critical: set[str]) -> DiffTally:
+    """Intersect the changed lines with the executed and missing lines of coverage.json."""
+    tally = DiffTally()
+    for path, lines in sorted(changed_lines.items()):
+        cov = files.get(path)
+        if cov is None:
+            if path.endswith(".py"):
+                tally.unmeasured.append(path)
+            continue
+        changed = lines & (cov.executed | cov.missing)
+        uncovered = lines & cov.missing
+        tally.changed += len(changed)
+        tally.covered += len(changed) - len(uncovered)
+        untaken = [[a, b] for a, b in cov.missing_branches if a in lines] if path in critical else []
+        if path in critical:
+            tally.critical_changed += len(changed)
+            tally.critical_covered += len(changed) - len(uncovered)
+            if untaken:
+                tally.critical_untaken.append(f"{path}: {branch_text(untaken)}")
+        if uncovered or untaken:
+            tally.files.append(
+                {"path": path, "uncovered_lines": line_ranges(uncovered), "untaken_branches": branch_text(untaken)}
+            )
+    return tally
+
+
+def judge_diff(
+    reader: EvidenceReader, files: dict[str, FileCoverage], critical: set[str], policy: CoveragePolicy, found: Findings
+) -> None:
+    """In ci mode: coverage of the lines changed since the merge base, and no untaken changed critical branch."""
+    if not reader.exists(DIFF_BASE):
+        found.notes.append("diff coverage off (diff_base is empty)")
+        return
+    base = reader.read_json(DIFF_BASE)
+    if not base["computed"]:
+        why = f"diff coverage not computed: {base['reason']}"
+        found.measurements.append(Measurement(name="changed-line coverage", value="not computed"))
+        if policy.require_diff:
+            found.block(Status.INCONCLUSIVE, why + " (require_diff is set)")
+        else:
+            found.notes.append(why)
+        found.details["diff"] = {"computed": False, "reason": base["reason"]}
+        return
+    tally = tally_diff(parse_diff(reader.read_text(DIFF)), files, critical)
+    since = f"since {base['base_commit'][:12]} (merge base with {base['requested']})"
+    if tally.changed:
+        pct = pct_floor(tally.covered, tally.changed)
+        found.judge(
+            Measurement.judged("changed-line coverage", pct, ">=", policy.min_diff_pct, "%"),
+            f"changed-line coverage {since} is {pct} %, below {policy.min_diff_pct:g} % "
+            f"({tally.changed - tally.covered} of {tally.changed} changed statements never ran)",
+        )
+    else:
+        found.measurements.append(Measurement(name="changed-line coverage", value="no changed measurable line"))
+    if tally.critical_changed:
+        pct = pct_floor(tally.critical_covered, tally.critical_changed)
+        found.judge(
+            Measurement.judged("changed-line coverage in critical files", pct, ">=", policy.min_critical_pct, "%"),
+            f"changed-line coverage in critical files {since} is {pct} %, below {policy.min_critical_pct:g} %",
+        )
+    found.judge(
+        Measurement.judged("untaken branches on changed critical lines", len(tally.critical_untaken), "<=", 0),
+        "untaken branches on changed lines of critical files: " + "; ".join(tally.critical_untaken),
+    )
+    for row in tally.files:
+        if row["uncovered_lines"]:
+            found.notes.append(f"uncovered changed lines in {row['path']}: {row['uncovered_lines']}")
+    found.details["diff"] = {
+        "computed": True,
+        "base_commit": base["base_commit"],
+        "base_ref": base["requested"],
+        "changed_statements": tally.changed,
+        "covered_changed_statements": tally.covered,
+        "files": tally.files,
+        "unmeasured_changed_files": tally.unmeasured,
+    }
+
+
+def judge(reader: EvidenceReader, policy: CoveragePolicy) -> Verdict:
+    """The G1 verdict from the stored evidence; pure."""
+    context = reader.read_json(CONTEXT)
+    found = Findings()
+    if judge_tests(reader, found):
+        if not reader.exists(COVERAGE_JSON):
+            found.block(Status.INCONCLUSIVE, "the test run wrote no coverage.json: nothing to judge coverage by")
+        else:
+            data = reader.read_json(COVERAGE_JSON)
+            files = load_files(data, context["target_dir"])
+            if not data.get("meta", {}).get("branch_coverage"):
+                found.block(Status.INCONCLUSIVE, "coverage.json has no branch data although --cov-branch was given")
+            judge_overall(files, data["totals"], policy, found)
+            judge_critical(files, context, policy, found)
+            if context["mode"] == "ci":
+                judge_diff(reader, files, file_thresholds(context, policy)[1], policy, found)
+    status = worst(found.statuses) if found.statuses else Status.INCONCLUSIVE
+    summary = []
+    if status is Status.PASS:
+        overall = found.details["overall"]
+        summary.append(
+            f"{found.details['tests']['tests']} tests passed; line coverage {overall['line_pct']} %, "
+            f"branch coverage {overall['branch_pct']} %; {len(found.details['critical'])} critical file(s) "
+            "at or above their thresholds"
+        )
+    return Verdict(
+        status=status,
+        reasons=tuple(summary + found.problems + found.notes),
+        measurements=tuple(found.measurements),
+        details=found.details,
+    )
+
+
+# ---------------------------------------------------------------- collection
+
+
+def resolve_patterns(target_dir: Path, patterns: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The Python files (relative to the target) each path, directory or glob names."""
+    resolved: dict[str, dict[str, Any]] = {}
+    root = target_dir.resolve()
+    for pattern in patterns:
+        error, matches = None, set()
+        try:
+            for hit in root.glob(pattern.rstrip("/")):
+                hits = hit.rglob("*.py") if hit.is_dir() else [hit]
+                matches |= {p.resolve() for p in hits if p.suffix == ".py" and p.is_file()}
+        except (ValueError, NotImplementedError) as exc:
+            error = f"not a relative path or glob: {exc}"
+        inside = sorted(p.relative_to(root).as_posix() for p in matches if p.is_relative_to(root))
+        resolved[pattern] = {"files": inside, "error": error}
+    return resolved
+
+
+def _tail(run: ToolRun) -> str:
+    """The end of a run's combined output, for reasons."""
+    return (run.stdout() + run.stderr()).strip()[-TAIL_CHARS:]
+
+
+class _Written:
+    """The evidence collect has just written, readable like `Evidence` (for rendering the report)."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.texts: dict[str, str] = {}
+
+    def exists(self, name: str) -> bool:
+        """Whether collect wrote the file."""
+        return name in self.texts
+
+    def read_text(self, name: str) -> str:
+        """A written file's text."""
+        return self.texts[name]
+
+    def read_json(self, name: str) -> Any:
+        """A written JSON file's content."""
+        return json.loads(self.texts[name])
+
+
+class CoverageGate(Gate):
+    """Runs the target's tests under pytest-cov and judges results, overall, critical and diff coverage."""
+
+    spec: ClassVar[GateSpec] = GateSpec(
+        id="G1", title="Test coverage", requirements=("G1",), timeout_s=3600, documents=(REPORT,)
+    )
+    policy_model: ClassVar[type[Policy]] = CoveragePolicy
+
+    def planned_duration_s(self, policy: Policy, mode: str) -> float:
+        """The target's test suite once, plus installing pytest-cov when missing."""
+        del policy, mode
+        return 120.0
+
+    def collect(self, ctx: GateContext, policy: Policy) -> None:
+        """Run the tests with coverage, resolve the critical globs, take the diff (ci), render the report."""
+        assert isinstance(policy, CoveragePolicy)  # noqa: S101 - the registry pairs gate and policy
+        written = _Written()
+
+        def keep(name: str, text: str) -> None:
+            written.texts[name] = text
+            ctx.write_text(name, text)
+
+        python = ctx.target_python()
+        tools = self._ensure_pytest_cov(ctx, python)
+        argv, sources = self._test_argv(ctx)
+        critical = list(ctx.config.target.critical_modules)
+        keep(
+            CONTEXT,
+            _dump(
+                {
+                    "mode": ctx.mode,
+                    "target_dir": str(ctx.target_dir.resolve()),
+                    "critical_modules": critical,
+                    "patterns": resolve_patterns(ctx.target_dir, [*critical, *policy.module_min_pct]),
+                    "cov_sources": sources,
+                    "tools": tools,
+                    "test_argv": argv,
+                }
+            ),
+        )
+        ctx.progress("running the test suite under pytest-cov")
+        env = target_env(
+            {"COVERAGE_FILE": str(ctx.scratch / ".coverage"), "PYTHONDONTWRITEBYTECODE": "1"}, venv=python.parent.parent
+        )
+        timeout_s = ctx.config.tests.timeout_s
+        run = ctx.run("tests", argv, env=env, timeout_s=timeout_s)
+        keep(
+            TEST_RUN,
+            _dump(
+                {
+                    "argv": argv,
+                    "returncode": run.returncode,
+                    "timed_out": run.timed_out,
+                    "timeout_s": timeout_s,
+                    "duration_s": round(run.duration_s, 3),
+                    "output_tail": _tail(run),
+                }
+            ),
+        )
+        for name in (JUNIT, COVERAGE_JSON, COVERAGE_XML):
+            if (ctx.scratch / name).is_file():
+                keep(name, (ctx.scratch / name).read_text(encoding="utf-8", errors="replace"))
+        if ctx.mode == "ci" and policy.diff_base:
+            self._diff(ctx, policy.diff_base, keep)
+        verdict = judge(written, policy)
+        ctx.write_document(REPORT, render_report(verdict, written, ctx.config.target.name).encode("utf-8"))
+
+    @staticmethod
+    def _ensure_pytest_cov(ctx: GateContext, python: Path) -> dict[str, str | None]:
+        """Versions of pytest, pytest-cov and coverage in the venv, installing pytest-cov when missing."""
+        env = target_env(venv=python.parent.parent)
+        probe = ctx.run("probe-tools", [str(python), "-c", _PROBE], env=env, timeout_s=60)
+        versions: dict[str, str | None] = json.loads(probe.stdout()) if probe.returncode == 0 else {}
+        if not versions.get("pytest-cov") or not versions.get("pytest"):
+            ctx.progress("installing pytest-cov into the target's venv")
+            pip = ctx.run("pip-install-pytest-cov", [str(python), "-m", "pip", "install", "pytest-cov"], env=env)
+            if pip.returncode != 0:
+                msg = f"pytest-cov is not in the target's venv and could not be installed: {_tail(pip)[-400:]}"
+                raise ToolMissingError(msg, hint="add pytest-cov (and pytest) to the target's [install] command")
+            probe = ctx.run("probe-tools-again", [str(python), "-c", _PROBE], env=env, timeout_s=60)
+            versions = json.loads(probe.stdout()) if probe.returncode == 0 else {}
+        for name, version in versions.items():
+            if version:
+                ctx.record_tool(name, version)
+        return versions
+
+    @staticmethod
+    def _test_argv(ctx: GateContext) -> tuple[list[str], list[str]]:
+        """The [tests] command with the coverage, report and JUnit options appended."""
+        argv = ctx.command(ctx.config.tests.command)
+        if not any(Path(part).name in ("pytest", "py.test") for part in argv):
+            msg = f"the [tests] command {ctx.config.tests.command} does not run pytest; G1 measures through pytest-cov"
+            raise ToolMissingError(msg, hint='set [tests] command = ["{python}", "-m", "pytest"]')
+        root = ctx.target_dir / ctx.config.target.source_root
+        sources = []
+        for package in ctx.config.target.packages:
+            folder = root / package.replace(".", "/")
+            sources.append(str(folder) if folder.is_dir() else package)
+        out = ctx.scratch
+        extra = [f"--cov={source}" for source in sources] or ["--cov"]
+        extra += [
+            "--cov-branch",
+            "--cov-fail-under=0",
+            "--cov-report=term-missing",
+            "-p",
+            "no:cacheprovider",
+            f"--cov-report=json:{out / COVERAGE_JSON}",
+            f"--cov-report=xml:{out / COVERAGE_XML}",
+            f"--junitxml={out / JUNIT}",
+        ]
+        return argv + extra, sources
+
+    @staticmethod
+    def _diff(ctx: GateContext, ref: str, keep: Any) -> None:
+        """Find the merge base with `ref` and keep `git diff -U0 BASE` of the target directory."""
+        record: dict[str, Any] = {"requested": ref, "computed": False, "reason": None, "base_commit": None}
+        ctx.progress(f"diff coverage: changes since the merge base with {ref}")
+        commit = _merge_base(ctx, ref, record)
+        if commit is not None:
+            argv = ["git", "-c", "core.quotePath=false", "diff", "-U0", "--no-color", "--no-ext-diff", "-M"]
+            argv += ["--relative", "--src-prefix=a/", "--dst-prefix=b/", commit]
+            diff = ctx.run("git-diff", argv, timeout_s=120)
+            if diff.returncode != 0:
+                record["reason"] = f"git diff against {commit[:12]} failed: {_tail(diff)[-300:]}"
+            else:
+                keep(DIFF, diff.stdout())
+                record.update(computed=True, base_commit=commit)
+        keep(DIFF_BASE, _dump(record))
+
+    def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
+        """Tests pass, overall, critical and (ci) changed-line coverage meet their thresholds."""
+        assert isinstance(policy, CoveragePolicy)  # noqa: S101 - the registry pairs gate and policy
+        return judge(evidence, policy)
+
+
+def _merge_base(ctx: GateContext, ref: str, record: dict[str, Any]) -> str | None:
+    """The merge base of HEAD and `ref`, or None with the reason written into `record`."""
+    inside = ctx.run("git-toplevel", ["git", "rev-parse", "--show-toplevel"], timeout_s=30)
+    if inside.returncode != 0:
+        record["reason"] = f"the target is not in a git repository: {_tail(inside)[-300:]}"
+        return None
+    exists = ctx.run("git-ref", ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], timeout_s=30)
+    if exists.returncode != 0:
+        record["reason"] = f"ref {ref!r} does not exist in the target's git repository"
+        return None
+    base = ctx.run("git-merge-base", ["git", "merge-base", "HEAD", ref], timeout_s=30)
+    if base.returncode != 0:
+        record["reason"] = f"HEAD and {ref!r} have no merge base: {_tail(base)[-300:] or 'unrelated histories'}"
+        return None
+    return base.stdout().strip()
+
+
+def _dump(data: Any) -> str:
+    """Stable JSON text, as the pack writes it."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def render_report(verdict: Verdict, written: _Written, target_name: str) -> str:
+    """coverage_report.html: verdict, thresholds, critical files, diff and every measured file."""
+    context = written.read_json(CONTEXT)
+    files: list[FileCoverage] = []
+    meta: dict[str, Any] = {}
+    if written.exists(COVERAGE_JSON):
+        data = written.read_json(COVERAGE_JSON)
+        meta = data.get("meta", {})
+        files = sorted(
+            load_files(data, context["target_dir"]).values(), key=lambda f: (f.line_pct, f.branch_pct, f.path)
+        )
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("release", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return environment.get_template("coverage_report.html.j2").render(
+        target=target_name,
+        verdict=verdict,
+        context=context,
+        files=files,
+        meta=meta,
+        run=written.read_json(TEST_RUN),
+        line_ranges=line_ranges,
+        branch_text=branch_text,
+    )
