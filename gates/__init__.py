@@ -2,6 +2,8 @@
 
 from gates.bootstrap import BootstrapGate
 from gates.coverage import CoverageGate
+from gates.docs import DocsGate
 from gates.identity import IdentityGate
+from gates.security import SecurityGate
 
-ALL_GATES = (IdentityGate(), BootstrapGate(), CoverageGate())
+ALL_GATES = (IdentityGate(), SecurityGate(), BootstrapGate(), CoverageGate(), DocsGate())

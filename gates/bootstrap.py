@@ -31,13 +31,14 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import psutil
 from pydantic import Field
 
+from harness.config import BootstrapSection
 from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -124,7 +125,8 @@ class BootstrapPolicy(Policy):
 
     smoke_timeout_s: float = Field(120.0, gt=0, description="Time the smoke command may take.")
     pass_env: tuple[str, ...] = Field(
-        (), description="Extra environment variable names passed to the bootstrap (e.g. PIP_INDEX_URL); values unrecorded."
+        (),
+        description="Extra environment variable names passed to the bootstrap (e.g. PIP_INDEX_URL); values unrecorded.",
     )
 
 
@@ -219,7 +221,7 @@ def sandbox_env(box: Sandbox, mode: str, pass_env: tuple[str, ...]) -> tuple[dic
 
 
 def stamped_argv(argv: list[str], step_timeout_s: float = 0.0) -> list[str]:
-    """argv running `argv` under the stamping wrapper (0: no per-step timeout)."""
+    """The argv that runs `argv` under the stamping wrapper (0: no per-step timeout)."""
     return [sys.executable, "-I", "-c", STAMP_WRAPPER, str(step_timeout_s), *argv]
 
 
@@ -261,7 +263,13 @@ def kill_leftovers(box: Sandbox, grace_s: float = 3.0) -> list[dict[str, Any]]:
         cwd, cmdline = str(info.get("cwd") or ""), [str(part) for part in info.get("cmdline") or []]
         if cwd == root or cwd.startswith(root + os.sep) or any(root in part for part in cmdline):
             found.append(proc)
-            seen.append({"pid": proc.pid, "name": info.get("name"), "cmdline": [p.replace(root, "<sandbox>") for p in cmdline[:6]]})
+            seen.append(
+                {
+                    "pid": proc.pid,
+                    "name": info.get("name"),
+                    "cmdline": [p.replace(root, "<sandbox>") for p in cmdline[:6]],
+                }
+            )
     for proc in found:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
@@ -290,7 +298,8 @@ def parse_steps(log: str, end_s: float) -> list[Step]:
 
 def output_tail(log: str, lines: int = 4, max_chars: int = 400) -> str:
     """The last lines of a stamped log without their stamps, for a reason sentence."""
-    texts = [m.group(2) if (m := STAMPED_LINE.match(line)) else line for line in log.splitlines() if line.strip()]
+    texts = [m.group(2) if (m := STAMPED_LINE.match(line)) else line for line in log.splitlines()]
+    texts = [text for text in texts if text.strip() and not text.startswith(STEP_MARKER)]
     tail = " | ".join(texts[-lines:])
     return tail[-max_chars:] or "(no output)"
 
@@ -303,12 +312,24 @@ def leftover_note(what: str, procs: list[dict[str, Any]]) -> str | None:
     return f"{what} left {len(procs)} process(es) running, stopped by the harness: {names}"
 
 
+def _bootstrap_failure(boot: dict[str, Any], log: str, total_s: float, budget_s: float, last_step: str) -> str | None:
+    """Why the bootstrap itself failed (did not finish, could not start, exited non-zero, too slow), or None."""
+    if boot["timed_out"]:
+        return f"the bootstrap was still running at {total_s:.1f} s (budget {budget_s:g} s), in step {last_step!r}"
+    if boot["spawn_error"]:
+        return f"the bootstrap command could not be started: {boot['spawn_error']}"
+    if boot["returncode"] != 0:
+        where = f"in step {last_step!r} after {total_s:.1f} s"
+        return f"the bootstrap exited {boot['returncode']} {where}; last output: {output_tail(log)}"
+    if total_s > budget_s:
+        return f"the bootstrap took {total_s:.1f} s, more than its budget of {budget_s:g} s"
+    return None
+
+
 class BootstrapGate(Gate):
     """Times the bootstrap of a clean copy step by step and checks the service is runnable after it."""
 
-    spec: ClassVar[GateSpec] = GateSpec(
-        id="G7", title="Bootstrap time", requirements=("G7", "X1"), timeout_s=1800
-    )
+    spec: ClassVar[GateSpec] = GateSpec(id="G7", title="Bootstrap time", requirements=("G7", "X1"), timeout_s=1800)
     policy_model: ClassVar[type[Policy]] = BootstrapPolicy
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
@@ -322,7 +343,7 @@ class BootstrapGate(Gate):
         section = ctx.config.bootstrap
         if section is None:
             msg = "certify.toml has no [bootstrap] table: nothing says how to bootstrap the target"
-            raise ToolMissingError(msg, hint='add [bootstrap] command = ["sh", "scripts/bootstrap.sh"] and smoke = [...]')
+            raise ToolMissingError(msg, hint='add [bootstrap] command = ["sh", "scripts/bootstrap.sh"], smoke = [...]')
         box = new_sandbox(ctx)
         record: dict[str, Any] = {
             "mode": ctx.mode,
@@ -335,28 +356,23 @@ class BootstrapGate(Gate):
         record["copy"] = {key: value for key, value in copy.items() if key != "tracked"}
         if copy["git_error"] is None and copy["files"]:
             env, record["environment"] = sandbox_env(box, ctx.mode, policy.pass_env)
-            record.update(self._run_in(ctx, box, env, section.command, section.smoke, section.budget_s, policy))
+            record.update(self._run_in(ctx, box, env, section, policy))
         ctx.write_json(EVIDENCE, record)
 
     @staticmethod
     def _run_in(
-        ctx: GateContext,
-        box: Sandbox,
-        env: dict[str, str],
-        command: tuple[str, ...],
-        smoke: tuple[str, ...],
-        budget_s: float,
-        policy: BootstrapPolicy,
+        ctx: GateContext, box: Sandbox, env: dict[str, str], section: BootstrapSection, policy: BootstrapPolicy
     ) -> dict[str, Any]:
         """Run bootstrap (then smoke, if it passed) in the sandbox; return their records."""
-        argv = [part.replace("{target_dir}", str(box.copy)) for part in command]
-        ctx.progress(f"bootstrap: {' '.join(command)} (budget {budget_s:g} s)")
-        timeout_s = budget_s + OVERRUN_S
-        boot = run_record(ctx.run("bootstrap", stamped_argv(argv), cwd=box.copy, env=env, timeout_s=timeout_s), box, timeout_s)
-        result: dict[str, Any] = {"bootstrap": boot, "leftovers_after_bootstrap": kill_leftovers(box), "smoke_run": None}
-        if boot["returncode"] == 0 and smoke:
-            ctx.progress(f"smoke: {' '.join(smoke)}")
-            smoke_argv = [part.replace("{target_dir}", str(box.copy)) for part in smoke]
+        argv = [part.replace("{target_dir}", str(box.copy)) for part in section.command]
+        ctx.progress(f"bootstrap: {' '.join(section.command)} (budget {section.budget_s:g} s)")
+        timeout_s = section.budget_s + OVERRUN_S
+        run = ctx.run("bootstrap", stamped_argv(argv), cwd=box.copy, env=env, timeout_s=timeout_s)
+        boot = run_record(run, box, timeout_s)
+        result = {"bootstrap": boot, "leftovers_after_bootstrap": kill_leftovers(box), "smoke_run": None}
+        if boot["returncode"] == 0 and section.smoke:
+            ctx.progress(f"smoke: {' '.join(section.smoke)}")
+            smoke_argv = [part.replace("{target_dir}", str(box.copy)) for part in section.smoke]
             run = ctx.run("smoke", stamped_argv(smoke_argv), cwd=box.copy, env=env, timeout_s=policy.smoke_timeout_s)
             result["smoke_run"] = run_record(run, box, policy.smoke_timeout_s)
             result["leftovers_after_smoke"] = kill_leftovers(box)
@@ -367,8 +383,10 @@ class BootstrapGate(Gate):
         data = evidence.read_json(EVIDENCE)
         copy = data["copy"]
         if copy["git_error"] is not None:
-            reason = f"the target is not a git work tree ({copy['git_error']}): cannot know which files a clean clone has"
-            return Verdict.of(Status.INCONCLUSIVE, reason)
+            why = copy["git_error"]
+            return Verdict.of(
+                Status.INCONCLUSIVE, f"the target is not a git work tree ({why}): cannot know what is tracked"
+            )
         if not copy["files"]:
             return Verdict.of(Status.INCONCLUSIVE, "git tracks no files in the target directory: nothing to bootstrap")
         boot = data["bootstrap"]
@@ -378,36 +396,27 @@ class BootstrapGate(Gate):
         total_s = float(boot["elapsed_s"] if boot["elapsed_s"] is not None else boot["duration_s"])
         budget_s = float(data["budget_s"])
         steps = parse_steps(log, total_s)
-        statuses, reasons = [Status.PASS], []
         measurements = [Measurement.judged("bootstrap total", round(total_s, 3), "<=", budget_s, "s")]
-        measurements += [Measurement(name=f"step {i} {s.name}", value=s.duration_s, unit="s") for i, s in enumerate(steps, 1)]
-        last = steps[-1].name
-        if boot["timed_out"]:
-            statuses.append(Status.FAIL)
-            reasons.append(f"the bootstrap was still running at {total_s:.1f} s (budget {budget_s:g} s), in step {last!r}")
-        elif boot["spawn_error"]:
-            statuses.append(Status.FAIL)
-            reasons.append(f"the bootstrap command could not be started: {boot['spawn_error']}")
-        elif boot["returncode"] != 0:
-            statuses.append(Status.FAIL)
-            reasons.append(f"the bootstrap exited {boot['returncode']} in step {last!r} after {total_s:.1f} s; last output: {output_tail(log)}")
-        elif total_s > budget_s:
-            statuses.append(Status.FAIL)
-            reasons.append(f"the bootstrap took {total_s:.1f} s, more than its budget of {budget_s:g} s")
+        measurements += [
+            Measurement(name=f"step {i} {s.name}", value=s.duration_s, unit="s") for i, s in enumerate(steps, 1)
+        ]
+        failure = _bootstrap_failure(boot, log, total_s, budget_s, steps[-1].name)
+        statuses, reasons = [Status.FAIL if failure else Status.PASS], [failure] if failure else []
         if not boot["timed_out"] and boot["returncode"] == 0:
             status, reason = self._judge_smoke(evidence, data, measurements)
             statuses.append(status)
             reasons.append(reason)
-        for what, procs in (("the bootstrap", boot["left_running"] + data["leftovers_after_bootstrap"]),
-                            ("the smoke command", self._smoke_leftovers(data))):
-            note = leftover_note(what, procs)
-            if note:
-                reasons.append(note)
+        for what, procs in (
+            ("the bootstrap", boot["left_running"] + data["leftovers_after_bootstrap"]),
+            ("the smoke command", self._smoke_leftovers(data)),
+        ):
+            reasons += filter(None, [leftover_note(what, procs)])
         status = worst(statuses)
+        cache = data["environment"]["cache"]
         if status is Status.PASS:
-            cache = data["environment"]["cache"].split(":")[0]
-            reasons.insert(0, f"bootstrap of a clean copy took {total_s:.1f} s of {budget_s:g} s ({cache} cache), {len(steps)} step(s)")
-        details = {"steps": [s.__dict__ for s in steps], "cache": data["environment"]["cache"], "mode": data["mode"]}
+            summary = f"bootstrap of a clean copy took {total_s:.1f} s of {budget_s:g} s"
+            reasons.insert(0, f"{summary} ({cache.split(':')[0]} cache), {len(steps)} step(s)")
+        details = {"steps": [asdict(s) for s in steps], "cache": cache, "mode": data["mode"]}
         return Verdict(status=status, reasons=tuple(reasons), measurements=tuple(measurements), details=details)
 
     @staticmethod

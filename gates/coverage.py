@@ -38,6 +38,8 @@ REPORT = "coverage_report.html"
 WORST_FILES_SHOWN = 5
 TAIL_CHARS = 1500
 PYTEST_NO_TESTS = 5
+#: pytest exit codes for an interrupted session, an internal error and a usage error: no usable coverage.
+PYTEST_CRASHED = (2, 3, 4)
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 _PROBE = (
     "import importlib.metadata as m, json\n"
@@ -248,13 +250,15 @@ def judge_tests(reader: EvidenceReader, found: Findings) -> bool:
     }
     found.measurements.append(Measurement(name="tests run (not skipped)", value=ran))
     if junit.failures + junit.errors:
+        crashed = run["returncode"] in PYTEST_CRASHED
         found.judge(
             Measurement.judged("failing or erroring tests", junit.failures + junit.errors, "<=", 0),
             f"{junit.failures} failing and {junit.errors} erroring of {junit.tests} tests: "
             + "; ".join(junit.failing[:10])
-            + (f"; and {len(junit.failing) - 10} more" if len(junit.failing) > 10 else ""),
+            + (f"; and {len(junit.failing) - 10} more" if len(junit.failing) > 10 else "")
+            + (f"; pytest exited {run['returncode']}: {run['output_tail'][-400:]}" if crashed else ""),
         )
-        return True
+        return not crashed
     if run["returncode"] == PYTEST_NO_TESTS or ran == 0:
         found.block(
             Status.INCONCLUSIVE,
@@ -400,7 +404,8 @@ class DiffTally:
     covered: int = 0
     critical_changed: int = 0
     critical_covered: int = 0
-    critical_untaken: list[str] = field(default_factory=list)
+    critical_untaken: int = 0
+    critical_untaken_text: list[str] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     unmeasured: list[str] = field(default_factory=list)
 
@@ -422,8 +427,9 @@ def tally_diff(changed_lines: dict[str, set[int]], files: dict[str, FileCoverage
         if path in critical:
             tally.critical_changed += len(changed)
             tally.critical_covered += len(changed) - len(uncovered)
+            tally.critical_untaken += len(untaken)
             if untaken:
-                tally.critical_untaken.append(f"{path}: {branch_text(untaken)}")
+                tally.critical_untaken_text.append(f"{path}: {branch_text(untaken)}")
         if uncovered or untaken:
             tally.files.append(
                 {"path": path, "uncovered_lines": line_ranges(uncovered), "untaken_branches": branch_text(untaken)}
@@ -466,8 +472,8 @@ def judge_diff(
             f"changed-line coverage in critical files {since} is {pct} %, below {policy.min_critical_pct:g} %",
         )
     found.judge(
-        Measurement.judged("untaken branches on changed critical lines", len(tally.critical_untaken), "<=", 0),
-        "untaken branches on changed lines of critical files: " + "; ".join(tally.critical_untaken),
+        Measurement.judged("untaken branches on changed critical lines", tally.critical_untaken, "<=", 0),
+        "untaken branches on changed lines of critical files: " + "; ".join(tally.critical_untaken_text),
     )
     for row in tally.files:
         if row["uncovered_lines"]:
@@ -665,8 +671,8 @@ class CoverageGate(Gate):
             "--cov-branch",
             "--cov-fail-under=0",
             "--cov-report=term-missing",
-            "-p",
-            "no:cacheprovider",
+            "-o",
+            f"cache_dir={out / 'pytest-cache'}",
             f"--cov-report=json:{out / COVERAGE_JSON}",
             f"--cov-report=xml:{out / COVERAGE_XML}",
             f"--junitxml={out / JUNIT}",

@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
-from gates.security.policy import EvidenceReader
+from gates.security.policy import EvidenceReader, canonical_name
 from gates.security.store import EvidenceStore, run_problem
 
 INVENTORY = "inventory.json"
@@ -45,8 +43,8 @@ def collect(store: EvidenceStore, python: Path, timeout_s: float) -> dict[str, A
 
 def installed_names(inventory: dict[str, Any], exclude: str | None) -> dict[str, str]:
     """Canonical name -> version of every installed distribution except `exclude` (the target itself)."""
-    skip = canonicalize_name(exclude) if exclude else None
-    names = {canonicalize_name(d["name"]): str(d["version"]) for d in inventory.get("distributions", [])}
+    skip = canonical_name(exclude) if exclude else None
+    names = {canonical_name(d["name"]): str(d["version"]) for d in inventory.get("distributions", [])}
     return {name: version for name, version in sorted(names.items()) if name != skip}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import re
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from typing import Any
 import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from gates.security.cvss import cvss3_base_score
 
 RECORD_SUFFIXES = (".yaml", ".yml", ".json")
 SNAPSHOT_FILE = "SNAPSHOT.txt"
@@ -65,9 +66,9 @@ def in_ranges(version: Version, events: list[dict[str, Any]]) -> bool:
         elif is_open and ("fixed" in event or "last_affected" in event):
             upper = _version(event.get("fixed", event.get("last_affected")))
             inclusive = "last_affected" in event
-            if upper is not None and (lower is None or version >= lower):
-                if version < upper or (inclusive and version == upper):
-                    return True
+            above = lower is None or version >= lower
+            if upper is not None and above and (version < upper or (inclusive and version == upper)):
+                return True
             is_open = False
     return is_open and (lower is None or version >= lower)
 
@@ -91,44 +92,6 @@ def affects(record: dict[str, Any], name: str, version: str) -> bool:
             if spans.get("type") == "ECOSYSTEM" and in_ranges(parsed, list(spans.get("events") or [])):
                 return True
     return False
-
-
-_CVSS3_WEIGHTS: dict[str, dict[str, float]] = {
-    "AV": {"N": 0.85, "A": 0.62, "L": 0.55, "P": 0.2},
-    "AC": {"L": 0.77, "H": 0.44},
-    "UI": {"N": 0.85, "R": 0.62},
-    "C": {"H": 0.56, "L": 0.22, "N": 0.0},
-    "I": {"H": 0.56, "L": 0.22, "N": 0.0},
-    "A": {"H": 0.56, "L": 0.22, "N": 0.0},
-}
-
-
-def _roundup(value: float) -> float:
-    """CVSS v3.1 Roundup: the smallest one-decimal number not below value."""
-    scaled = round(value * 100000)
-    if scaled % 10000 == 0:
-        return scaled / 100000.0
-    return (math.floor(scaled / 10000) + 1) / 10.0
-
-
-def cvss3_base_score(vector: str) -> float | None:
-    """The CVSS v3.x base score of a vector string such as CVSS:3.1/AV:N/AC:L/..., or None if malformed."""
-    parts = dict(item.split(":", 1) for item in vector.split("/")[1:] if ":" in item)
-    if not vector.startswith("CVSS:3"):
-        return None
-    try:
-        changed = {"U": False, "C": True}[parts["S"]]
-        weights = {key: _CVSS3_WEIGHTS[key][parts[key]] for key in _CVSS3_WEIGHTS}
-        privileges = {"N": 0.85, "L": 0.68 if changed else 0.62, "H": 0.5 if changed else 0.27}[parts["PR"]]
-    except KeyError:
-        return None
-    iss = 1 - (1 - weights["C"]) * (1 - weights["I"]) * (1 - weights["A"])
-    impact = 7.52 * (iss - 0.029) - 3.25 * (iss - 0.02) ** 15 if changed else 6.42 * iss
-    exploitability = 8.22 * weights["AV"] * weights["AC"] * privileges * weights["UI"]
-    if impact <= 0:
-        return 0.0
-    total = 1.08 * (impact + exploitability) if changed else impact + exploitability
-    return _roundup(min(total, 10.0))
 
 
 def record_score(record: dict[str, Any]) -> tuple[float | None, str | None]:
@@ -297,7 +260,7 @@ def _handler(db: AdvisoryDatabase, log: QueryLog) -> type[BaseHTTPRequestHandler
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the query log is the record."""
             del format, args
 

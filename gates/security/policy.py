@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
@@ -33,6 +34,12 @@ DEFAULT_LICENCE_ALLOW = (
     "BSL-1.0",
 )
 MAX_REASONS = 20
+SeverityName = Literal["critical", "high", "medium", "low"]
+
+
+def canonical_name(name: str) -> str:
+    """A distribution name normalised as PEP 503 does (Foo_Bar.baz -> foo-bar-baz)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class Severity(enum.StrEnum):
@@ -80,8 +87,9 @@ def severity_of_score(score: float) -> Severity:
 class SecurityPolicy(Policy):
     """Thresholds of gate G5 (`[gates.G5]` in certify.toml)."""
 
-    fail_on: Severity = Field(
-        Severity.HIGH, description="Unwaived findings at or above this severity fail the gate (G5: 0 high/critical)."
+    fail_on: SeverityName = Field(
+        "high",
+        description="Unwaived findings at or above this severity (critical/high/medium/low) fail the gate.",
     )
     advisory_db: str | None = Field(
         None,
@@ -91,17 +99,17 @@ class SecurityPolicy(Policy):
     max_advisory_age_days: int = Field(
         30, ge=0, description="An advisory database older than this many days makes the audit INCONCLUSIVE."
     )
-    vuln_default_severity: Severity = Field(
-        Severity.HIGH, description="Severity of a known vulnerability whose advisory carries no CVSS v3 vector."
+    vuln_default_severity: SeverityName = Field(
+        "high", description="Severity of a known vulnerability whose advisory carries no CVSS v3 vector."
     )
     licence_allow: tuple[str, ...] = Field(
         DEFAULT_LICENCE_ALLOW, description="SPDX ids allowed for installed packages (OR: any allowed; AND: all)."
     )
-    licence_denied_severity: Severity = Field(
-        Severity.HIGH, description="Severity of a package whose licence is recognised but not allowed (e.g. GPL)."
+    licence_denied_severity: SeverityName = Field(
+        "high", description="Severity of a package whose licence is recognised but not allowed (e.g. GPL)."
     )
-    licence_unknown_severity: Severity = Field(
-        Severity.MEDIUM,
+    licence_unknown_severity: SeverityName = Field(
+        "medium",
         description="Severity of a package whose licence is missing or not recognised (listed for review).",
     )
     sast_exclude: tuple[str, ...] = Field(
@@ -112,6 +120,11 @@ class SecurityPolicy(Policy):
         description="detect-secrets baseline in the target; its entries audited is_secret=false are false positives.",
     )
     tool_timeout_s: float = Field(600.0, gt=0, description="Time limit of each scanner run.")
+
+    @property
+    def threshold(self) -> Severity:
+        """fail_on as a Severity."""
+        return Severity(self.fail_on)
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,12 @@ class ScanResult:
     findings: tuple[Finding, ...] = ()
     measurements: tuple[Measurement, ...] = ()
     facts: dict[str, Any] = field(default_factory=dict)
+    table: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def tool(self) -> str:
+        """The tool's distribution name, written in parentheses at the end of the scanner name."""
+        return self.scanner.rsplit("(", 1)[-1].rstrip(")")
 
 
 class EvidenceReader(Protocol):
@@ -210,11 +229,11 @@ def apply_waivers(findings: list[Finding], waivers: list[dict[str, Any]], run_da
     unwaived: list[Finding] = []
     waived: list[tuple[Finding, WaiverUse]] = []
     for finding in findings:
-        use = next((u for u in active if u.finding.casefold() in finding.waiver_keys()), None)
-        if use is None:
+        applied = next((u for u in active if u.finding.casefold() in finding.waiver_keys()), None)
+        if applied is None:
             unwaived.append(finding)
         else:
-            waived.append((finding, use))
+            waived.append((finding, applied))
     for use in uses:
         if use.expired:
             what = f"matches {len(use.matched)} finding(s) that now count" if use.matched else "matches no finding"
@@ -232,7 +251,7 @@ def apply_waivers(findings: list[Finding], waivers: list[dict[str, Any]], run_da
 
 def blocking(judgement: Judgement, policy: SecurityPolicy) -> list[Finding]:
     """Unwaived findings at or above the policy's fail_on severity, worst first."""
-    found = [f for f in judgement.unwaived if f.severity.rank >= policy.fail_on.rank]
+    found = [f for f in judgement.unwaived if f.severity.rank >= policy.threshold.rank]
     return sorted(found, key=lambda f: (-f.severity.rank, f.id))
 
 
@@ -258,11 +277,11 @@ def judge(results: list[ScanResult], judgement: Judgement, policy: SecurityPolic
     if status is Status.PASS:
         reasons = [f"{r.scanner}: {r.summary}" for r in results]
         reasons.append(
-            f"0 unwaived findings at or above {policy.fail_on.value}; {len(judgement.waived)} waived, "
+            f"0 unwaived findings at or above {policy.fail_on}; {len(judgement.waived)} waived, "
             f"{len(judgement.unwaived)} below the threshold"
         )
     measurements = [
-        Measurement.judged(f"unwaived findings at or above {policy.fail_on.value}", len(failing), "<=", 0),
+        Measurement.judged(f"unwaived findings at or above {policy.fail_on}", len(failing), "<=", 0),
         *(m for r in results for m in r.measurements),
     ]
     details = {

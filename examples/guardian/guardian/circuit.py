@@ -56,8 +56,7 @@ class CircuitBreaker:
     def snapshot(self) -> CircuitState:
         """Return the current state (``closed`` if the breaker was never used)."""
         rows = self.store.read(
-            "SELECT state, consecutive_failures, opened_at, updated_at FROM circuit "
-            "WHERE name = ?",
+            "SELECT state, consecutive_failures, opened_at, updated_at FROM circuit WHERE name = ?",
             (self.name,),
         )
         if not rows:
@@ -115,7 +114,12 @@ class CircuitBreaker:
             self._upsert(conn, state, failures, opened_at, self.clock())
 
     def _upsert(
-        self, conn: sqlite3.Connection, state: str, failures: int, opened_at: float | None, now: float
+        self,
+        conn: sqlite3.Connection,
+        state: str,
+        failures: int,
+        opened_at: float | None,
+        now: float,
     ) -> None:
         """Insert or update the breaker row inside an open transaction."""
         conn.execute(

@@ -29,56 +29,91 @@ EXIT_CODES_HELP = """exit codes:
 
 
 def _add_instance_flags(parser: argparse.ArgumentParser, with_port: bool = True) -> None:
-    """Flags shared by serve/supervisor/api/worker."""
-    parser.add_argument("--data-dir", type=Path, required=True,
-                        help="directory holding the database, logs, pid files and metric shards")
+    """Add the flags shared by serve/supervisor/api/worker."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="directory holding the database, logs, pid files and metric shards",
+    )
     if with_port:
         parser.add_argument("--port", type=int, default=8080, help="API port (default 8080)")
-        parser.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
-    parser.add_argument("--upstream-url", default=os.environ.get("GUARDIAN_UPSTREAM_URL"),
-                        help="base URL of the dependency (default: $GUARDIAN_UPSTREAM_URL); "
-                             "without it, dependency tasks are rejected")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)"
+        )
+    parser.add_argument(
+        "--upstream-url",
+        default=os.environ.get("GUARDIAN_UPSTREAM_URL"),
+        help="base URL of the dependency (default: $GUARDIAN_UPSTREAM_URL); "
+        "without it, dependency tasks are rejected",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argparse tree."""
     parser = argparse.ArgumentParser(
-        prog="guardian", description="Durable task service with supervised workers.",
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="guardian",
+        description="Durable task service with supervised workers.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
 
-    serve = sub.add_parser("serve", help="run an instance (keeper → supervisor → api + workers)",
-                           epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    serve = sub.add_parser(
+        "serve",
+        help="run an instance (keeper → supervisor → api + workers)",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
     _add_instance_flags(serve)
-    serve.add_argument("--workers", type=int, default=None,
-                       help="worker processes (1-16); persisted as the worker_count setting")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (1-16); persisted as the worker_count setting",
+    )
 
-    for name, text in (("supervisor", "internal: supervise api and workers (started by serve)"),
-                       ("api", "internal: run the HTTP API process (started by the supervisor)")):
+    for name, text in (
+        ("supervisor", "internal: supervise api and workers (started by serve)"),
+        ("api", "internal: run the HTTP API process (started by the supervisor)"),
+    ):
         internal = sub.add_parser(name, help=text, epilog=EXIT_CODES_HELP, formatter_class=fmt)
         _add_instance_flags(internal)
 
-    worker = sub.add_parser("worker", help="run one worker process (normally started by the "
-                            "supervisor)", epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    worker = sub.add_parser(
+        "worker",
+        help="run one worker process (normally started by the supervisor)",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
     _add_instance_flags(worker, with_port=False)
     worker.add_argument("--slot", type=int, default=0, help="worker slot number (default 0)")
 
-    upstream = sub.add_parser("upstream", help="run the stand-in dependency service",
-                              epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    upstream = sub.add_parser(
+        "upstream",
+        help="run the stand-in dependency service",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
     upstream.add_argument("--port", type=int, required=True, help="port to listen on")
     upstream.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     upstream.add_argument("--log-file", type=Path, default=None, help="also append JSON logs here")
 
-    status = sub.add_parser("status", help="print health of a running instance",
-                            epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    status = sub.add_parser(
+        "status",
+        help="print health of a running instance",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
     status.add_argument("--url", help="base URL of the instance, e.g. http://127.0.0.1:8080")
     status.add_argument("--data-dir", type=Path, help="data dir: report pid files and task counts")
     status.add_argument("--json", action="store_true", help="print JSON")
 
-    submit = sub.add_parser("submit", help="submit a task and print its id",
-                            epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    submit = sub.add_parser(
+        "submit", help="submit a task and print its id", epilog=EXIT_CODES_HELP, formatter_class=fmt
+    )
     submit.add_argument("--url", required=True, help="base URL of the instance")
     submit.add_argument("--kind", required=True, choices=("orchestrate", "compute", "dependency"))
     submit.add_argument("--payload", default="{}", help="JSON object (default {})")
@@ -122,16 +157,24 @@ def _run_instance_process(args: argparse.Namespace) -> int:
     if args.command == "worker":
         from guardian import worker  # noqa: PLC0415
 
-        return worker.main(data_dir, worker.WorkerConfig(slot=args.slot,
-                                                         upstream_url=args.upstream_url))
+        return worker.main(
+            data_dir, worker.WorkerConfig(slot=args.slot, upstream_url=args.upstream_url)
+        )
     if getattr(args, "workers", None) is not None and not 1 <= args.workers <= 16:
         print("error: --workers must be between 1 and 16", file=sys.stderr)
         return 2
-    config = runtime.InstanceConfig(data_dir=data_dir, host=args.host, port=args.port,
-                                    upstream_url=args.upstream_url,
-                                    workers=getattr(args, "workers", None))
-    entry = {"serve": runtime.keeper_main, "supervisor": runtime.supervisor_main,
-             "api": runtime.api_main}[args.command]
+    config = runtime.InstanceConfig(
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        upstream_url=args.upstream_url,
+        workers=getattr(args, "workers", None),
+    )
+    entry = {
+        "serve": runtime.keeper_main,
+        "supervisor": runtime.supervisor_main,
+        "api": runtime.api_main,
+    }[args.command]
     return entry(config)
 
 
@@ -153,7 +196,8 @@ def _run_upstream(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     logging.getLogger("guardian.upstream").info(
-        "upstream listening", extra={"port": server.server_address[1]})
+        "upstream listening", extra={"port": server.server_address[1]}
+    )
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     return 0

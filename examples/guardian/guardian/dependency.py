@@ -69,15 +69,22 @@ class UpstreamClient:
                 return payload
             last_reason = outcome
             if attempt < self.retries:
-                delay_s = backoff_delay_s(attempt, self.backoff_base_s, self.backoff_cap_s,
-                                          self.rng)
+                delay_s = backoff_delay_s(
+                    attempt, self.backoff_base_s, self.backoff_cap_s, self.rng
+                )
                 if retry_after_s is not None:
                     delay_s = max(delay_s, min(retry_after_s, self.backoff_cap_s))
                 self.sleep(delay_s)
         state = self.breaker.record_failure()
-        log.warning("upstream call failed", extra={
-            "task_id": task_id, "reason": last_reason, "circuit": state.state,
-            "attempts": self.retries + 1})
+        log.warning(
+            "upstream call failed",
+            extra={
+                "task_id": task_id,
+                "reason": last_reason,
+                "circuit": state.state,
+                "attempts": self.retries + 1,
+            },
+        )
         raise DependencyError(f"upstream failed after {self.retries + 1} attempts: {last_reason}")
 
     def _attempt(
@@ -87,7 +94,9 @@ class UpstreamClient:
         started = time.perf_counter()
         try:
             response = self.client.post(
-                f"{self.base_url}/work", json=body, headers={"Idempotency-Key": task_id},
+                f"{self.base_url}/work",
+                json=body,
+                headers={"Idempotency-Key": task_id},
             )
         except httpx.TimeoutException:
             return self._failed("timeout", started), {}, None
@@ -96,7 +105,8 @@ class UpstreamClient:
             return self._failed(reason, started), {}, None
         if response.is_success:
             DEPENDENCY_CALL_DURATION.labels(DEPENDENCY_NAME, "ok").observe(
-                time.perf_counter() - started)
+                time.perf_counter() - started
+            )
             try:
                 return "ok", dict(response.json()), None
             except ValueError:
@@ -112,7 +122,8 @@ class UpstreamClient:
     def _failed(self, reason: str, started: float) -> str:
         """Record a failed attempt's latency and error counter; return the reason."""
         DEPENDENCY_CALL_DURATION.labels(DEPENDENCY_NAME, reason).observe(
-            time.perf_counter() - started)
+            time.perf_counter() - started
+        )
         DEPENDENCY_ERRORS.labels(DEPENDENCY_NAME, reason).inc()
         return reason
 

@@ -52,8 +52,10 @@ def validate_payload(kind: str, payload: object) -> dict[str, Any]:
     schema = PAYLOAD_SCHEMAS[kind]
     unknown = sorted(set(payload) - set(schema))
     if unknown:
-        raise InvalidTaskError(f"unexpected payload field(s) for {kind}: "
-                               f"{', '.join(str(name)[:40] for name in unknown[:5])}")
+        raise InvalidTaskError(
+            f"unexpected payload field(s) for {kind}: "
+            f"{', '.join(str(name)[:40] for name in unknown[:5])}"
+        )
     for name, value in payload.items():
         expected, low, high = schema[name]
         if expected is int:

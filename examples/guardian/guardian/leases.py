@@ -38,8 +38,9 @@ class Lease:
 
 def _requeue_sql(where: str) -> str:
     """Build the UPDATE that puts leased tasks matching ``where`` back in the queue."""
+    # ``where`` is one of two constant clauses in this module, never user input.
     return (
-        "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_token = NULL, "
+        "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_token = NULL, "  # noqa: S608
         f"lease_expires_at = NULL, not_before = ? WHERE status = 'running' AND {where} "
         "AND attempts < max_attempts RETURNING kind"
     )
@@ -48,7 +49,7 @@ def _requeue_sql(where: str) -> str:
 def _exhaust_sql(where: str) -> str:
     """Build the UPDATE that fails leased tasks matching ``where`` whose attempts are used up."""
     return (
-        "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_owner = NULL, "
+        "UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, lease_owner = NULL, "  # noqa: S608
         f"lease_token = NULL, lease_expires_at = NULL WHERE status = 'running' AND {where} "
         "AND attempts >= max_attempts RETURNING kind"
     )
@@ -66,9 +67,11 @@ class LeaseManager:
     def has_work(self, now: float | None = None) -> bool:
         """Cheap lock-free check whether any task is ready to claim (WAL readers never block)."""
         when = time.time() if now is None else now
-        return bool(self.store.read(
-            "SELECT 1 FROM tasks WHERE status = 'queued' AND not_before <= ? LIMIT 1", (when,)
-        ))
+        return bool(
+            self.store.read(
+                "SELECT 1 FROM tasks WHERE status = 'queued' AND not_before <= ? LIMIT 1", (when,)
+            )
+        )
 
     def claim(self, now: float | None = None) -> Lease | None:
         """Atomically take the oldest ready task, or return None if the queue is empty."""
@@ -87,8 +90,14 @@ class LeaseManager:
         if row is None:
             return None
         return Lease(
-            task_id=row[0], kind=row[1], payload=json.loads(row[2]), attempts=row[3],
-            max_attempts=row[4], created_at=row[5], token=token, owner=self.owner,
+            task_id=row[0],
+            kind=row[1],
+            payload=json.loads(row[2]),
+            attempts=row[3],
+            max_attempts=row[4],
+            created_at=row[5],
+            token=token,
+            owner=self.owner,
         )
 
     def extend(self, now: float | None = None) -> int:
@@ -142,8 +151,11 @@ class LeaseManager:
         """Re-queue after ``delay_s`` if attempts remain, else fail; return the outcome name."""
         if lease.attempts >= lease.max_attempts:
             return "failed" if self.fail(lease, error, now) else "lost"
-        return "retried" if self.release(lease, delay_s, error, refund_attempt=False,
-                                         now=now) else "lost"
+        return (
+            "retried"
+            if self.release(lease, delay_s, error, refund_attempt=False, now=now)
+            else "lost"
+        )
 
     def release(
         self,
@@ -173,18 +185,21 @@ class LeaseManager:
     def release_owner(self, owner: str, now: float | None = None) -> int:
         """Re-queue (or fail, if out of attempts) every task leased by a dead ``owner``."""
         when = time.time() if now is None else now
-        return self._requeue(conn_where="lease_owner = ?", params=(owner,), now=when,
-                             reason=f"worker {owner} died holding the lease")
+        return self._requeue(
+            conn_where="lease_owner = ?",
+            params=(owner,),
+            now=when,
+            reason=f"worker {owner} died holding the lease",
+        )
 
     def reap_expired(self, now: float | None = None) -> int:
         """Re-queue (or fail) tasks whose lease expired: their worker died or hung."""
         when = time.time() if now is None else now
-        return self._requeue(conn_where="lease_expires_at < ?", params=(when,), now=when,
-                             reason="lease expired")
+        return self._requeue(
+            conn_where="lease_expires_at < ?", params=(when,), now=when, reason="lease expired"
+        )
 
-    def _requeue(
-        self, conn_where: str, params: tuple[Any, ...], now: float, reason: str
-    ) -> int:
+    def _requeue(self, conn_where: str, params: tuple[Any, ...], now: float, reason: str) -> int:
         """Shared body of release_owner/reap_expired: requeue, or fail exhausted tasks."""
         with self.store.write() as conn:
             requeued = conn.execute(_requeue_sql(conn_where), (now, *params)).fetchall()

@@ -6,6 +6,7 @@ opened with ``O_APPEND`` — so lines from concurrent processes never interleave
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -40,9 +41,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Return the JSON line (without trailing newline) for ``record``."""
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
-                timespec="milliseconds"
-            ).replace("+00:00", "Z"),
+            "ts": datetime.fromtimestamp(record.created, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -82,10 +83,8 @@ class AppendFileHandler(logging.Handler):
 
     def close(self) -> None:
         """Close the file descriptor."""
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._fd)
-        except OSError:
-            pass
         super().close()
 
 
@@ -142,9 +141,7 @@ def _log_uncaught(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     """Log an uncaught exception as a JSON record instead of a bare traceback."""
-    logging.getLogger("guardian.crash").critical(
-        "uncaught exception", exc_info=(exc_type, exc, tb)
-    )
+    logging.getLogger("guardian.crash").critical("uncaught exception", exc_info=(exc_type, exc, tb))
 
 
 def tail_lines(path: Path, max_lines: int = 200, max_bytes: int = 256 * 1024) -> list[str]:

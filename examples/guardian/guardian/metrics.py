@@ -34,7 +34,19 @@ from guardian.store import TASK_LATENCY_BUCKETS_S, TASK_STATUSES, Store
 
 KINDS = ("orchestrate", "compute", "dependency")
 LATENCY_BUCKETS_S = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 HTTP_REQUEST_DURATION = Histogram(
@@ -59,6 +71,24 @@ DEPENDENCY_RETRIES = Counter(
     "Dependency call attempts that were retries of a failed attempt.",
     ["dependency"],
 )
+
+
+DEPENDENCY_ERROR_REASONS = (
+    "timeout",
+    "connect_error",
+    "transport_error",
+    "http_429",
+    "http_5xx",
+    "http_4xx",
+    "bad_body",
+)
+
+
+def init_dependency_series(dependency: str = "upstream") -> None:
+    """Create the dependency error/retry series at zero so they are exported before any error."""
+    for reason in DEPENDENCY_ERROR_REASONS:
+        DEPENDENCY_ERRORS.labels(dependency, reason)
+    DEPENDENCY_RETRIES.labels(dependency)
 
 
 class StoreCollector(Collector):
@@ -139,7 +169,11 @@ class StoreCollector(Collector):
             "Child processes restarted by the supervisor, by role (worker, api) and reason.",
             labels=["role", "reason"],
         )
-        counted = {(role, reason): 0 for role in ("worker", "api", "supervisor") for reason in ("crash", "hang")}
+        counted = {
+            (role, reason): 0
+            for role in ("worker", "api", "supervisor")
+            for reason in ("crash", "hang")
+        }
         for role, event, count in store.read(
             "SELECT role, event, COUNT(*) FROM supervisor_events "
             "WHERE event IN ('restart_crash', 'restart_hang') GROUP BY role, event"
@@ -153,9 +187,9 @@ class StoreCollector(Collector):
             "Supervised slots currently held back because they crash-looped.",
             labels=["role"],
         )
-        loops = dict(store.read(
-            "SELECT role, COUNT(*) FROM slots WHERE state = 'crash_loop' GROUP BY role"
-        ))
+        loops = dict(
+            store.read("SELECT role, COUNT(*) FROM slots WHERE state = 'crash_loop' GROUP BY role")
+        )
         for role in sorted({"worker", "api"} | set(loops)):
             crash_loop.add_metric([role], loops.get(role, 0))
         yield crash_loop
@@ -171,15 +205,22 @@ class StoreCollector(Collector):
         yield scrape
 
 
-def build_registry(store_factory: Callable[[], Store], heartbeat_max_age_s: float) -> CollectorRegistry:
+def build_registry(
+    store_factory: Callable[[], Store], heartbeat_max_age_s: float
+) -> CollectorRegistry:
     """Create the registry /metrics serves: process shards (or this process) + the store."""
     registry = CollectorRegistry()
+    init_dependency_series()
     shard_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if shard_dir:
         multiprocess.MultiProcessCollector(registry, path=shard_dir)
     else:
-        for instrument in (HTTP_REQUEST_DURATION, DEPENDENCY_CALL_DURATION, DEPENDENCY_ERRORS,
-                           DEPENDENCY_RETRIES):
+        for instrument in (
+            HTTP_REQUEST_DURATION,
+            DEPENDENCY_CALL_DURATION,
+            DEPENDENCY_ERRORS,
+            DEPENDENCY_RETRIES,
+        ):
             registry.register(instrument)
     registry.register(StoreCollector(store_factory, heartbeat_max_age_s))
     return registry

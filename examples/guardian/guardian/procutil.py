@@ -53,14 +53,17 @@ def bind_to_parent() -> None:
         log.warning("parent died before we started; exiting", extra={"parent_pid": parent})
         os.kill(os.getpid(), signal.SIGTERM)
         return
-    thread = threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
-                              name="parent-watch")
+    thread = threading.Thread(
+        target=_watch_parent, args=(parent,), daemon=True, name="parent-watch"
+    )
     thread.start()
 
 
 def _watch_parent(parent: int) -> None:
     """Send SIGTERM to ourselves once the parent is gone (fallback to PDEATHSIG)."""
-    while os.getppid() == parent:
+    # getppid() changes on POSIX when the parent dies; on Windows it does not, so also ask
+    # whether the parent pid is still alive.
+    while os.getppid() == parent and pid_alive(parent):
         time.sleep(1.0)
     log.warning("parent process exited; shutting down", extra={"parent_pid": parent})
     os.kill(os.getpid(), signal.SIGTERM)
@@ -76,7 +79,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def is_guardian_process(pid: int, data_dir: str) -> bool:
-    """Tell whether ``pid`` is a guardian process serving ``data_dir`` (guards against pid reuse)."""
+    """Tell whether ``pid`` is a guardian process serving ``data_dir`` (guards pid reuse)."""
     try:
         cmdline = psutil.Process(pid).cmdline()
     except psutil.Error:

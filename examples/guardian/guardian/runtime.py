@@ -50,13 +50,31 @@ class InstanceConfig:
         upstream = ["--upstream-url", self.upstream_url] if self.upstream_url else []
         root = str(self.data_dir.root)
         if role == "api":
-            return [*base, "api", "--host", self.host, "--port", str(self.port),
-                    "--data-dir", root, *upstream]
+            return [
+                *base,
+                "api",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                root,
+                *upstream,
+            ]
         if role == "worker":
             return [*base, "worker", "--data-dir", root, "--slot", str(index), *upstream]
         if role == "supervisor":
-            return [*base, "supervisor", "--host", self.host, "--port", str(self.port),
-                    "--data-dir", root, *upstream]
+            return [
+                *base,
+                "supervisor",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                root,
+                *upstream,
+            ]
         raise ValueError(f"unknown role {role}")
 
     def health_probe(self) -> bool:
@@ -72,8 +90,9 @@ def supervisor_main(config: InstanceConfig) -> int:
     """Entry point of the supervisor process."""
     procutil.bind_to_parent()
     config.data_dir.write_pid("supervisor", 0)
-    supervisor = Supervisor(config.data_dir, config.child_argv, SupervisorConfig(),
-                            api_probe=config.health_probe)
+    supervisor = Supervisor(
+        config.data_dir, config.child_argv, SupervisorConfig(), api_probe=config.health_probe
+    )
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     log.info("supervisor started", extra={"workers": supervisor.desired_workers})
@@ -95,10 +114,20 @@ def api_main(config: InstanceConfig) -> int:
     config.data_dir.write_pid("api", 0)
     app = create_app(ApiConfig(config.data_dir, config.upstream_url))
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, log_config=None, access_log=False,
-        loop=loop, http="httptools", timeout_graceful_shutdown=5, backlog=2048,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            loop=loop,
+            http="httptools",
+            timeout_graceful_shutdown=5,
+            backlog=2048,
+            timeout_keep_alive=30,
+        )
+    )
     try:
         server.run()
     finally:
@@ -110,8 +139,12 @@ def api_main(config: InstanceConfig) -> int:
 class Keeper:
     """The top process: runs the supervisor and restarts it when it dies."""
 
-    def __init__(self, config: InstanceConfig, policy: RestartPolicy | None = None,
-                 shutdown_grace_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: InstanceConfig,
+        policy: RestartPolicy | None = None,
+        shutdown_grace_s: float = 30.0,
+    ) -> None:
         """Prepare the data dir, refusing if another live keeper owns it."""
         self.config = config
         self.policy = policy or RestartPolicy()
@@ -125,10 +158,13 @@ class Keeper:
         data_dir = self.config.data_dir
         data_dir.ensure()
         existing = data_dir.read_pids().get("keeper-0")
-        if (existing and existing != os.getpid() and procutil.pid_alive(existing)
-                and procutil.is_guardian_process(existing, str(data_dir.root))):
-            raise InstanceRunningError(
-                f"guardian (pid {existing}) already serves {data_dir.root}")
+        if (
+            existing
+            and existing != os.getpid()
+            and procutil.pid_alive(existing)
+            and procutil.is_guardian_process(existing, str(data_dir.root))
+        ):
+            raise InstanceRunningError(f"guardian (pid {existing}) already serves {data_dir.root}")
         data_dir.wipe_metrics()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(data_dir.metrics_dir)
         store = Store(data_dir.db_path)
@@ -167,8 +203,10 @@ class Keeper:
                 delay = self.policy.backoff_s(consecutive)
                 if consecutive > self.policy.crash_loop_limit:
                     delay = self.policy.crash_loop_cooldown_s
-                log.error("supervisor exited; restarting", extra={
-                    "exit_code": code, "restart_in_s": delay, "consecutive": consecutive})
+                log.error(
+                    "supervisor exited; restarting",
+                    extra={"exit_code": code, "restart_in_s": delay, "consecutive": consecutive},
+                )
                 self._record_restart(code)
                 next_start = now + delay
             time.sleep(0.1)
@@ -187,7 +225,7 @@ class Keeper:
                     )
             finally:
                 store.close()
-        except Exception:  # noqa: BLE001 - counting must never stop the keeper restarting
+        except Exception:
             log.exception("could not record supervisor restart")
 
     def _shutdown(self) -> int:
@@ -211,6 +249,12 @@ def keeper_main(config: InstanceConfig) -> int:
     keeper.prepare()
     signal.signal(signal.SIGTERM, keeper.request_stop)
     signal.signal(signal.SIGINT, keeper.request_stop)
-    log.info("guardian serving", extra={"port": config.port, "data_dir": str(config.data_dir.root),
-                                        "upstream_url": config.upstream_url})
+    log.info(
+        "guardian serving",
+        extra={
+            "port": config.port,
+            "data_dir": str(config.data_dir.root),
+            "upstream_url": config.upstream_url,
+        },
+    )
     return keeper.run()

@@ -37,16 +37,26 @@ def http_status(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
         ready_body = ready.json()
     except ValueError:
         ready_body = {"status": "unknown", "raw": ready.text[:200]}
-    return {"url": base, "live": live.status_code == 200, "ready_http_status": ready.status_code,
-            "readiness": ready_body}
+    return {
+        "url": base,
+        "live": live.status_code == 200,
+        "ready_http_status": ready.status_code,
+        "readiness": ready_body,
+    }
 
 
 def data_dir_status(root: Path) -> dict[str, Any]:
     """Report pids (and whether each is alive) and task counts straight from a data dir."""
     data_dir = DataDir(root)
-    pids = {name: {"pid": pid, "alive": procutil.pid_alive(pid)}
-            for name, pid in data_dir.read_pids().items()}
-    report: dict[str, Any] = {"data_dir": str(root), "pids": pids, "log_file": str(data_dir.log_path)}
+    pids = {
+        name: {"pid": pid, "alive": procutil.pid_alive(pid)}
+        for name, pid in data_dir.read_pids().items()
+    }
+    report: dict[str, Any] = {
+        "data_dir": str(root),
+        "pids": pids,
+        "log_file": str(data_dir.log_path),
+    }
     if data_dir.db_path.exists():
         store = Store(data_dir.db_path)
         try:
@@ -66,11 +76,16 @@ def exit_code_for(report: dict[str, Any]) -> int:
     return EXIT_NOT_READY
 
 
-def submit(url: str, kind: str, payload: dict[str, Any], timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:
+def submit(
+    url: str, kind: str, payload: dict[str, Any], timeout_s: float = 10.0
+) -> tuple[int, dict[str, Any]]:
     """Submit one task; return (HTTP status, JSON body). Raises UnreachableError."""
     try:
-        response = httpx.post(f"{url.rstrip('/')}/api/tasks",
-                              json={"kind": kind, "payload": payload}, timeout=timeout_s)
+        response = httpx.post(
+            f"{url.rstrip('/')}/api/tasks",
+            json={"kind": kind, "payload": payload},
+            timeout=timeout_s,
+        )
     except httpx.HTTPError as exc:
         raise UnreachableError(f"{url} did not answer: {exc}") from exc
     try:

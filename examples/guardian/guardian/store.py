@@ -30,7 +30,21 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 TASK_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 # Upper bounds (seconds) of the end-to-end task latency histogram; +Inf is implicit.
 TASK_LATENCY_BUCKETS_S = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
 )
 DEFAULT_MAX_ATTEMPTS = 5
 BUSY_TIMEOUT_MS = 15_000
@@ -157,9 +171,17 @@ _TASK_COLUMNS = (
 def row_to_task(row: Sequence[Any]) -> TaskRecord:
     """Build a TaskRecord from a row selected with the standard column list."""
     return TaskRecord(
-        id=row[0], kind=row[1], status=row[2], payload=json.loads(row[3]), attempts=row[4],
-        max_attempts=row[5], created_at=row[6], started_at=row[7], finished_at=row[8],
-        result=json.loads(row[9]) if row[9] is not None else None, error=row[10],
+        id=row[0],
+        kind=row[1],
+        status=row[2],
+        payload=json.loads(row[3]),
+        attempts=row[4],
+        max_attempts=row[5],
+        created_at=row[6],
+        started_at=row[7],
+        finished_at=row[8],
+        result=json.loads(row[9]) if row[9] is not None else None,
+        error=row[10],
         lease_owner=row[11],
     )
 
@@ -192,7 +214,9 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
                 check_same_thread=False,
             )
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -264,15 +288,31 @@ class Store:
                 conn.execute(
                     "INSERT INTO tasks(id, kind, payload, status, attempts, max_attempts, "
                     "not_before, created_at, request_id) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
-                    (task.task_id, task.kind, json.dumps(task.payload), task.max_attempts, now,
-                     now, task.request_id),
+                    (
+                        task.task_id,
+                        task.kind,
+                        json.dumps(task.payload),
+                        task.max_attempts,
+                        now,
+                        now,
+                        task.request_id,
+                    ),
                 )
                 bump_count(conn, task.kind, "submitted")
         return [
             TaskRecord(
-                id=t.task_id, kind=t.kind, status="queued", payload=t.payload, attempts=0,
-                max_attempts=t.max_attempts, created_at=now, started_at=None, finished_at=None,
-                result=None, error=None, lease_owner=None,
+                id=t.task_id,
+                kind=t.kind,
+                status="queued",
+                payload=t.payload,
+                attempts=0,
+                max_attempts=t.max_attempts,
+                created_at=now,
+                started_at=None,
+                finished_at=None,
+                result=None,
+                error=None,
+                lease_owner=None,
             )
             for t in new_tasks
         ]
@@ -283,7 +323,10 @@ class Store:
 
     def get(self, task_id: str) -> TaskRecord:
         """Return the task with ``task_id`` or raise TaskNotFoundError."""
-        rows = self.read(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        rows = self.read(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?",  # noqa: S608 - constant
+            (task_id,),
+        )
         if not rows:
             raise TaskNotFoundError(f"task {task_id} not found")
         return row_to_task(rows[0])
@@ -330,9 +373,9 @@ class Store:
         counts = dict.fromkeys(TASK_STATUSES, 0)
         for status in TASK_STATUSES:
             # One indexed COUNT per status is faster than GROUP BY over the whole table.
-            counts[status] = self.read(
-                "SELECT COUNT(*) FROM tasks WHERE status = ?", (status,)
-            )[0][0]
+            counts[status] = self.read("SELECT COUNT(*) FROM tasks WHERE status = ?", (status,))[0][
+                0
+            ]
         return counts
 
     def queue_depth(self) -> int:
@@ -371,8 +414,9 @@ class Store:
 
     def load_settings(self) -> dict[str, Any]:
         """Return the persisted settings as a plain dict."""
-        return {key: json.loads(value) for key, value in self.read(
-            "SELECT key, value FROM settings")}
+        return {
+            key: json.loads(value) for key, value in self.read("SELECT key, value FROM settings")
+        }
 
     def save_settings(self, values: dict[str, Any]) -> None:
         """Persist (upsert) the given settings keys in one transaction."""

@@ -132,8 +132,10 @@ class Supervisor:
     def adopt_previous(self) -> None:
         """Stop children a previous (killed) supervisor left behind and free their leases."""
         stale = [
-            pid for name, pid in self.data_dir.read_pids().items()
-            if name.split("-")[0] in {"api", "worker"} and pid != os.getpid()
+            pid
+            for name, pid in self.data_dir.read_pids().items()
+            if name.split("-")[0] in {"api", "worker"}
+            and pid != os.getpid()
             and procutil.is_guardian_process(pid, str(self.data_dir.root))
         ]
         for pid in stale:
@@ -144,8 +146,9 @@ class Supervisor:
         owners = self.store.read("SELECT DISTINCT lease_owner FROM tasks WHERE status = 'running'")
         released = sum(self.leases.release_owner(owner) for (owner,) in owners if owner)
         if stale or released:
-            log.info("adopted previous run", extra={"stale_children": stale,
-                                                    "released_tasks": released})
+            log.info(
+                "adopted previous run", extra={"stale_children": stale, "released_tasks": released}
+            )
 
     def tick(self) -> None:
         """One supervision pass: exits, hangs, scaling, due starts, lease reaping."""
@@ -179,8 +182,10 @@ class Supervisor:
             try:
                 slot.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("child ignored SIGTERM; killing", extra={"role": slot.role,
-                                                                      "child_pid": slot.pid})
+                log.warning(
+                    "child ignored SIGTERM; killing",
+                    extra={"role": slot.role, "child_pid": slot.pid},
+                )
                 slot.process.kill()
                 slot.process.wait(timeout=5)
             self._after_exit(slot)
@@ -233,13 +238,17 @@ class Supervisor:
             self._schedule_restart(slot, now, "crash")
             return
         if slot.restart_reason is not None:
-            self._record_event(slot, f"restart_{slot.restart_reason}",
-                               f"pid {slot.process.pid} after {slot.consecutive_failures} "
-                               "consecutive failure(s)")
+            self._record_event(
+                slot,
+                f"restart_{slot.restart_reason}",
+                f"pid {slot.process.pid} after {slot.consecutive_failures} consecutive failure(s)",
+            )
         slot.state, slot.started_at, slot.restart_reason = "running", now, None
         slot.probe_failures, slot.killed_for_hang = 0, False
-        log.info("child started", extra={"role": slot.role, "slot": slot.index,
-                                         "child_pid": slot.process.pid})
+        log.info(
+            "child started",
+            extra={"role": slot.role, "slot": slot.index, "child_pid": slot.process.pid},
+        )
         self._persist_slot(slot)
 
     def _check_exit(self, slot: Slot, now: float) -> None:
@@ -255,9 +264,16 @@ class Supervisor:
             self._persist_slot(slot, delete=True)
             log.info("child retired", extra={"role": slot.role, "slot": slot.index})
             return
-        log.warning("child exited", extra={"role": slot.role, "slot": slot.index,
-                                           "child_pid": pid, "exit_code": code,
-                                           "uptime_s": round(now - slot.started_at, 3)})
+        log.warning(
+            "child exited",
+            extra={
+                "role": slot.role,
+                "slot": slot.index,
+                "child_pid": pid,
+                "exit_code": code,
+                "uptime_s": round(now - slot.started_at, 3),
+            },
+        )
         if now - slot.started_at >= self.config.policy.stable_after_s:
             slot.consecutive_failures = 0
         self._schedule_restart(slot, now, reason)
@@ -270,12 +286,20 @@ class Supervisor:
         if slot.consecutive_failures > policy.crash_loop_limit:
             slot.state = "crash_loop"
             slot.next_start_at = now + policy.crash_loop_cooldown_s
-            self._record_event(slot, "crash_loop",
-                               f"{slot.consecutive_failures} consecutive failures; holding "
-                               f"back {policy.crash_loop_cooldown_s:.0f} s")
-            log.error("crash loop: slot held back", extra={
-                "role": slot.role, "slot": slot.index,
-                "consecutive_failures": slot.consecutive_failures})
+            self._record_event(
+                slot,
+                "crash_loop",
+                f"{slot.consecutive_failures} consecutive failures; holding "
+                f"back {policy.crash_loop_cooldown_s:.0f} s",
+            )
+            log.error(
+                "crash loop: slot held back",
+                extra={
+                    "role": slot.role,
+                    "slot": slot.index,
+                    "consecutive_failures": slot.consecutive_failures,
+                },
+            )
         else:
             slot.state = "backoff"
             slot.next_start_at = now + policy.backoff_s(slot.consecutive_failures)
@@ -296,8 +320,9 @@ class Supervisor:
                 log.exception("could not release leases of dead worker", extra={"owner": owner})
             else:
                 if released:
-                    log.warning("re-queued tasks of dead worker",
-                                extra={"owner": owner, "count": released})
+                    log.warning(
+                        "re-queued tasks of dead worker", extra={"owner": owner, "count": released}
+                    )
         self.data_dir.remove_pid(slot.role, slot.index, pid)
         metrics.mark_process_dead(pid)
         slot.process = None
@@ -313,9 +338,15 @@ class Supervisor:
             if slot.role == "worker" and self._worker_stale(slot):
                 self._kill_hung(slot, "heartbeat older than hang timeout")
         api = self.slots.get(("api", 0))
-        if (api is None or self.api_probe is None or api.process is None
-                or api.state != "running" or now < self._next_probe
-                or now - api.started_at < grace or api.killed_for_hang):
+        if (
+            api is None
+            or self.api_probe is None
+            or api.process is None
+            or api.state != "running"
+            or now < self._next_probe
+            or now - api.started_at < grace
+            or api.killed_for_hang
+        ):
             return
         self._next_probe = now + self.config.api_probe_interval_s
         if self.api_probe():
@@ -337,8 +368,10 @@ class Supervisor:
 
     def _kill_hung(self, slot: Slot, why: str) -> None:
         """Kill a hung child; the exit is handled (and the restart counted) on the next tick."""
-        log.error("child hung; killing", extra={"role": slot.role, "slot": slot.index,
-                                               "child_pid": slot.pid, "reason": why})
+        log.error(
+            "child hung; killing",
+            extra={"role": slot.role, "slot": slot.index, "child_pid": slot.pid, "reason": why},
+        )
         slot.killed_for_hang = True
         procutil.kill_quietly(slot.pid or 0, signal.SIGKILL)
 
@@ -359,8 +392,9 @@ class Supervisor:
         try:
             with self.store.write() as conn:
                 if delete:
-                    conn.execute("DELETE FROM slots WHERE role = ? AND slot = ?",
-                                 (slot.role, slot.index))
+                    conn.execute(
+                        "DELETE FROM slots WHERE role = ? AND slot = ?", (slot.role, slot.index)
+                    )
                     return
                 conn.execute(
                     "INSERT INTO slots(role, slot, state, pid, consecutive_failures, updated_at) "
@@ -368,8 +402,14 @@ class Supervisor:
                     "state = excluded.state, pid = excluded.pid, "
                     "consecutive_failures = excluded.consecutive_failures, "
                     "updated_at = excluded.updated_at",
-                    (slot.role, slot.index, slot.state, slot.pid, slot.consecutive_failures,
-                     time.time()),
+                    (
+                        slot.role,
+                        slot.index,
+                        slot.state,
+                        slot.pid,
+                        slot.consecutive_failures,
+                        time.time(),
+                    ),
                 )
         except StoreError:
             log.exception("could not persist slot state", extra={"role": slot.role})

@@ -57,9 +57,14 @@ class UpstreamState:
     def snapshot(self) -> dict[str, Any]:
         """Return mode and counters as JSON-ready data."""
         with self.lock:
-            return {"mode": self.mode, "delay_ms": self.delay_ms, "requests": self.requests,
-                    "by_status": dict(self.by_status), "distinct_keys": len(self.seen_keys),
-                    "duplicates": self.duplicates}
+            return {
+                "mode": self.mode,
+                "delay_ms": self.delay_ms,
+                "requests": self.requests,
+                "by_status": dict(self.by_status),
+                "distinct_keys": len(self.seen_keys),
+                "duplicates": self.duplicates,
+            }
 
     def count(self, status: str, key: str | None) -> None:
         """Count one answered (or dropped) request."""
@@ -78,12 +83,13 @@ class UpstreamHandler(BaseHTTPRequestHandler):
     server: UpstreamServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Send access logs to the JSON logger instead of raw stderr."""
         log.debug(format, *args)
 
-    def _send_json(self, status: int, body: dict[str, Any],
-                   headers: dict[str, str] | None = None) -> None:
+    def _send_json(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         """Write a JSON response."""
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -101,7 +107,7 @@ class UpstreamHandler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return json.loads(self.rfile.read(length) or b"{}")
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         """GET /control (mode and counters) and GET /healthz."""
         if self.path == "/control":
             self._send_json(200, self.server.state.snapshot())
@@ -110,7 +116,7 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": "not_found"})
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         """POST /control changes the mode; POST /work is the dependency call."""
         try:
             body = self._read_json()

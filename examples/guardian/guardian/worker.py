@@ -45,7 +45,7 @@ class WorkerConfig:
 
 
 def worker_id_for(slot: int, pid: int) -> str:
-    """Return the lease-owner name of the worker in ``slot`` with ``pid`` (the supervisor needs it)."""
+    """Return the lease-owner name of the worker in ``slot`` with ``pid``."""
     return f"worker-{slot}-{pid}"
 
 
@@ -65,8 +65,11 @@ class Worker:
         self._next_heartbeat = 0.0
         self._next_reap = 0.0
         self._next_settings = 0.0
-        breaker = CircuitBreaker(self.store, failure_threshold=config.circuit_failure_threshold,
-                                 open_s=config.circuit_open_s)
+        breaker = CircuitBreaker(
+            self.store,
+            failure_threshold=config.circuit_failure_threshold,
+            open_s=config.circuit_open_s,
+        )
         self.upstream = self._make_upstream(breaker)
         register_worker(self.store, self.worker_id, config.slot, os.getpid())
 
@@ -75,9 +78,11 @@ class Worker:
         if not self.config.upstream_url:
             return None
         return UpstreamClient(
-            self.config.upstream_url, breaker,
+            self.config.upstream_url,
+            breaker,
             timeout_s=self.settings.dependency_timeout_ms / 1000,
-            retries=self.settings.dependency_retries, checkpoint=self.checkpoint,
+            retries=self.settings.dependency_retries,
+            checkpoint=self.checkpoint,
         )
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
@@ -87,7 +92,7 @@ class Worker:
         self.stopping = True
 
     def checkpoint(self) -> None:
-        """Called often by running tasks: heartbeat when due, abort when stopping."""
+        """Heartbeat when due and abort when stopping; running tasks call this often."""
         if self.stopping:
             raise TaskInterruptedError("worker is shutting down")
         now = time.time()
@@ -145,8 +150,12 @@ class Worker:
     def _handle(self, lease: Lease) -> None:
         """Execute one leased task and record its outcome."""
         ctx = kinds.TaskContext(self.settings, self.checkpoint, self.upstream)
-        extra = {"task_id": lease.task_id, "kind": lease.kind, "attempt": lease.attempts,
-                 "worker_id": self.worker_id}
+        extra = {
+            "task_id": lease.task_id,
+            "kind": lease.kind,
+            "attempt": lease.attempts,
+            "worker_id": self.worker_id,
+        }
         try:
             result = kinds.execute(lease.task_id, lease.kind, lease.payload, ctx)
         except TaskInterruptedError:
@@ -189,8 +198,9 @@ class Worker:
         if self.upstream is not None:
             self.upstream.close()
         self.store.close()
-        log.info("worker stopped", extra={"worker_id": self.worker_id,
-                                          "tasks_done": self.tasks_done})
+        log.info(
+            "worker stopped", extra={"worker_id": self.worker_id, "tasks_done": self.tasks_done}
+        )
 
 
 def main(data_dir: DataDir, config: WorkerConfig) -> int:
@@ -210,4 +220,3 @@ def main(data_dir: DataDir, config: WorkerConfig) -> int:
     finally:
         data_dir.remove_pid("worker", config.slot)
     return 0
-

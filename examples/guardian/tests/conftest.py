@@ -84,20 +84,33 @@ class Instance:
         return int(self.process.returncode)
 
 
-def start_instance(tmp_path: Path, workers: int = 2, upstream_url: str | None = None,
-                   extra_env: dict[str, str] | None = None) -> Instance:
+def start_instance(
+    tmp_path: Path,
+    workers: int = 2,
+    upstream_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Instance:
     """Start ``python -m guardian serve`` in its own session and wait until ready."""
     port = free_port()
     data_dir = DataDir(tmp_path / f"instance-{port}")
     output = tmp_path / f"serve-{port}.out"
-    argv = [sys.executable, "-m", "guardian", "serve", "--port", str(port), "--data-dir",
-            str(data_dir.root), "--workers", str(workers)]
+    argv = [
+        sys.executable,
+        "-m",
+        "guardian",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir.root),
+        "--workers",
+        str(workers),
+    ]
     if upstream_url:
         argv += ["--upstream-url", upstream_url]
     env = {**os.environ, **(extra_env or {})}
     with output.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=sink, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(argv, stdout=sink, stderr=sink, env=env, start_new_session=True)
     instance = Instance(process, f"http://127.0.0.1:{port}", data_dir, output)
     if not wait_for(instance.ready, timeout_s=45):
         instance.stop()

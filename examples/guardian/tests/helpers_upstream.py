@@ -13,8 +13,9 @@ from guardian import upstream
 def running_upstream() -> Iterator[upstream.UpstreamServer]:
     """Serve the stand-in upstream on a free port for the duration of the block."""
     server = upstream.serve("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server

@@ -54,21 +54,24 @@ def test_get_list_cancel(client: TestClient) -> None:
     assert conflict.json()["error"] == "invalid_state"
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    (b"{not json", 400, "invalid_json"),
-    (b"[]", 422, "invalid_task"),
-    (b'{"kind": "nope"}', 422, "invalid_task"),
-    (b'{"kind": 5}', 422, "invalid_task"),
-    (b'{"kind": "compute", "payload": {"cost_ms": 999999}}', 422, "invalid_task"),
-    (b'{"kind": "compute", "payload": "x"}', 422, "invalid_task"),
-    (b'{"kind": "compute", "extra": 1}', 422, "invalid_task"),
-    (b"\xff\xfe", 400, "invalid_json"),
-])
-def test_bad_submissions_get_json_4xx(client: TestClient, body: bytes, status: int,
-                                      error: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"[]", 422, "invalid_task"),
+        (b'{"kind": "nope"}', 422, "invalid_task"),
+        (b'{"kind": 5}', 422, "invalid_task"),
+        (b'{"kind": "compute", "payload": {"cost_ms": 999999}}', 422, "invalid_task"),
+        (b'{"kind": "compute", "payload": "x"}', 422, "invalid_task"),
+        (b'{"kind": "compute", "extra": 1}', 422, "invalid_task"),
+        (b"\xff\xfe", 400, "invalid_json"),
+    ],
+)
+def test_bad_submissions_get_json_4xx(
+    client: TestClient, body: bytes, status: int, error: str
+) -> None:
     """Malformed bodies are rejected with a JSON 4xx error, never a 500."""
-    response = client.post("/api/tasks", content=body,
-                           headers={"content-type": "application/json"})
+    response = client.post("/api/tasks", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status
     assert response.json()["error"] == error
 
@@ -88,15 +91,18 @@ def test_oversized_body_is_413(client: TestClient) -> None:
     assert streamed.status_code == 413
 
 
-@pytest.mark.parametrize(("path", "status", "error"), [
-    ("/api/tasks/not-an-id", 400, "invalid_task_id"),
-    ("/api/tasks/" + "0" * 32, 404, "task_not_found"),
-    ("/api/tasks?status=bogus", 422, "invalid_filter"),
-    ("/api/tasks?kind=bogus", 422, "invalid_filter"),
-    ("/api/tasks?limit=0", 422, "invalid_request"),
-    ("/api/tasks?limit=abc", 422, "invalid_request"),
-    ("/api/nothing-here", 404, "http_404"),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/api/tasks/not-an-id", 400, "invalid_task_id"),
+        ("/api/tasks/" + "0" * 32, 404, "task_not_found"),
+        ("/api/tasks?status=bogus", 422, "invalid_filter"),
+        ("/api/tasks?kind=bogus", 422, "invalid_filter"),
+        ("/api/tasks?limit=0", 422, "invalid_request"),
+        ("/api/tasks?limit=abc", 422, "invalid_request"),
+        ("/api/nothing-here", 404, "http_404"),
+    ],
+)
 def test_bad_reads_get_json_4xx(client: TestClient, path: str, status: int, error: str) -> None:
     """Bad ids, filters and unknown routes give JSON 4xx errors."""
     response = client.get(path)
@@ -147,6 +153,9 @@ def test_metrics_reflect_real_state(client: TestClient, store: Store) -> None:
     assert "guardian_queue_depth 2.0" in text
     assert 'guardian_task_latency_seconds_count{kind="compute"} 1.0' in text
     assert 'guardian_dependency_circuit_state{dependency="upstream"} 0.0' in text
-    assert 'guardian_http_request_duration_seconds_count{method="POST",route="/api/tasks",status="201"}' in text
+    assert (
+        "guardian_http_request_duration_seconds_count"
+        '{method="POST",route="/api/tasks",status="201"}'
+    ) in text
     assert 'guardian_worker_restarts_total{reason="crash",role="worker"} 0.0' in text
     assert len(ids) == 3

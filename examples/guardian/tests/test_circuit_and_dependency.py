@@ -27,7 +27,7 @@ class FakeClock:
 
 
 def test_breaker_opens_at_threshold_and_recovers(store: Store) -> None:
-    """closed → open after N failures → half-open probe after open_s → closed on success."""
+    """Closed → open after N failures → half-open probe after open_s → closed on success."""
     clock = FakeClock()
     breaker = CircuitBreaker(store, failure_threshold=2, open_s=5.0, clock=clock)
     breaker.before_call()
@@ -59,7 +59,7 @@ def test_failed_probe_reopens(store: Store) -> None:
 
 
 def test_lost_probe_is_retried_after_timeout(store: Store) -> None:
-    """If the probing worker died, another caller may probe after 2 × open_s."""
+    """If the probing worker died, another caller may probe after 2 x open_s."""
     clock = FakeClock()
     breaker = CircuitBreaker(store, failure_threshold=1, open_s=1.0, clock=clock)
     breaker.record_failure()
@@ -84,13 +84,20 @@ def test_backoff_full_jitter_bounds() -> None:
     assert max(samples) > 0.3
 
 
-def _client(store: Store, handler: httpx.MockTransport, retries: int = 2,
-            threshold: int = 3) -> tuple[UpstreamClient, list[float]]:
+def _client(
+    store: Store, handler: httpx.MockTransport, retries: int = 2, threshold: int = 3
+) -> tuple[UpstreamClient, list[float]]:
     """Build a client over a fake transport that records its sleeps."""
     sleeps: list[float] = []
     breaker = CircuitBreaker(store, failure_threshold=threshold, open_s=30.0)
-    client = UpstreamClient("http://upstream.test", breaker, retries=retries,
-                            sleep=sleeps.append, transport=handler, rng=random.Random(1))
+    client = UpstreamClient(
+        "http://upstream.test",
+        breaker,
+        retries=retries,
+        sleep=sleeps.append,
+        transport=handler,
+        rng=random.Random(1),
+    )
     return client, sleeps
 
 
@@ -111,8 +118,12 @@ def test_retries_then_succeeds(store: Store) -> None:
 
 def test_429_honours_retry_after_up_to_cap(store: Store) -> None:
     """A 429 with Retry-After waits at least that long (capped) before retrying."""
-    answers = iter([httpx.Response(429, headers={"Retry-After": "0.7"}),
-                    httpx.Response(200, json={"ok": True})])
+    answers = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": "0.7"}),
+            httpx.Response(200, json={"ok": True}),
+        ]
+    )
     client, sleeps = _client(store, httpx.MockTransport(lambda request: next(answers)))
     client.call("t2", {})
     assert sleeps[0] >= 0.7
@@ -120,8 +131,9 @@ def test_429_honours_retry_after_up_to_cap(store: Store) -> None:
 
 def test_exhausted_retries_raise_and_open_circuit(store: Store) -> None:
     """Persistent failures raise DependencyError and, at the threshold, open the breaker."""
-    client, _ = _client(store, httpx.MockTransport(lambda request: httpx.Response(503)),
-                        retries=1, threshold=2)
+    client, _ = _client(
+        store, httpx.MockTransport(lambda request: httpx.Response(503)), retries=1, threshold=2
+    )
     for _ in range(2):
         with pytest.raises(DependencyError):
             client.call("t3", {})
@@ -132,8 +144,13 @@ def test_exhausted_retries_raise_and_open_circuit(store: Store) -> None:
 
 def test_transport_errors_are_retried(store: Store) -> None:
     """Connection errors and timeouts count as retryable failures."""
-    errors = iter([httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
-                   httpx.RemoteProtocolError("closed")])
+    errors = iter(
+        [
+            httpx.ConnectError("refused"),
+            httpx.ReadTimeout("slow"),
+            httpx.RemoteProtocolError("closed"),
+        ]
+    )
 
     def handle(request: httpx.Request) -> httpx.Response:
         raise next(errors)
@@ -154,8 +171,11 @@ def test_4xx_is_permanent_and_keeps_circuit_closed(store: Store) -> None:
 
 def test_non_json_success_is_a_failure(store: Store) -> None:
     """A 200 without a JSON body is treated as a bad answer and retried."""
-    client, _ = _client(store, httpx.MockTransport(
-        lambda request: httpx.Response(200, content=b"<html>")), retries=0)
+    client, _ = _client(
+        store,
+        httpx.MockTransport(lambda request: httpx.Response(200, content=b"<html>")),
+        retries=0,
+    )
     with pytest.raises(DependencyError, match="bad_body"):
         client.call("t6", {})
 
@@ -164,8 +184,9 @@ def test_against_real_upstream_modes(store: Store) -> None:
     """Against the real stand-in: ok works, 500 mode fails after retries, ok again works."""
     with running_upstream() as server:
         breaker = CircuitBreaker(store, failure_threshold=5)
-        client = UpstreamClient(url_of(server), breaker, retries=1, timeout_s=2.0,
-                                backoff_base_s=0.01)
+        client = UpstreamClient(
+            url_of(server), breaker, retries=1, timeout_s=2.0, backoff_base_s=0.01
+        )
         assert client.call("a", {"echo": "hi"})["echo"] == "hi"
         server.state.set_mode("500", None)
         with pytest.raises(DependencyError):

@@ -13,12 +13,18 @@ from tests.conftest import free_port
 
 def run_cli(*args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
     """Run ``python -m guardian`` with arguments and capture output."""
-    return subprocess.run([sys.executable, "-m", "guardian", *args], capture_output=True,
-                          text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "guardian", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("command", ["serve", "worker", "upstream", "status", "submit",
-                                     "supervisor", "api"])
+@pytest.mark.parametrize(
+    "command", ["serve", "worker", "upstream", "status", "submit", "supervisor", "api"]
+)
 def test_help_for_every_command(command: str) -> None:
     """Every sub-command prints help with the exit-code table and exits 0."""
     result = run_cli(command, "--help")
@@ -47,13 +53,12 @@ def test_status_and_submit_unreachable_exit_5() -> None:
 
 def test_submit_bad_payload_exit_2() -> None:
     """An invalid --payload is a usage error."""
-    result = run_cli("submit", "--url", "http://127.0.0.1:9", "--kind", "compute",
-                     "--payload", "{")
+    result = run_cli("submit", "--url", "http://127.0.0.1:9", "--kind", "compute", "--payload", "{")
     assert result.returncode == 2
 
 
 def test_status_from_data_dir(tmp_path: Path) -> None:
-    """status --data-dir reports pid files (alive or not) as JSON."""
+    """Status --data-dir reports pid files (alive or not) as JSON."""
     pids = tmp_path / "pids"
     pids.mkdir()
     (pids / "worker-0.pid").write_text("999999\n")

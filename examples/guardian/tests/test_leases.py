@@ -21,8 +21,10 @@ T0 = time.time() + 3600.0
 
 def _submit(store: Store, n: int = 1, kind: str = "compute", max_attempts: int = 5) -> list[str]:
     """Submit ``n`` tasks and return their ids."""
-    return [r.id for r in store.submit_many(
-        [NewTask(kind, {}, max_attempts=max_attempts) for _ in range(n)])]
+    return [
+        r.id
+        for r in store.submit_many([NewTask(kind, {}, max_attempts=max_attempts) for _ in range(n)])
+    ]
 
 
 def test_claim_takes_oldest_and_marks_running(store: Store) -> None:
@@ -76,8 +78,8 @@ def test_dead_worker_cannot_complete_after_release(store: Store) -> None:
 
 def test_reap_expired_requeues_and_exhausts(store: Store) -> None:
     """Expired leases are re-queued, or failed once attempts are used up."""
-    retry_id, = _submit(store, max_attempts=5)
-    last_id, = _submit(store, max_attempts=1)
+    (retry_id,) = _submit(store, max_attempts=5)
+    (last_id,) = _submit(store, max_attempts=1)
     leases = LeaseManager(store, "w1", lease_s=1.0)
     assert leases.claim(now=T0 + 100.0) is not None
     assert leases.claim(now=T0 + 100.0) is not None
@@ -104,7 +106,7 @@ def test_extend_and_heartbeat_push_expiry(store: Store) -> None:
 
 def test_release_refunds_attempt_and_delays(store: Store) -> None:
     """A release with delay hides the task until not_before and refunds the attempt."""
-    task_id, = _submit(store)
+    (task_id,) = _submit(store)
     leases = LeaseManager(store, "w1")
     lease = leases.claim(now=T0 + 100.0)
     assert lease is not None
@@ -118,7 +120,7 @@ def test_release_refunds_attempt_and_delays(store: Store) -> None:
 
 def test_retry_or_fail(store: Store) -> None:
     """retry_or_fail re-queues while attempts remain and fails on the last attempt."""
-    task_id, = _submit(store, max_attempts=2)
+    (task_id,) = _submit(store, max_attempts=2)
     leases = LeaseManager(store, "w1")
     first = leases.claim(now=T0 + 1.0)
     assert first is not None

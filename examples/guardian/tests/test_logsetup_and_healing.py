@@ -99,8 +99,9 @@ def test_fault_hook_registry() -> None:
     """Fault hooks register once per failure mode and can be looked up."""
     registry = FaultHookRegistry()
     state: list[str] = []
-    hook = FaultHook("worker-crash", "kill a worker", lambda: state.append("in"),
-                     lambda: state.append("out"))
+    hook = FaultHook(
+        "worker-crash", "kill a worker", lambda: state.append("in"), lambda: state.append("out")
+    )
     registry.register(hook)
     registry.get("worker-crash").inject()
     registry.get("worker-crash").clear()

@@ -44,10 +44,14 @@ class Submitter(threading.Thread):
         """Submit until stopped, out of time or out of tasks."""
         rng = random.Random(1)
         with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
-            while (not self.stop_event.is_set() and time.monotonic() < self.deadline
-                   and len(self.accepted) < self.max_tasks):
-                kind, payload = rng.choice([("orchestrate", {"steps": 2}),
-                                            ("compute", {"cost_ms": 30})])
+            while (
+                not self.stop_event.is_set()
+                and time.monotonic() < self.deadline
+                and len(self.accepted) < self.max_tasks
+            ):
+                kind, payload = rng.choice(
+                    [("orchestrate", {"steps": 2}), ("compute", {"cost_ms": 30})]
+                )
                 try:
                     response = client.post("/api/tasks", json={"kind": kind, "payload": payload})
                 except httpx.HTTPError:
@@ -77,8 +81,10 @@ def all_done(store: Store, ids: list[str]) -> bool:
     """True when none of ``ids`` is still queued or running."""
     placeholders = ",".join("?" * len(ids))
     rows = store.read(
-        f"SELECT COUNT(*) FROM tasks WHERE id IN ({placeholders}) "  # noqa: S608 - placeholders only
-        "AND status IN ('queued', 'running')", ids)
+        f"SELECT COUNT(*) FROM tasks WHERE id IN ({placeholders}) "
+        "AND status IN ('queued', 'running')",
+        ids,
+    )
     return rows[0][0] == 0
 
 
@@ -104,15 +110,20 @@ def test_sigkill_chaos_loses_nothing_and_completes_once(tmp_path: Path) -> None:
             ids = submitter.accepted
             assert len(ids) > 100
             assert wait_for(lambda: all_done(store, ids), timeout_s=60, interval_s=0.5)
-            statuses = {s for (s,) in store.read(
-                f"SELECT DISTINCT status FROM tasks WHERE id IN ({','.join('?' * len(ids))})",  # noqa: S608
-                ids)}
+            statuses = {
+                s
+                for (s,) in store.read(
+                    f"SELECT DISTINCT status FROM tasks WHERE id IN ({','.join('?' * len(ids))})",
+                    ids,
+                )
+            }
             assert statuses == {"completed"}
             completed_rows = store.read("SELECT COUNT(*) FROM tasks WHERE status = 'completed'")
             counted = store.read("SELECT SUM(n) FROM task_counts WHERE event = 'completed'")
             assert counted[0][0] == completed_rows[0][0]  # no completion recorded twice
-            restarts = store.read("SELECT COUNT(*) FROM supervisor_events "
-                                  "WHERE event LIKE 'restart_%'")[0][0]
+            restarts = store.read(
+                "SELECT COUNT(*) FROM supervisor_events WHERE event LIKE 'restart_%'"
+            )[0][0]
             assert restarts >= len({role for role, _ in killed}) >= 2
         finally:
             store.close()
@@ -136,26 +147,35 @@ def test_sigkill_of_top_process_leaves_no_orphans(tmp_path: Path) -> None:
 def test_dependency_outage_degrades_then_recovers(tmp_path: Path) -> None:
     """429/5xx/down upstream: retries, circuit opens, readyz degraded, tasks finish afterwards."""
     upstream_port = free_port()
-    upstream = subprocess.Popen([sys.executable, "-m", "guardian", "upstream", "--port",
-                                 str(upstream_port)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "guardian", "upstream", "--port", str(upstream_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     control = f"http://127.0.0.1:{upstream_port}/control"
     instance: Instance | None = None
     try:
         assert wait_for(lambda: _answers(control), timeout_s=15)
-        instance = start_instance(tmp_path, workers=2,
-                                  upstream_url=f"http://127.0.0.1:{upstream_port}")
+        instance = start_instance(
+            tmp_path, workers=2, upstream_url=f"http://127.0.0.1:{upstream_port}"
+        )
         workers_before = {k: v for k, v in instance.pids().items() if k.startswith("worker")}
         httpx.post(control, json={"mode": "429"})
-        ids = [httpx.post(f"{instance.base_url}/api/tasks",
-                          json={"kind": "dependency", "payload": {"echo": str(i)}}).json()["id"]
-               for i in range(12)]
+        ids = [
+            httpx.post(
+                f"{instance.base_url}/api/tasks",
+                json={"kind": "dependency", "payload": {"echo": str(i)}},
+            ).json()["id"]
+            for i in range(12)
+        ]
         assert wait_for(lambda: _readiness(instance) == "degraded", timeout_s=30)
         httpx.post(control, json={"mode": "down"})
         time.sleep(3)
         metrics = httpx.get(f"{instance.base_url}/metrics").text
         assert 'guardian_dependency_circuit_state{dependency="upstream"} 2.0' in metrics
-        assert 'guardian_dependency_errors_total{dependency="upstream",reason="http_429"}' in metrics
+        assert (
+            'guardian_dependency_errors_total{dependency="upstream",reason="http_429"}'
+        ) in metrics
         httpx.post(control, json={"mode": "ok"})
         store = Store(instance.data_dir.db_path)
         try:
@@ -167,8 +187,10 @@ def test_dependency_outage_degrades_then_recovers(tmp_path: Path) -> None:
         assert wait_for(lambda: _readiness(instance) == "ready", timeout_s=20)
         workers_after = {k: v for k, v in instance.pids().items() if k.startswith("worker")}
         assert workers_after == workers_before  # no worker died or was restarted
-        assert 'guardian_worker_restarts_total{reason="crash",role="worker"} 0.0' in httpx.get(
-            f"{instance.base_url}/metrics").text
+        assert (
+            'guardian_worker_restarts_total{reason="crash",role="worker"} 0.0'
+            in httpx.get(f"{instance.base_url}/metrics").text
+        )
     finally:
         if instance is not None:
             assert instance.stop() == 0
@@ -198,23 +220,57 @@ def test_cli_against_running_instance(tmp_path: Path) -> None:
     instance = start_instance(tmp_path, workers=1)
     try:
         cli = [sys.executable, "-m", "guardian"]
-        status = subprocess.run([*cli, "status", "--url", instance.base_url, "--data-dir",
-                                 str(instance.data_dir.root)], capture_output=True, text=True,
-                                timeout=30, check=False)
+        status = subprocess.run(
+            [*cli, "status", "--url", instance.base_url, "--data-dir", str(instance.data_dir.root)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert status.returncode == 0, status.stdout + status.stderr
         assert "readiness=ready" in status.stdout
-        submit = subprocess.run([*cli, "submit", "--url", instance.base_url, "--kind",
-                                 "orchestrate", "--payload", '{"steps": 2}'],
-                                capture_output=True, text=True, timeout=30, check=False)
+        submit = subprocess.run(
+            [
+                *cli,
+                "submit",
+                "--url",
+                instance.base_url,
+                "--kind",
+                "orchestrate",
+                "--payload",
+                '{"steps": 2}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert submit.returncode == 0
         assert len(submit.stdout.strip()) == 32
-        rejected = subprocess.run([*cli, "submit", "--url", instance.base_url, "--kind",
-                                   "compute", "--payload", '{"cost_ms": -1}'],
-                                  capture_output=True, text=True, timeout=30, check=False)
+        rejected = subprocess.run(
+            [
+                *cli,
+                "submit",
+                "--url",
+                instance.base_url,
+                "--kind",
+                "compute",
+                "--payload",
+                '{"cost_ms": -1}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert rejected.returncode == 1
-        second = subprocess.run([*cli, "serve", "--port", str(free_port()), "--data-dir",
-                                 str(instance.data_dir.root)], capture_output=True, text=True,
-                                timeout=30, check=False)
+        second = subprocess.run(
+            [*cli, "serve", "--port", str(free_port()), "--data-dir", str(instance.data_dir.root)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert second.returncode == 6
         assert "already serves" in second.stderr
     finally:

@@ -33,7 +33,8 @@ def test_submit_is_visible_to_another_connection(store: Store, tmp_path: Path) -
     other = sqlite3.connect(store.path)
     try:
         assert other.execute("SELECT status FROM tasks WHERE id = ?", (record.id,)).fetchone() == (
-            "queued",)
+            "queued",
+        )
     finally:
         other.close()
 

@@ -33,22 +33,39 @@ for _ in range(600):
 """
 SILENT = "import time\nfor _ in range(600): time.sleep(0.1)\n"  # alive, never heart-beats
 CRASH = "import sys; sys.exit(3)\n"
-STUBBORN = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "for _ in range(600): time.sleep(0.1)\n")
+STUBBORN = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "for _ in range(600): time.sleep(0.1)\n"
+)
 
 FAST = SupervisorConfig(
-    hang_timeout_s=0.6, startup_grace_s=0.8, tick_s=0.02, settings_refresh_s=0.05,
-    reap_interval_s=0.05, api_probe_interval_s=0.05, api_probe_failures=2, shutdown_grace_s=3.0,
-    policy=RestartPolicy(base_s=0.05, max_s=0.2, stable_after_s=30.0, crash_loop_limit=3,
-                         crash_loop_cooldown_s=60.0),
+    hang_timeout_s=0.6,
+    startup_grace_s=0.8,
+    tick_s=0.02,
+    settings_refresh_s=0.05,
+    reap_interval_s=0.05,
+    api_probe_interval_s=0.05,
+    api_probe_failures=2,
+    shutdown_grace_s=3.0,
+    policy=RestartPolicy(
+        base_s=0.05, max_s=0.2, stable_after_s=30.0, crash_loop_limit=3, crash_loop_cooldown_s=60.0
+    ),
 )
 
 
 def scripted(data_dir: DataDir, scripts: dict[str, str]) -> Callable[[str, int], list[str]]:
     """Build ``argv_for`` running the given script per role."""
+
     def argv_for(role: str, index: int) -> list[str]:
-        return [sys.executable, "-c", scripts[role], "guardian-fake", str(data_dir.root),
-                str(index)]
+        return [
+            sys.executable,
+            "-c",
+            scripts[role],
+            "guardian-fake",
+            str(data_dir.root),
+            str(index),
+        ]
+
     return argv_for
 
 
@@ -77,8 +94,9 @@ def make_supervisor(data_dir: DataDir) -> Iterator[Callable[..., Supervisor]]:
         store = Store(data_dir.db_path)
         settings_mod.save(store, {"worker_count": workers})
         store.close()
-        supervisor = Supervisor(data_dir, scripted(data_dir, scripts),
-                                config=kwargs.pop("config", FAST), **kwargs)  # type: ignore[arg-type]
+        supervisor = Supervisor(
+            data_dir, scripted(data_dir, scripts), config=kwargs.pop("config", FAST), **kwargs
+        )  # type: ignore[arg-type]
         created.append(supervisor)
         return supervisor
 
@@ -121,8 +139,9 @@ def test_killed_worker_is_restarted_and_its_lease_released(
     assert slot.consecutive_failures == 1
 
 
-def test_crash_loop_holds_slot_back(make_supervisor: Callable[..., Supervisor],
-                                    store: Store) -> None:
+def test_crash_loop_holds_slot_back(
+    make_supervisor: Callable[..., Supervisor], store: Store
+) -> None:
     """A child that keeps exiting at once ends in crash_loop after the limit."""
     sup = make_supervisor({"worker": CRASH}, workers=1, with_api=False)
     slot_key = ("worker", 0)
@@ -133,15 +152,17 @@ def test_crash_loop_holds_slot_back(make_supervisor: Callable[..., Supervisor],
     assert row[0][0] == "crash_loop"
 
 
-def test_hung_worker_is_killed_and_restarted(make_supervisor: Callable[..., Supervisor],
-                                             store: Store) -> None:
+def test_hung_worker_is_killed_and_restarted(
+    make_supervisor: Callable[..., Supervisor], store: Store
+) -> None:
     """A worker that stops heart-beating is SIGKILLed and counted as a hang restart."""
     sup = make_supervisor({"worker": SILENT}, workers=1, with_api=False)
     assert tick_until(sup, lambda: events(store, "restart_hang") >= 1, 8.0)
 
 
-def test_api_failing_probes_is_restarted(make_supervisor: Callable[..., Supervisor],
-                                         store: Store) -> None:
+def test_api_failing_probes_is_restarted(
+    make_supervisor: Callable[..., Supervisor], store: Store
+) -> None:
     """An API that fails its health probe repeatedly is killed and restarted."""
     probes: list[bool] = []
 
@@ -157,16 +178,18 @@ def test_api_failing_probes_is_restarted(make_supervisor: Callable[..., Supervis
 def test_healthy_api_probe_resets_failures(make_supervisor: Callable[..., Supervisor]) -> None:
     """A passing probe keeps the API running with no failures counted."""
     answers = iter([False, True, True, True] + [True] * 500)
-    sup = make_supervisor({"api": SILENT, "worker": HEALTHY}, workers=1,
-                          api_probe=lambda: next(answers))
+    sup = make_supervisor(
+        {"api": SILENT, "worker": HEALTHY}, workers=1, api_probe=lambda: next(answers)
+    )
     api = sup.slots[("api", 0)]
     tick_until(sup, lambda: False, 1.5)
     assert api.state == "running"
     assert api.probe_failures == 0
 
 
-def test_scales_workers_to_setting(make_supervisor: Callable[..., Supervisor],
-                                   store: Store) -> None:
+def test_scales_workers_to_setting(
+    make_supervisor: Callable[..., Supervisor], store: Store
+) -> None:
     """Raising and lowering worker_count adds and retires worker processes."""
     sup = make_supervisor({"worker": HEALTHY}, workers=1, with_api=False)
     sup.tick()
@@ -190,8 +213,9 @@ def test_scale_down_drops_slot_waiting_in_backoff(
 def test_shutdown_kills_children_ignoring_sigterm(data_dir: DataDir) -> None:
     """Children that ignore SIGTERM are SIGKILLed after the grace period; none survive."""
     config = SupervisorConfig(shutdown_grace_s=0.5, policy=FAST.policy)
-    sup = Supervisor(data_dir, scripted(data_dir, {"api": STUBBORN, "worker": STUBBORN}),
-                     config=config)
+    sup = Supervisor(
+        data_dir, scripted(data_dir, {"api": STUBBORN, "worker": STUBBORN}), config=config
+    )
     sup.tick()
     pids = [slot.pid for slot in sup.slots.values()]
     time.sleep(0.3)
@@ -210,8 +234,7 @@ def test_adopt_previous_stops_stale_children_and_frees_leases(
     data_dir.write_pid("worker", 0, stale.pid)
     task = store.submit(NewTask("compute", {}))
     assert LeaseManager(store, worker_id_for(0, stale.pid)).claim() is not None
-    sup = Supervisor(data_dir, scripted(data_dir, {"api": SILENT, "worker": HEALTHY}),
-                     config=FAST)
+    sup = Supervisor(data_dir, scripted(data_dir, {"api": SILENT, "worker": HEALTHY}), config=FAST)
     sup.adopt_previous()
     assert stale.wait(timeout=10) is not None
     assert store.get(task.id).status == "queued"
@@ -220,8 +243,7 @@ def test_adopt_previous_stops_stale_children_and_frees_leases(
 
 def test_run_is_bounded_and_shuts_down(data_dir: DataDir) -> None:
     """run() with a duration ticks, then stops every child and records final slot state."""
-    sup = Supervisor(data_dir, scripted(data_dir, {"api": SILENT, "worker": HEALTHY}),
-                     config=FAST)
+    sup = Supervisor(data_dir, scripted(data_dir, {"api": SILENT, "worker": HEALTHY}), config=FAST)
     sup.run(max_duration_s=0.5)
     store = Store(data_dir.db_path)
     states = {row[0] for row in store.read("SELECT state FROM slots")}
@@ -231,8 +253,7 @@ def test_run_is_bounded_and_shuts_down(data_dir: DataDir) -> None:
 
 def test_request_stop_ends_run(data_dir: DataDir) -> None:
     """The SIGTERM handler makes run() return promptly."""
-    sup = Supervisor(data_dir, scripted(data_dir, {"api": SILENT, "worker": HEALTHY}),
-                     config=FAST)
+    sup = Supervisor(data_dir, scripted(data_dir, {"api": SILENT, "worker": HEALTHY}), config=FAST)
     sup.request_stop(signal.SIGTERM, None)
     started = time.monotonic()
     sup.run(max_duration_s=10)
@@ -241,8 +262,9 @@ def test_request_stop_ends_run(data_dir: DataDir) -> None:
 
 def test_spawn_failure_goes_to_backoff(data_dir: DataDir, store: Store) -> None:
     """An unexecutable child command is treated like a crash, not a supervisor crash."""
-    sup = Supervisor(data_dir, lambda role, index: ["/nonexistent/python"], config=FAST,
-                     with_api=False)
+    sup = Supervisor(
+        data_dir, lambda role, index: ["/nonexistent/python"], config=FAST, with_api=False
+    )
     sup.tick()
     assert sup.slots[("worker", 0)].state == "backoff"
     sup.shutdown()

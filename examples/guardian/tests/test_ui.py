@@ -21,8 +21,10 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 @pytest.fixture
 def client(data_dir: DataDir) -> Iterator[TestClient]:
     """The app served in-process."""
-    with TestClient(create_app(ApiConfig(data_dir, upstream_url="http://127.0.0.1:9")),
-                    raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(ApiConfig(data_dir, upstream_url="http://127.0.0.1:9")),
+        raise_server_exceptions=False,
+    ) as test_client:
         yield test_client
 
 
@@ -34,8 +36,9 @@ def assert_page(html: str) -> None:
         assert f'for="{control_id}"' in html, control_id
 
 
-@pytest.mark.parametrize("path", ["/", "/ui/tasks", "/ui/settings", "/ui/logs",
-                                  "/ui/tasks?status=queued&kind=compute"])
+@pytest.mark.parametrize(
+    "path", ["/", "/ui/tasks", "/ui/settings", "/ui/logs", "/ui/tasks?status=queued&kind=compute"]
+)
 def test_pages_render(client: TestClient, path: str) -> None:
     """Each UI page renders with a title and labelled controls."""
     response = client.get(path)
@@ -45,8 +48,9 @@ def test_pages_render(client: TestClient, path: str) -> None:
 
 def test_form_submit_redirects_to_task(client: TestClient, store: Store) -> None:
     """Submitting the form redirects (303) to the new task's page."""
-    response = client.post("/ui/tasks", data={"kind": "compute", "payload": '{"cost_ms": 2}'},
-                           follow_redirects=False)
+    response = client.post(
+        "/ui/tasks", data={"kind": "compute", "payload": '{"cost_ms": 2}'}, follow_redirects=False
+    )
     assert response.status_code == 303
     task_id = response.headers["location"].rsplit("/", 1)[-1]
     assert store.get(task_id).payload == {"cost_ms": 2}
@@ -66,8 +70,9 @@ def test_form_errors_rerender_escaped(client: TestClient, payload: str) -> None:
     assert 'role="alert"' in response.text
 
 
-def test_hostile_strings_are_escaped_everywhere(client: TestClient, store: Store,
-                                                data_dir: DataDir) -> None:
+def test_hostile_strings_are_escaped_everywhere(
+    client: TestClient, store: Store, data_dir: DataDir
+) -> None:
     """Hostile text in payloads, form fields, ids and logs is shown escaped, never raw."""
     task = store.submit(NewTask("orchestrate", {"note": HOSTILE}))
     logsetup.configure("test", data_dir.log_path)
@@ -102,8 +107,14 @@ def test_ui_error_pages(client: TestClient) -> None:
 
 def test_settings_are_persisted(client: TestClient, store: Store) -> None:
     """Saving settings persists them; invalid values re-render with 422."""
-    form = {"worker_count": "3", "orchestrate_cost_ms": "1", "compute_cost_ms": "20",
-            "dependency_timeout_ms": "1500", "dependency_retries": "1", "log_level": "INFO"}
+    form = {
+        "worker_count": "3",
+        "orchestrate_cost_ms": "1",
+        "compute_cost_ms": "20",
+        "dependency_timeout_ms": "1500",
+        "dependency_retries": "1",
+        "log_level": "INFO",
+    }
     saved = client.post("/ui/settings", data=form, follow_redirects=False)
     assert saved.status_code == 303
     assert load(store).worker_count == 3

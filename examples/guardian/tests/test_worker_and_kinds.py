@@ -24,16 +24,19 @@ def _ctx(upstream: object = None) -> kinds.TaskContext:
     return kinds.TaskContext(Settings(), lambda: None, upstream)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("kind", "payload"), [
-    ("nope", {}),
-    ("compute", []),
-    ("compute", {"cost_ms": 0}),
-    ("compute", {"cost_ms": True}),
-    ("compute", {"cost_ms": "5"}),
-    ("compute", {"extra": 1}),
-    ("orchestrate", {"steps": 21}),
-    ("dependency", {"echo": "x" * 257}),
-])
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("nope", {}),
+        ("compute", []),
+        ("compute", {"cost_ms": 0}),
+        ("compute", {"cost_ms": True}),
+        ("compute", {"cost_ms": "5"}),
+        ("compute", {"extra": 1}),
+        ("orchestrate", {"steps": 21}),
+        ("dependency", {"echo": "x" * 257}),
+    ],
+)
 def test_invalid_payloads_are_rejected(kind: str, payload: object) -> None:
     """Unknown kinds, wrong types, out-of-bounds numbers and extra fields are rejected."""
     with pytest.raises(InvalidTaskError):
@@ -41,11 +44,16 @@ def test_invalid_payloads_are_rejected(kind: str, payload: object) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(kind=st.sampled_from(["compute", "orchestrate", "dependency", "x"]),
-       payload=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
-                            lambda inner: st.lists(inner, max_size=3)
-                            | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                            max_leaves=8))
+@given(
+    kind=st.sampled_from(["compute", "orchestrate", "dependency", "x"]),
+    payload=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
+        max_leaves=8,
+    ),
+)
 def test_validation_only_raises_invalid_task(kind: str, payload: object) -> None:
     """Arbitrary JSON payloads are either accepted or rejected with InvalidTaskError."""
     try:
@@ -69,6 +77,7 @@ def test_kinds_execute() -> None:
 
 def test_compute_checkpoint_can_interrupt() -> None:
     """A stopping worker interrupts a long compute task at its next checkpoint."""
+
     def stop() -> None:
         raise TaskInterruptedError("stop")
 
@@ -90,8 +99,9 @@ def test_worker_completes_tasks(data_dir: DataDir, store: Store) -> None:
 def test_worker_idles_out_and_applies_settings(data_dir: DataDir, store: Store) -> None:
     """With an empty queue the bounded run returns; new settings are picked up."""
     store.save_settings({"log_level": "DEBUG", "dependency_retries": 0})
-    worker = Worker(data_dir, WorkerConfig(slot=1, upstream_url="http://127.0.0.1:9",
-                                           settings_refresh_s=0.0))
+    worker = Worker(
+        data_dir, WorkerConfig(slot=1, upstream_url="http://127.0.0.1:9", settings_refresh_s=0.0)
+    )
     worker.settings = Settings()
     assert worker.run(max_idle_s=0.2) == 0
     assert worker.settings.log_level == "DEBUG"
@@ -102,8 +112,9 @@ def test_worker_dependency_retry_then_success(data_dir: DataDir, store: Store) -
     with running_upstream() as server:
         server.state.set_mode("500", None)
         task = store.submit(NewTask("dependency", {"echo": "e"}))
-        worker = Worker(data_dir, WorkerConfig(upstream_url=url_of(server),
-                                               circuit_failure_threshold=10))
+        worker = Worker(
+            data_dir, WorkerConfig(upstream_url=url_of(server), circuit_failure_threshold=10)
+        )
         worker.run(max_tasks=1)
         retried = store.get(task.id)
         assert retried.status == "queued"
@@ -121,13 +132,21 @@ def test_worker_defers_when_circuit_open(data_dir: DataDir, store: Store) -> Non
     with running_upstream() as server:
         server.state.set_mode("down", None)
         first = store.submit(NewTask("dependency", {}))
-        worker = Worker(data_dir, WorkerConfig(upstream_url=url_of(server),
-                                               circuit_failure_threshold=1, circuit_open_s=30))
+        worker = Worker(
+            data_dir,
+            WorkerConfig(
+                upstream_url=url_of(server), circuit_failure_threshold=1, circuit_open_s=30
+            ),
+        )
         worker.run(max_tasks=1)  # fails, opens the circuit, task re-queued with back-off
         store.conn.execute("UPDATE tasks SET not_before = 0")
         worker.stopping = False
-        worker = Worker(data_dir, WorkerConfig(upstream_url=url_of(server),
-                                               circuit_failure_threshold=1, circuit_open_s=30))
+        worker = Worker(
+            data_dir,
+            WorkerConfig(
+                upstream_url=url_of(server), circuit_failure_threshold=1, circuit_open_s=30
+            ),
+        )
         worker.run(max_tasks=1)
         deferred = store.get(first.id)
         assert deferred.status == "queued"

@@ -70,10 +70,10 @@ def json_error(exc: Exception) -> JSONResponse:
     """Render an exception as the JSON error body every API endpoint uses."""
     status, code, message = error_status(exc)
     if status >= 500:
-        log.error("request failed", exc_info=exc if status == 500 else None,
-                  extra={"error": code})
-    return JSONResponse({"error": code, "message": message, "request_id": request_id_var.get()},
-                        status_code=status)
+        log.error("request failed", exc_info=exc if status == 500 else None, extra={"error": code})
+    return JSONResponse(
+        {"error": code, "message": message, "request_id": request_id_var.get()}, status_code=status
+    )
 
 
 async def read_body_limited(request: Request, limit_bytes: int) -> bytes:
@@ -95,7 +95,8 @@ def parse_submission(data: object, upstream_url: str | None) -> tuple[str, dict[
         raise InvalidTaskError("body must be a JSON object with 'kind' and 'payload'")
     unknown = sorted(set(data) - {"kind", "payload"})
     if unknown:
-        raise InvalidTaskError("unexpected field(s): " + ", ".join(str(k)[:40] for k in unknown[:5]))
+        names = ", ".join(str(k)[:40] for k in unknown[:5])
+        raise InvalidTaskError(f"unexpected field(s): {names}")
     kind = data.get("kind")
     if not isinstance(kind, str):
         raise InvalidTaskError("kind must be a string")
@@ -125,8 +126,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         state.batcher.stop()
         state.stores.close_all()
 
-    app = FastAPI(title="guardian", version="0.1.0", lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(
+        title="guardian", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.guardian = state
     app.add_middleware(RequestObservationMiddleware)
     _install_error_handlers(app)
@@ -158,11 +160,17 @@ def create_app(config: ApiConfig) -> FastAPI:
             raise ApiError(400, "invalid_json", "request body is not valid JSON") from exc
         kind, payload = parse_submission(data, config.upstream_url)
         record = await state.batcher.submit(
-            NewTask(kind=kind, payload=payload, request_id=request_id_var.get(),
-                    max_attempts=kinds.MAX_ATTEMPTS[kind]))
+            NewTask(
+                kind=kind,
+                payload=payload,
+                request_id=request_id_var.get(),
+                max_attempts=kinds.MAX_ATTEMPTS[kind],
+            )
+        )
         log.info("task accepted", extra={"task_id": record.id, "kind": kind})
-        return JSONResponse(record.to_json(), status_code=201,
-                            headers={"Location": f"/api/tasks/{record.id}"})
+        return JSONResponse(
+            record.to_json(), status_code=201, headers={"Location": f"/api/tasks/{record.id}"}
+        )
 
     @app.get("/api/tasks/{task_id}")
     def get_task(task_id: str) -> dict[str, Any]:
@@ -171,14 +179,19 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @app.get("/api/tasks")
     def list_tasks(
-        status: str | None = None, kind: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
         limit: int = Query(50, ge=1, le=500),
     ) -> dict[str, Any]:
         """List newest tasks, filtered by status and/or kind."""
         if status is not None and status not in TASK_STATUSES:
-            raise ApiError(422, "invalid_filter", f"status must be one of {', '.join(TASK_STATUSES)}")
+            raise ApiError(
+                422, "invalid_filter", f"status must be one of {', '.join(TASK_STATUSES)}"
+            )
         if kind is not None and kind not in kinds.KIND_NAMES:
-            raise ApiError(422, "invalid_filter", f"kind must be one of {', '.join(kinds.KIND_NAMES)}")
+            raise ApiError(
+                422, "invalid_filter", f"kind must be one of {', '.join(kinds.KIND_NAMES)}"
+            )
         tasks: list[TaskRecord] = state.stores.get().list_tasks(status, kind, limit)
         return {"tasks": [t.to_json() for t in tasks], "count": len(tasks)}
 

@@ -31,8 +31,9 @@ class _Pending:
     future: asyncio.Future[TaskRecord]
 
 
-def _resolve(future: asyncio.Future[TaskRecord], record: TaskRecord | None,
-             error: BaseException | None) -> None:
+def _resolve(
+    future: asyncio.Future[TaskRecord], record: TaskRecord | None, error: BaseException | None
+) -> None:
     """Complete ``future`` on its loop unless the waiting request already went away."""
     if future.done():
         return

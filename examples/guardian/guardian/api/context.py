@@ -76,8 +76,11 @@ def readiness(state: AppState) -> tuple[int, dict[str, Any]]:
         checks["store"] = {"ok": False, "error": str(exc)}
     try:
         alive = live_workers(store, state.config.heartbeat_max_age_s)
-        checks["workers"] = {"ok": bool(alive), "alive": len(alive),
-                             "max_heartbeat_age_s": state.config.heartbeat_max_age_s}
+        checks["workers"] = {
+            "ok": bool(alive),
+            "alive": len(alive),
+            "max_heartbeat_age_s": state.config.heartbeat_max_age_s,
+        }
     except StoreError as exc:
         checks["workers"] = {"ok": False, "error": str(exc)}
     if state.config.upstream_url is None:
@@ -85,8 +88,11 @@ def readiness(state: AppState) -> tuple[int, dict[str, Any]]:
     else:
         try:
             circuit = CircuitBreaker(store).snapshot()
-            checks["dependency"] = {"ok": circuit.state == "closed", "circuit": circuit.state,
-                                    "consecutive_failures": circuit.consecutive_failures}
+            checks["dependency"] = {
+                "ok": circuit.state == "closed",
+                "circuit": circuit.state,
+                "consecutive_failures": circuit.consecutive_failures,
+            }
         except StoreError as exc:
             checks["dependency"] = {"ok": False, "circuit": "unknown", "error": str(exc)}
     if not (checks["store"]["ok"] and checks["workers"]["ok"]):

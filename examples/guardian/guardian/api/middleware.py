@@ -39,8 +39,7 @@ class RequestObservationMiddleware:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
@@ -50,11 +49,23 @@ class RequestObservationMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
             HTTP_REQUEST_DURATION.labels(template, scope["method"], str(status[0])).observe(
-                duration_s)
+                duration_s
+            )
             level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
-            log.log(level, "%s %s %s", scope["method"], template, status[0], extra={
-                "method": scope["method"], "path": scope["path"], "route": template,
-                "status": status[0], "duration_ms": round(duration_s * 1000, 3)})
+            log.log(
+                level,
+                "%s %s %s",
+                scope["method"],
+                template,
+                status[0],
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status[0],
+                    "duration_ms": round(duration_s * 1000, 3),
+                },
+            )
             request_id_var.reset(token)
 
 

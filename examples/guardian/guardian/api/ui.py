@@ -59,11 +59,17 @@ def html_error(request: Request, exc: Exception) -> HTMLResponse:
     if status >= 500:
         log.error("ui request failed", exc_info=exc if status == 500 else None)
     del request
-    return render("error.html", http_status=status, title=f"Error {status}", code=code,
-                  message=message, request_id=request_id_var.get())
+    return render(
+        "error.html",
+        http_status=status,
+        title=f"Error {status}",
+        code=code,
+        message=message,
+        request_id=request_id_var.get(),
+    )
 
 
-def build_router(state: AppState) -> APIRouter:
+def build_router(state: AppState) -> APIRouter:  # noqa: PLR0915 - one closure per page
     """Create the UI routes bound to ``state``."""
     router = APIRouter()
 
@@ -82,8 +88,15 @@ def build_router(state: AppState) -> APIRouter:
         if kind is not None and kind not in kinds.KIND_NAMES:
             raise InvalidTaskError(f"kind must be one of {', '.join(kinds.KIND_NAMES)}")
         tasks = state.stores.get().list_tasks(status, kind, 100)
-        return render("tasks.html", title="Tasks", tasks=tasks, statuses=TASK_STATUSES,
-                      kinds=kinds.KIND_NAMES, status=status, kind=kind)
+        return render(
+            "tasks.html",
+            title="Tasks",
+            tasks=tasks,
+            statuses=TASK_STATUSES,
+            kinds=kinds.KIND_NAMES,
+            status=status,
+            kind=kind,
+        )
 
     @router.post("/ui/tasks")
     async def submit_form(request: Request) -> Response:
@@ -100,14 +113,16 @@ def build_router(state: AppState) -> APIRouter:
                 raise InvalidTaskError("payload is not valid JSON") from exc
             from guardian.api.app import parse_submission  # noqa: PLC0415 - import cycle
 
-            kind, payload = parse_submission({"kind": kind, "payload": payload},
-                                             state.config.upstream_url)
+            kind, payload = parse_submission(
+                {"kind": kind, "payload": payload}, state.config.upstream_url
+            )
         except InvalidTaskError as exc:
             context = _dashboard_context(state)
             context.update(form_error=str(exc), form_kind=kind, form_payload=payload_text)
             return render("dashboard.html", http_status=422, **context)
         record = await state.batcher.submit(
-            NewTask(kind, payload, request_id_var.get(), kinds.MAX_ATTEMPTS[kind]))
+            NewTask(kind, payload, request_id_var.get(), kinds.MAX_ATTEMPTS[kind])
+        )
         log.info("task accepted from ui", extra={"task_id": record.id, "kind": kind})
         return RedirectResponse(f"/ui/tasks/{record.id}", status_code=303)
 
@@ -131,9 +146,15 @@ def build_router(state: AppState) -> APIRouter:
     def settings_page(saved: int = 0) -> HTMLResponse:
         """Show the persisted settings in an editable form."""
         current = settings_mod.load(state.stores.get())
-        return render("settings.html", title="Settings", settings=current.to_dict(),
-                      bounds=settings_mod.INT_BOUNDS, levels=logsetup.LEVELS,
-                      saved=bool(saved), error=None)
+        return render(
+            "settings.html",
+            title="Settings",
+            settings=current.to_dict(),
+            bounds=settings_mod.INT_BOUNDS,
+            levels=logsetup.LEVELS,
+            saved=bool(saved),
+            error=None,
+        )
 
     @router.post("/ui/settings")
     async def save_settings(request: Request) -> Response:
@@ -145,9 +166,16 @@ def build_router(state: AppState) -> APIRouter:
             saved = settings_mod.save(store, values)
         except SettingsError as exc:
             merged = {**settings_mod.load(store).to_dict(), **values}
-            return render("settings.html", http_status=422, title="Settings", settings=merged,
-                          bounds=settings_mod.INT_BOUNDS, levels=logsetup.LEVELS, saved=False,
-                          error=str(exc))
+            return render(
+                "settings.html",
+                http_status=422,
+                title="Settings",
+                settings=merged,
+                bounds=settings_mod.INT_BOUNDS,
+                levels=logsetup.LEVELS,
+                saved=False,
+                error=str(exc),
+            )
         logsetup.set_level(saved.log_level)
         log.info("settings saved", extra={"settings": saved.to_dict()})
         return RedirectResponse("/ui/settings?saved=1", status_code=303)
@@ -157,8 +185,13 @@ def build_router(state: AppState) -> APIRouter:
         """Tail of the instance's JSON log file."""
         count = max(1, min(lines, 1000))
         path = state.config.data_dir.log_path
-        return render("logs.html", title="Logs", lines=logsetup.tail_lines(path, count),
-                      path=str(path), count=count)
+        return render(
+            "logs.html",
+            title="Logs",
+            lines=logsetup.tail_lines(path, count),
+            path=str(path),
+            count=count,
+        )
 
     return router
 
@@ -169,14 +202,18 @@ def _dashboard_context(state: AppState) -> dict[str, Any]:
     status_code, ready = readiness(state)
     events = store.event_counts()
     per_kind = {
-        kind: {event: events.get((kind, event), 0)
-               for event in ("submitted", "completed", "failed", "cancelled")}
+        kind: {
+            event: events.get((kind, event), 0)
+            for event in ("submitted", "completed", "failed", "cancelled")
+        }
         for kind in kinds.KIND_NAMES
     }
-    slots = store.read("SELECT role, slot, state, pid, consecutive_failures FROM slots "
-                       "ORDER BY role, slot")
-    restarts = store.read("SELECT role, COUNT(*) FROM supervisor_events WHERE event LIKE "
-                          "'restart_%' GROUP BY role")
+    slots = store.read(
+        "SELECT role, slot, state, pid, consecutive_failures FROM slots ORDER BY role, slot"
+    )
+    restarts = store.read(
+        "SELECT role, COUNT(*) FROM supervisor_events WHERE event LIKE 'restart_%' GROUP BY role"
+    )
     return {
         "title": "Guardian dashboard",
         "ready": ready,

@@ -2,7 +2,8 @@
 
 Each entry stores the SHA-256 of (previous hash, timestamp, actor, action, detail); editing any
 row, or deleting any row but the newest, breaks the chain, which ``verify`` detects. (Truncating
-the tail is only detectable against an externally kept head hash, e.g. in an evidence pack.) This is the storage the governance
+the tail is only detectable against an externally kept head hash, e.g. in an evidence pack.)
+This is the storage the governance
 layer will write every decision to (including blocked, timed-out and failed actions).
 """
 
@@ -66,8 +67,8 @@ class AuditLog:
         return [
             AuditEntry(seq, ts, actor, action, json.loads(detail), prev, digest)
             for seq, ts, actor, action, detail, prev, digest in self.store.read(
-                "SELECT seq, ts, actor, action, detail, prev_hash, hash FROM audit_log "
-                "ORDER BY seq")
+                "SELECT seq, ts, actor, action, detail, prev_hash, hash FROM audit_log ORDER BY seq"
+            )
         ]
 
     def verify(self) -> tuple[bool, int | None]:

@@ -1,0 +1,118 @@
+"""security_report.md: the G5 verdict, each scanner's coverage, every finding, waiver and licence, in Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gates.security.policy import Finding, Judgement, ScanResult, SecurityPolicy, Severity
+from harness.model import Verdict
+
+DOCUMENT = "security_report.md"
+
+
+def _cell(text: object) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _number(value: object) -> str:
+    """A measured value without a spurious `.0`."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _findings_table(findings: list[Finding]) -> list[str]:
+    """A severity-ordered table of findings."""
+    if not findings:
+        return ["None.", ""]
+    lines = ["| severity | finding id | what |", "|---|---|---|"]
+    for finding in sorted(findings, key=lambda f: (-f.severity.rank, f.id)):
+        lines.append(f"| {finding.severity.value} | `{_cell(finding.id)}` | {_cell(finding.title)} |")
+    return [*lines, ""]
+
+
+def _waivers(judgement: Judgement) -> list[str]:
+    """The G5 waivers of certify.toml and what each matched in this run."""
+    if not judgement.waivers:
+        return ["No G5 waiver in certify.toml.", ""]
+    lines = ["| finding | owner | expires | state | matched | reason |", "|---|---|---|---|---|---|"]
+    for use in judgement.waivers:
+        state = "EXPIRED" if use.expired else ("active" if use.matched else "active, unused")
+        matched = ", ".join(f"`{m}`" for m in use.matched) or "nothing"
+        cells = [f"`{_cell(use.finding)}`", _cell(use.owner), use.expires, state, matched, _cell(use.reason)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _licences(results: list[ScanResult]) -> list[str]:
+    """The licence of every reviewed package."""
+    rows = next((list(r.table) for r in results if r.tool == "pip-licenses"), [])
+    if not rows:
+        return []
+    lines = ["## Licences", "", "| package | version | licence | from | decision |", "|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (r["decision"] == "allowed", r["name"].lower())):
+        lines.append(
+            f"| {_cell(row['name'])} | {_cell(row['version'])} | {_cell(row['licence'])} | {_cell(row['source'])} "
+            f"| {row['decision']} |"
+        )
+    return [*lines, ""]
+
+
+def render(
+    verdict: Verdict,
+    results: list[ScanResult],
+    judgement: Judgement,
+    *,
+    policy: SecurityPolicy,
+    context: dict[str, Any],
+    outputs: dict[str, str],
+) -> str:
+    """The whole report; it names secrets by file, line and hash only."""
+    lines = [
+        f"# Security report (G5): {verdict.status.value}",
+        "",
+        f"Target `{context.get('target_project') or '?'}`, run date {context['run_date']} ({context['mode']} mode). "
+        f"Findings at or above **{policy.fail_on}** block unless waived. "
+        "This report was written when the evidence was collected; `certify verify` recomputes the verdict.",
+        "",
+        "## Verdict",
+        "",
+        *(f"- {_cell(reason)}" for reason in verdict.reasons),
+        "",
+        "## Scanners",
+        "",
+        "| scanner | status | what it covered |",
+        "|---|---|---|",
+        *(f"| {r.scanner} | {r.status.value} | {_cell(r.summary)} |" for r in results),
+        "",
+    ]
+    database = next((r.facts.get("advisory_db") for r in results if r.facts.get("advisory_db")), None)
+    if database:
+        lines += [
+            "## Advisory database",
+            "",
+            f"`{database.get('path')}`: {database.get('records')} records for {database.get('packages')} packages, "
+            f"dated {database.get('date')} ({database.get('date_source')}), "
+            f"commit {database.get('commit') or 'unknown'}, "
+            f"{database.get('age_days', '?')} days old on the run date (limit {policy.max_advisory_age_days}); "
+            f"sha256 of its files `{database.get('sha256')}`.",
+            "",
+        ]
+    blocking = [f for f in judgement.unwaived if f.severity.rank >= policy.threshold.rank]
+    below = [f for f in judgement.unwaived if f.severity.rank < policy.threshold.rank]
+    lines += ["## Blocking findings", "", *_findings_table(blocking)]
+    lines += [f"## Findings below {policy.fail_on}", "", *_findings_table(below)]
+    lines += ["## Waived findings", "", *_findings_table([f for f, _ in judgement.waived])]
+    lines += ["## Waivers", "", *_waivers(judgement)]
+    lines += _licences(results)
+    lines += ["## Measurements", "", "| measurement | value | threshold |", "|---|---|---|"]
+    for m in verdict.measurements:
+        threshold = f"{m.comparator} {_number(m.threshold)}" if m.comparator else ""
+        lines.append(f"| {_cell(m.name)} | {_number(m.value)} {m.unit} | {threshold} |")
+    lines += ["", "## Tools and outputs", ""]
+    lines += [f"- {name} {version}" for name, version in sorted(context.get("tools", {}).items())]
+    lines += [f"- `{name}`: {note}" for name, note in outputs.items()]
+    counts = {level.value: sum(1 for f in judgement.unwaived if f.severity is level) for level in Severity}
+    lines += ["", "Unwaived findings by severity: " + ", ".join(f"{k} {v}" for k, v in counts.items()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""Gate G1 (gates/coverage.py) through the real CLI on the cov-* fixture targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import certify, commit_all, copy_target, git
+
+pytestmark = pytest.mark.integration
+
+WAIVE = '''
+
+def waive(amount: int, vip: bool) -> int:
+    """The fee after a VIP waiver."""
+    if vip:
+        return 0
+    return fee(amount)
+'''
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One venv cache for the module, so each fixture's venv is created once."""
+    return tmp_path_factory.mktemp("venvs")
+
+
+def run_g1(target: Path, out: Path, cache: Path, *extra: str) -> dict[str, Any]:
+    """Run gate G1 alone; assert no traceback and that `certify verify` accepts the pack."""
+    proc = certify("run", "--target", target, "--gates", "G1", "--out", out, "--cache-dir", cache, *extra)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    check = certify("verify", out)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (result,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
+    verdict: dict[str, Any] = result["verdict"]
+    verdict["exit_code"] = proc.returncode
+    return verdict
+
+
+def measurement(verdict: dict[str, Any], name: str) -> dict[str, Any]:
+    """The named measurement of a verdict."""
+    (found,) = [m for m in verdict["measurements"] if m["name"] == name]
+    return found
+
+
+def test_well_covered_target_passes_with_its_evidence(tmp_path: Path, cache_dir: Path) -> None:
+    """cov-pass PASSes at 100 %, keeps coverage.json/xml and the JUnit XML, and writes coverage_report.html."""
+    out = tmp_path / "pack"
+    verdict = run_g1(copy_target(tmp_path, "cov-pass"), out, cache_dir)
+    assert verdict["status"] == "PASS", verdict["reasons"]
+    assert verdict["exit_code"] == 0
+    overall = measurement(verdict, "overall line coverage")
+    assert (overall["value"], overall["threshold"], overall["passed"]) == (100.0, 75.0, True)
+    assert measurement(verdict, "line coverage of covpass/__init__.py (critical)")["threshold"] == 90.0
+    assert verdict["details"]["tests"]["tests"] == 2
+    for name in ("coverage.json", "coverage.xml", "pytest-junit.xml", "test_run.json", "context.json"):
+        assert (out / "gates" / "G1" / name).is_file(), name
+    report = (out / "coverage_report.html").read_text(encoding="utf-8")
+    assert "G1 PASS" in report
+    assert "covpass/__init__.py" in report
+    tools = json.loads((out / "run.json").read_text(encoding="utf-8"))["tools"]
+    assert {"pytest", "pytest-cov", "coverage"} <= set(tools)
+
+
+def test_failing_test_fails_whatever_the_coverage(tmp_path: Path, cache_dir: Path) -> None:
+    """cov-failing is fully covered, yet its failing test makes G1 FAIL, naming the test."""
+    verdict = run_g1(copy_target(tmp_path, "cov-failing"), tmp_path / "pack", cache_dir)
+    assert verdict["status"] == "FAIL"
+    assert verdict["exit_code"] == 1
+    assert "test_fee::test_large_amounts_pay_two_percent" in verdict["reasons"][0]
+    assert measurement(verdict, "overall line coverage")["passed"] is True
+
+
+def test_low_critical_coverage_fails_naming_the_lines(tmp_path: Path, cache_dir: Path) -> None:
+    """cov-lowcrit meets its lowered overall bar but FAILs the 90 % critical bar, with the uncovered lines."""
+    verdict = run_g1(copy_target(tmp_path, "cov-lowcrit"), tmp_path / "pack", cache_dir)
+    assert verdict["status"] == "FAIL"
+    assert measurement(verdict, "overall line coverage")["passed"] is True
+    critical = measurement(verdict, "line coverage of covlow/__init__.py (critical)")
+    assert critical["passed"] is False
+    assert critical["value"] == 62.5
+    assert "critical file covlow/__init__.py: line coverage 62.5 % is below 90 %" in verdict["reasons"]
+    assert "uncovered critical lines in covlow/__init__.py: 13-15" in verdict["reasons"]
+
+
+def test_no_test_collected_is_inconclusive(tmp_path: Path, cache_dir: Path) -> None:
+    """cov-notests (pytest exit code 5) is INCONCLUSIVE; the gate installed the missing pytest-cov itself."""
+    out = tmp_path / "pack"
+    verdict = run_g1(copy_target(tmp_path, "cov-notests"), out, cache_dir)
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert verdict["exit_code"] == 3
+    assert verdict["reasons"][0].startswith("no test ran (0 collected, 0 skipped; exit code 5)")
+    assert list((out / "gates" / "G1" / "runs").glob("*-pip-install-pytest-cov.json"))
+
+
+def test_venv_without_pytest_or_pip_is_not_run(tmp_path: Path, cache_dir: Path) -> None:
+    """A bare venv (no pip, no pytest) gives NOT_RUN with the install hint, not a PASS on nothing."""
+    target = copy_target(tmp_path, "cov-pass")
+    config = target / "certify.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'command = ["{python}", "-m", "pip", "install", "pytest", "pytest-cov"]', "command = []"
+        ),
+        encoding="utf-8",
+    )
+    commit_all(target, "bare venv")
+    verdict = run_g1(target, tmp_path / "pack", cache_dir)
+    assert verdict["status"] == "NOT_RUN"
+    assert "pytest-cov is not in the target's venv and could not be installed" in verdict["reasons"][0]
+    assert "hint: add pytest-cov" in verdict["reasons"][0]
+
+
+def test_ci_mode_without_the_base_ref_says_why(tmp_path: Path, cache_dir: Path) -> None:
+    """In ci mode with no `main` branch, diff coverage is recorded as not computed, and G1 still PASSes."""
+    target = copy_target(tmp_path, "cov-pass")
+    git(target, "branch", "-M", "trunk")
+    verdict = run_g1(target, tmp_path / "pack", cache_dir, "--mode", "ci")
+    assert verdict["status"] == "PASS", verdict["reasons"]
+    assert "diff coverage not computed: ref 'main' does not exist in the target's git repository" in verdict["reasons"]
+    assert measurement(verdict, "changed-line coverage")["value"] == "not computed"
+
+
+def test_ci_mode_lists_uncovered_changed_lines(tmp_path: Path, cache_dir: Path) -> None:
+    """An untested function added on a feature branch FAILs diff coverage, listing its lines and branches."""
+    target = copy_target(tmp_path, "cov-pass")
+    git(target, "branch", "-M", "main")
+    git(target, "checkout", "-q", "-b", "feature")
+    module = target / "covpass" / "__init__.py"
+    module.write_text(module.read_text(encoding="utf-8") + WAIVE, encoding="utf-8")
+    commit_all(target, "add waive")
+    out = tmp_path / "pack"
+    verdict = run_g1(target, out, cache_dir, "--mode", "ci")
+    assert verdict["status"] == "FAIL"
+    diff = measurement(verdict, "changed-line coverage")
+    assert (diff["value"], diff["passed"]) == (25.0, False)  # 1 of 4 changed statements (the def) ran
+    assert measurement(verdict, "untaken branches on changed critical lines")["value"] == 2
+    assert "uncovered changed lines in covpass/__init__.py: 13-15" in verdict["reasons"]
+    assert verdict["details"]["diff"]["base_commit"] == git(target, "rev-parse", "main").stdout.strip()
+    assert "+def waive" in (out / "gates" / "G1" / "changes.diff").read_text(encoding="utf-8")
