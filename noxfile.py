@@ -63,6 +63,30 @@ def identity(session: nox.Session) -> None:
 
 
 @nox.session
+def coverage(session: nox.Session) -> None:
+    """Gate G1 alone: the target's tests under pytest-cov; overall, critical and (ci) changed-line coverage."""
+    _certify(session, "ci", "G1")
+
+
+@nox.session
+def security(session: nox.Session) -> None:
+    """Gate G5 alone: bandit, pip-audit (offline advisory db), SBOM, secrets, licences."""
+    _certify(session, "ci", "G5")
+
+
+@nox.session
+def bootstrap(session: nox.Session) -> None:
+    """Gate G7 alone: clean copy -> bootstrap -> smoke, timed against the budget."""
+    _certify(session, "ci", "G7")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Gate G8 alone: required docs, runbook sections, links, alert runbooks, the quickstart run for real."""
+    _certify(session, "ci", "G8")
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """The harness's test suite, integration tests included."""
     require_system(session, "git")

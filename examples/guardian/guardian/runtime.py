@@ -143,7 +143,7 @@ class Keeper:
         self,
         config: InstanceConfig,
         policy: RestartPolicy | None = None,
-        shutdown_grace_s: float = 30.0,
+        shutdown_grace_s: float = 13.0,
     ) -> None:
         """Prepare the data dir, refusing if another live keeper owns it."""
         self.config = config

@@ -76,7 +76,7 @@ class SupervisorConfig:
     reap_interval_s: float = 1.0
     api_probe_interval_s: float = 2.0
     api_probe_failures: int = 3
-    shutdown_grace_s: float = 20.0
+    shutdown_grace_s: float = 10.0
     policy: RestartPolicy = field(default_factory=RestartPolicy)
 
 
