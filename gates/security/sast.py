@@ -92,6 +92,8 @@ def assess(reader: EvidenceReader, policy: SecurityPolicy) -> ScanResult:
     del policy
     if reader.exists(NOT_RUN):
         return ScanResult(NAME, Status.NOT_RUN, "not run", reasons=(reader.read_json(NOT_RUN)["reason"],))
+    if not reader.exists(TARGETS):
+        return ScanResult(NAME, Status.INCONCLUSIVE, "not run", reasons=("bandit did not run",))
     targets = reader.read_json(TARGETS)["targets"]
     run = reader.read_json(RUN)
     problem = run_problem(run, "bandit", ok_codes=(0, 1))

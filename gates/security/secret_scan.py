@@ -118,6 +118,8 @@ def assess(reader: EvidenceReader, policy: SecurityPolicy) -> ScanResult:
     del policy
     if reader.exists(NOT_RUN):
         return ScanResult(NAME, Status.NOT_RUN, "not run", reasons=(reader.read_json(NOT_RUN)["reason"],))
+    if not reader.exists(FILES):
+        return ScanResult(NAME, Status.INCONCLUSIVE, "not run", reasons=("detect-secrets did not run",))
     files = reader.read_json(FILES)
     if files.get("error"):
         reason = f"the tracked files are unknown ({files['error']}): the target must be a git work tree"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from gates.security import cvss, licences, osv, sast, vulns
+from gates.security import cvss, licences, osv, sast, sbom, secret_scan, vulns
 from gates.security.policy import (
     Finding,
     ScanResult,
@@ -388,3 +388,17 @@ def test_missing_scanner_is_not_run() -> None:
     result = sast.assess(reader, SecurityPolicy())
     assert (result.status, result.reasons) == (Status.NOT_RUN, ("bandit is not installed; pip install bandit",))
     assert judge([result], apply_waivers([], [], RUN_DATE), SecurityPolicy()).status is Status.NOT_RUN
+
+
+def test_scanners_without_evidence_are_inconclusive() -> None:
+    """A scanner that never ran (e.g. the run was cancelled first) is INCONCLUSIVE with a reason, never PASS."""
+    empty = DictReader({})
+    results = [
+        sast.assess(empty, SecurityPolicy()),
+        vulns.assess(empty, SecurityPolicy(), CONTEXT),
+        sbom.assess(empty, SecurityPolicy(), CONTEXT),
+        secret_scan.assess(empty, SecurityPolicy()),
+        licences.assess(empty, SecurityPolicy(), CONTEXT),
+    ]
+    assert [r.status for r in results] == [Status.INCONCLUSIVE] * 5
+    assert all(r.reasons for r in results)
