@@ -119,6 +119,7 @@ class ToxicCollection:
         self,
         direction: Direction,
         name: str,
+        *,
         source: asyncio.StreamReader,
         source_writer: asyncio.StreamWriter,
         dest: asyncio.StreamWriter,

@@ -13,6 +13,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from chaos.toxiproxy.stream import Chunk, ChunkChannel, ToxicStub
 from chaos.toxiproxy.toxics import Direction, ResetPeerToxic, Toxic
@@ -159,7 +160,7 @@ class ToxicLink:
         """
         while True:
             getter = asyncio.get_running_loop().create_task(stub.input.get())
-            waiting: set[asyncio.Future[object]] = {getter} if stopping.done() else {getter, stopping}
+            waiting: set[asyncio.Future[Any]] = {getter} if stopping.done() else {getter, stopping}
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
                 getter.cancel()

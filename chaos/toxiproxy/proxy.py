@@ -215,7 +215,12 @@ class Proxy:
             (Direction.DOWNSTREAM, upstream_reader, upstream, client),
         ):
             link = await self.toxics.start_link(
-                direction, f"{name}{direction.name.lower()}", source, source_writer, dest, link_finished
+                direction,
+                f"{name}{direction.name.lower()}",
+                source=source,
+                source_writer=source_writer,
+                dest=dest,
+                on_finished=link_finished,
             )
             connection.links.append(link)
 

@@ -14,9 +14,9 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 #: One generator for every chaos draw (toxicity, jitter, slice sizes); `--seed` seeds it.
 RNG = random.Random()  # noqa: S311 -- fault-injection draws, not cryptography
@@ -89,7 +89,7 @@ class ChunkChannel:
 class PipeFunction(Protocol):
     """What a toxic provides: move chunks from the stub's input to its output until closed or cancelled."""
 
-    def __call__(self, stub: ToxicStub) -> Awaitable[None]:
+    def __call__(self, stub: ToxicStub) -> Coroutine[Any, Any, None]:
         """Run the toxic on `stub`."""
         ...
 

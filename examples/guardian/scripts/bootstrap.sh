@@ -4,8 +4,9 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-port=${1:-${GUARDIAN_PORT:-18090}}
 python=${PYTHON:-python3}
+# A free port unless one is given, so a bootstrap never collides with a running instance.
+port=${1:-${GUARDIAN_PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}}
 work=$(mktemp -d "${TMPDIR:-/tmp}/guardian-bootstrap.XXXXXX")
 pid=""
 
@@ -19,12 +20,15 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+echo "==> step: venv"
 echo "guardian bootstrap: creating venv in $here/.venv"
 "$python" -m venv "$here/.venv"
 "$here/.venv/bin/python" -m pip install --quiet --upgrade pip
+echo "==> step: install"
 echo "guardian bootstrap: installing (pip install -e .)"
 "$here/.venv/bin/python" -m pip install --quiet -e "$here"
 
+echo "==> step: start"
 echo "guardian bootstrap: starting on port $port"
 "$here/.venv/bin/python" -m guardian serve --port "$port" --data-dir "$work/data" \
     >"$work/serve.out" 2>&1 &
@@ -42,6 +46,7 @@ until "$here/.venv/bin/python" -m guardian status --url "http://127.0.0.1:$port"
 done
 
 "$here/.venv/bin/python" -m guardian status --url "http://127.0.0.1:$port"
+echo "==> step: stop"
 kill -TERM "$pid"
 i=0
 while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 120 ]; do sleep 0.25; i=$((i + 1)); done
