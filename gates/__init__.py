@@ -4,6 +4,7 @@ from gates.bootstrap import BootstrapGate
 from gates.coverage import CoverageGate
 from gates.docs import DocsGate
 from gates.identity import IdentityGate
+from gates.load import ErrorRateGate, LatencyGate
 from gates.security import SecurityGate
 
-ALL_GATES = (IdentityGate(), SecurityGate(), BootstrapGate(), CoverageGate(), DocsGate())
+ALL_GATES = (IdentityGate(), SecurityGate(), BootstrapGate(), CoverageGate(), DocsGate(), LatencyGate(), ErrorRateGate())

@@ -671,12 +671,13 @@ class CoverageGate(Gate):
             "--cov-branch",
             "--cov-fail-under=0",
             "--cov-report=term-missing",
-            "-o",
-            f"cache_dir={out / 'pytest-cache'}",
             f"--cov-report=json:{out / COVERAGE_JSON}",
             f"--cov-report=xml:{out / COVERAGE_XML}",
             f"--junitxml={out / JUNIT}",
         ]
+        if "no:cacheprovider" not in argv:
+            # Keep pytest's cache out of the target's tree (an unknown ini option when the plugin is off).
+            extra += ["-o", f"cache_dir={out / 'pytest-cache'}"]
         return argv + extra, sources
 
     @staticmethod
