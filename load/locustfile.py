@@ -24,6 +24,7 @@ from typing import Any
 import gevent
 import gevent.pool
 from locust import FastHttpUser, events, task
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 PLAN: dict[str, Any] = json.loads(Path(os.environ["CERTIFY_LOAD_PLAN"]).read_text(encoding="utf-8"))
@@ -165,7 +166,7 @@ class OpenModelDriver(FastHttpUser):
 
     @task
     def drive(self) -> None:
-        """Start each of this worker's arrivals at its planned time; then drain, write, and report done."""
+        """Start each of this worker's arrivals at its planned time; then drain, write, report done and stop."""
         workers = max(1, int(PLAN["workers"]))
         mine = [(seq, float(t), str(name)) for seq, (t, name) in enumerate(PLAN["arrivals"]) if seq % workers == self.worker]
         pool = gevent.pool.Pool(int(PLAN["max_in_flight"]))
@@ -205,5 +206,4 @@ class OpenModelDriver(FastHttpUser):
             runner.send_message(DONE_MESSAGE, {"worker": self.worker})
         else:
             gevent.spawn_later(0.2, runner.quit)
-        while True:
-            gevent.sleep(1.0)
+        raise StopUser

@@ -231,7 +231,8 @@ class Store:
         Switching a fresh database to WAL can fail with "database is locked" without waiting
         for the busy timeout when several processes open it at the same moment.
         """
-        for attempt in range(attempts):
+        failures = 0
+        while True:
             try:
                 if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self.conn.execute("PRAGMA journal_mode=WAL")
@@ -241,7 +242,8 @@ class Store:
                     self.conn.executescript(SCHEMA)
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == attempts - 1:
+                failures += 1
+                if "locked" not in str(exc) or failures >= attempts:
                     raise
                 time.sleep(0.05)
 

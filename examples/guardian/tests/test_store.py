@@ -162,3 +162,62 @@ def test_bad_persisted_setting_falls_back_to_default(store: Store) -> None:
     loaded = settings_mod.load(store)
     assert loaded.worker_count == 2
     assert loaded.compute_cost_ms == 7
+
+
+class _LockedAtFirst:
+    """A connection stand-in answering "database is locked" N times, then delegating."""
+
+    def __init__(
+        self, real: sqlite3.Connection, failures: int, message: str = "database is locked"
+    ) -> None:
+        self.real = real
+        self.failures = failures
+        self.message = message
+        self.calls = 0
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        self.calls += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError(self.message)
+        return self.real.execute(sql, *args)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        return self.real.executescript(sql)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_initialise_retries_while_the_database_is_locked(store: Store) -> None:
+    """Opening while another process switches to WAL retries on "locked" and then succeeds."""
+    flaky = _LockedAtFirst(store.conn, failures=2)
+    store.conn = flaky  # type: ignore[assignment]
+    store._initialise(attempts=5)
+    assert flaky.calls >= 3
+    assert flaky.failures == 0
+
+
+def test_initialise_gives_up_after_the_last_locked_attempt(store: Store) -> None:
+    """A lock that never clears is raised after the given attempts, not retried forever."""
+    flaky = _LockedAtFirst(store.conn, failures=100)
+    store.conn = flaky  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store._initialise(attempts=3)
+    assert flaky.calls == 3
+
+
+def test_initialise_raises_other_errors_at_once(store: Store) -> None:
+    """An error that is not a lock (e.g. a corrupt file) is not retried."""
+    flaky = _LockedAtFirst(store.conn, failures=1, message="file is not a database")
+    store.conn = flaky  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="not a database"):
+        store._initialise(attempts=5)
+    assert flaky.calls == 1
+
+
+def test_rollback_outside_a_transaction_is_a_no_op(store: Store) -> None:
+    """Rolling back when SQLite already ended the transaction does nothing and raises nothing."""
+    assert not store.conn.in_transaction
+    store._rollback()
+    assert not store.conn.in_transaction
