@@ -155,8 +155,10 @@ class LatencyGate(Gate):
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run (or reuse) the load run, copy it into the evidence, write load_test_results/."""
-        out = shared_load_run(ctx, _load_settings(ctx))
+        out, failure = shared_load_run(ctx, _load_settings(ctx))
         publish(ctx, out)
+        if failure is not None:
+            raise failure
         assert isinstance(policy, LoadPolicy)  # noqa: S101 - the registry pairs gate and policy
         write_documents(ctx, out, policy)
 
@@ -190,13 +192,23 @@ def _judge_latency(
     note = _scaled_note(pid, record)
     problem = _delivery_problem(pid, stats, record)
     if problem is not None:
-        found.append(Measurement.judged(f"{pid} delivered/planned arrivals", stats["delivery"]["delivered_ratio"], ">=",
-                                        record["min_delivered_ratio"]))
+        found.append(
+            Measurement.judged(
+                f"{pid} delivered/planned arrivals",
+                stats["delivery"]["delivered_ratio"],
+                ">=",
+                record["min_delivered_ratio"],
+            )
+        )
         return Status.INCONCLUSIVE, problem + note, found
     if http["p99"] is not None:
-        found.append(Measurement.judged(f"{pid} p99 HTTP latency (from planned start)", http["p99"], "<=", p99_ms, "ms"))
+        found.append(
+            Measurement.judged(f"{pid} p99 HTTP latency (from planned start)", http["p99"], "<=", p99_ms, "ms")
+        )
         found.append(Measurement(name=f"{pid} p99 upper {ci['confidence']:.0%} bound", value=ci["upper_ms"], unit="ms"))
-        found.append(Measurement(name=f"{pid} p99 from actual send", value=stats["http"]["uncorrected_ms"]["p99"], unit="ms"))
+        found.append(
+            Measurement(name=f"{pid} p99 from actual send", value=stats["http"]["uncorrected_ms"]["p99"], unit="ms")
+        )
     status = judge_quantile(http["p99"], ci.get("upper_ms"), p99_ms)
     tasks = stats["tasks"]["latency_ms"]
     if task_p99_ms is not None:
@@ -260,7 +272,10 @@ class ErrorRateGate(Gate):
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run (or reuse) the load run and copy it into the evidence."""
         del policy
-        publish(ctx, shared_load_run(ctx, _load_settings(ctx)))
+        out, failure = shared_load_run(ctx, _load_settings(ctx))
+        publish(ctx, out)
+        if failure is not None:
+            raise failure
 
     def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
         """Per profile: delivery, then request and task error rates against the limit; worst status wins."""
@@ -277,9 +292,14 @@ class ErrorRateGate(Gate):
             statuses.append(status)
             reasons.append(reason)
             measurements.extend(found)
-            details[pid] = {"status": status.value, "limit": limit, "http": stats["http"]["requests"],
-                            "errors": stats["http"]["errors"], "tasks": stats["tasks"],
-                            "errors_by_kind": stats["errors_by_kind"]}
+            details[pid] = {
+                "status": status.value,
+                "limit": limit,
+                "http": stats["http"]["requests"],
+                "errors": stats["http"]["errors"],
+                "tasks": stats["tasks"],
+                "errors_by_kind": stats["errors_by_kind"],
+            }
         return Verdict(
             status=worst(statuses), reasons=tuple(reasons), measurements=tuple(measurements), details=details
         )
@@ -293,7 +313,9 @@ def _judge_errors(
     http, tasks = stats["http"], stats["tasks"]
     req_status, req_low, req_high = judge_rate(http["errors"], http["requests"], limit, confidence)
     found = [
-        Measurement.judged(f"{pid} request error rate", round(http["errors"] / max(1, http["requests"]), 6), "<=", limit),
+        Measurement.judged(
+            f"{pid} request error rate", round(http["errors"] / max(1, http["requests"]), 6), "<=", limit
+        ),
         Measurement(name=f"{pid} request error rate upper Wilson bound", value=round(req_high, 6)),
     ]
     text = (
@@ -306,8 +328,9 @@ def _judge_errors(
         # Tasks are composites of requests already counted above: judged on the observed rate only.
         _, _, task_high = judge_rate(tasks["failed"], tasks["submitted"], limit, confidence)
         statuses.append(Status.FAIL if tasks["failed"] / tasks["submitted"] > limit else Status.PASS)
-        found.append(Measurement.judged(f"{pid} task failure rate", round(tasks["failed"] / tasks["submitted"], 6),
-                                        "<=", limit))
+        found.append(
+            Measurement.judged(f"{pid} task failure rate", round(tasks["failed"] / tasks["submitted"], 6), "<=", limit)
+        )
         text += f"; {tasks['failed']} of {tasks['submitted']} tasks failed (upper bound {task_high:.2%})"
     if http["errors"] and stats["errors_by_kind"]:
         top, count = next(iter(stats["errors_by_kind"].items()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape
 
 WIDTH, HEIGHT = 720, 300
@@ -14,11 +14,11 @@ def _nice_max(value: float) -> float:
     """A round axis maximum at or above value."""
     if value <= 0:
         return 1.0
-    magnitude = 10 ** len(str(int(value))) / 10
+    magnitude = 10.0 ** len(str(int(value))) / 10
     for step in (1, 2, 2.5, 5, 10):
         if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+            return float(step * magnitude)
+    return float(10 * magnitude)
 
 
 def _fmt(value: float) -> str:
@@ -27,10 +27,16 @@ def _fmt(value: float) -> str:
 
 
 def line_chart(
-    title: str, x_label: str, y_label: str, xs: Sequence[float], series: dict[str, Sequence[float | None]], note: str = ""
+    title: str,
+    axes: tuple[str, str],
+    xs: Sequence[float],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    note: str = "",
 ) -> str:
     """An SVG line chart; None values break a line; the note (e.g. the ci-mode scaling) is printed under the title."""
-    x_max = max(xs[-1] if xs else 1.0, 1e-9)
+    x_label, y_label = axes
+    x_max = max(float(xs[-1]) if xs else 1.0, 1e-9)
     values = [v for line in series.values() for v in line if v is not None]
     y_max = _nice_max(max(values, default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -64,17 +70,19 @@ def line_chart(
     for index, (name, line) in enumerate(series.items()):
         colour = COLOURS[index % len(COLOURS)]
         segments: list[list[str]] = [[]]
-        for x, y in zip(xs, line, strict=False):
-            if y is None:
+        for x_value, y_value in zip(xs, line, strict=False):
+            if y_value is None:
                 segments.append([])
             else:
-                segments[-1].append(f"{px(x):.1f},{py(y):.1f}")
+                segments[-1].append(f"{px(x_value):.1f},{py(y_value):.1f}")
         for points in segments:
             if len(points) == 1:
                 x_text, y_text = points[0].split(",")
                 parts.append(f'<circle cx="{x_text}" cy="{y_text}" r="2" fill="{colour}"/>')
             elif points:
-                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{" ".join(points)}"/>')
+                parts.append(
+                    f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{" ".join(points)}"/>'
+                )
         legend_x = LEFT + 10 + index * 130
         parts.append(f'<rect x="{legend_x}" y="{TOP + 4}" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{legend_x + 14}" y="{TOP + 13}">{escape(name)}</text>')

@@ -42,7 +42,9 @@ def resource_summary(resources_csv: str) -> dict[str, Any]:
     return summary
 
 
-def _resource_series(resources_csv: str) -> tuple[list[float], dict[str, list[float | None]], dict[str, list[float | None]]]:
+def _resource_series(
+    resources_csv: str,
+) -> tuple[list[float], dict[str, list[float | None]], dict[str, list[float | None]]]:
     """CPU and RSS (MiB) series per role on a common time axis."""
     rows = list(csv.DictReader(io.StringIO(resources_csv)))
     times = sorted({float(row["t_s"]) for row in rows})
@@ -91,32 +93,53 @@ def write_documents(ctx: GateContext, out: Path, policy: Any) -> None:
             "raw_evidence": f"gates/{ctx.spec.id}/load/{pid}/raw.csv.gz",
         }
         ctx.write_document(f"{DOCS}/{pid}.json", dump_json(document))
-        _charts(ctx, pid, record["title"], note, rows, [float(item[0]) for item in plan], record, resources_csv)
-        overview["profiles"][pid] = {"note": note, "p99_ms": stats["http"]["corrected_ms"]["p99"],
-                                     "requests": stats["http"]["requests"], "errors": stats["http"]["errors"]}
+        plan_times = [float(item[0]) for item in plan]
+        _charts(ctx, pid, {**record, "note": note}, (rows, plan_times, resources_csv))
+        overview["profiles"][pid] = {
+            "note": note,
+            "p99_ms": stats["http"]["corrected_ms"]["p99"],
+            "requests": stats["http"]["requests"],
+            "errors": stats["http"]["errors"],
+        }
     ctx.write_document(f"{DOCS}/summary.json", dump_json(overview))
 
 
-def _charts(
-    ctx: GateContext, pid: str, title: str, note: str, rows: list[Any], plan_times: list[float],
-    record: dict[str, Any], resources_csv: str,
-) -> None:
+def _charts(ctx: GateContext, pid: str, record: dict[str, Any], data: tuple[list[Any], list[float], str]) -> None:
     """Latency percentiles, planned vs achieved throughput, errors, CPU and RSS over time."""
+    rows, plan_times, resources_csv = data
+    note = record["note"]
     series = windows(rows, plan_times, max(record["duration_s"], 1.0))
     xs = series["t_s"]
     width = series["window_s"]
+    time_axis = "time (s)"
     charts = {
-        "latency": line_chart(f"{pid} {title}: latency from planned start (per {width} s)", "time (s)", "ms", xs,
-                              {"p50": series["p50_ms"], "p90": series["p90_ms"], "p99": series["p99_ms"]}, note),
-        "throughput": line_chart(f"{pid}: planned vs achieved arrivals", "time (s)", "per second", xs,
-                                 {"planned": series["planned_per_s"], "sent": series["sent_per_s"],
-                                  "responses": series["completed_per_s"]}, note),
-        "errors": line_chart(f"{pid}: failed requests and tasks (per {width} s)", "time (s)", "count", xs,
-                             {"errors": [float(n) for n in series["errors"]]}, note),
+        "latency": line_chart(
+            f"{pid} {record['title']}: latency from planned start (per {width} s)",
+            (time_axis, "ms"),
+            xs,
+            {"p50": series["p50_ms"], "p90": series["p90_ms"], "p99": series["p99_ms"]},
+            note=note,
+        ),
+        "throughput": line_chart(
+            f"{pid}: planned vs achieved arrivals",
+            (time_axis, "per second"),
+            xs,
+            {"planned": series["planned_per_s"], "sent": series["sent_per_s"], "responses": series["completed_per_s"]},
+            note=note,
+        ),
+        "errors": line_chart(
+            f"{pid}: failed requests and tasks (per {width} s)",
+            (time_axis, "count"),
+            xs,
+            {"errors": [float(n) for n in series["errors"]]},
+            note=note,
+        ),
     }
     times, cpu, rss = _resource_series(resources_csv)
     if times:
-        charts["cpu"] = line_chart(f"{pid}: CPU per process tree", "time (s)", "% of one core", times, cpu, note)
-        charts["rss"] = line_chart(f"{pid}: resident memory per process tree", "time (s)", "MiB", times, rss, note)
+        charts["cpu"] = line_chart(f"{pid}: CPU per process tree", (time_axis, "% of one core"), times, cpu, note=note)
+        charts["rss"] = line_chart(
+            f"{pid}: resident memory per process tree", (time_axis, "MiB"), times, rss, note=note
+        )
     for name, svg in charts.items():
         ctx.write_document(f"{DOCS}/{pid}-{name}.svg", svg.encode("utf-8"))

@@ -85,8 +85,18 @@ class OpenModelDriver(FastHttpUser):
         """Seconds since the driver started."""
         return time.perf_counter() - self.t0
 
-    def _row(self, kind: str, seq: int, request: str, planned: float, sent: float, end: float | None,
-             status: str, ok: bool, error: str = "") -> None:
+    def _row(  # noqa: PLR0917 - one positional per raw CSV column
+        self,
+        kind: str,
+        seq: int,
+        request: str,
+        planned: float,
+        sent: float,
+        end: float | None,
+        status: str,
+        ok: bool,
+        error: str = "",
+    ) -> None:
         """Record one raw row."""
         end_text = "" if end is None else f"{end:.6f}"
         self.rows.append((kind, seq, request, f"{planned:.6f}", f"{sent:.6f}", end_text, status, int(ok), error[:200]))
@@ -104,8 +114,17 @@ class OpenModelDriver(FastHttpUser):
             gevent.sleep(FLUSH_S)
             self._flush()
 
-    def _send(self, kind: str, seq: int, request: str, planned: float, method: str, path: str,
-              expect: tuple[int, ...], body: Any = None) -> tuple[bool, Any]:
+    def _send(  # noqa: PLR0917 - mirrors client.request plus the row's identity
+        self,
+        kind: str,
+        seq: int,
+        request: str,
+        planned: float,
+        method: str,
+        path: str,
+        expect: tuple[int, ...],
+        body: Any = None,
+    ) -> tuple[bool, Any]:
         """One HTTP request, recorded; returns (ok, response)."""
         sent = self._now()
         with self.client.request(method, path, name=f"{request}:{kind}", json=body, catch_response=True) as resp:
@@ -133,12 +152,13 @@ class OpenModelDriver(FastHttpUser):
                     break
                 ok, _ = self._send("follow", seq, name, planned, "GET", path, (200,))
             if spec.get("poll"):
-                self._poll(seq, name, planned, sent, spec["poll"], resp if ok else None)
+                self._poll(seq, name, (planned, sent), spec["poll"], resp if ok else None)
         finally:
             self.in_flight.pop(seq, None)
 
-    def _poll(self, seq: int, name: str, planned: float, sent: float, poll: dict[str, Any], resp: Any) -> None:
+    def _poll(self, seq: int, name: str, times: tuple[float, float], poll: dict[str, Any], resp: Any) -> None:
         """Poll the task until a terminal status or the timeout; record the task's outcome."""
+        planned, sent = times
         if resp is None:
             self._row("task", seq, name, planned, sent, self._now(), "submit-failed", False, "submit failed")
             return
@@ -168,7 +188,9 @@ class OpenModelDriver(FastHttpUser):
     def drive(self) -> None:
         """Start each of this worker's arrivals at its planned time; then drain, write, report done and stop."""
         workers = max(1, int(PLAN["workers"]))
-        mine = [(seq, float(t), str(name)) for seq, (t, name) in enumerate(PLAN["arrivals"]) if seq % workers == self.worker]
+        mine = [
+            (seq, float(t), str(name)) for seq, (t, name) in enumerate(PLAN["arrivals"]) if seq % workers == self.worker
+        ]
         pool = gevent.pool.Pool(int(PLAN["max_in_flight"]))
         self.t0 = time.perf_counter()
         started_unix = time.time()
@@ -184,6 +206,8 @@ class OpenModelDriver(FastHttpUser):
                 continue
             pool.spawn(self._arrival, seq, planned, name)
         plan_end = self._now()
+        # Hold the profile for its whole duration (a spike's quiet tail included), then drain.
+        gevent.sleep(max(0.0, float(PLAN["duration_s"]) - plan_end))
         drained = pool.join(timeout=float(PLAN["drain_s"]))
         for seq, (planned, sent, name) in sorted(self.in_flight.items()):
             self._row("unfinished", seq, name, planned, sent, self._now(), "", False, "still in flight at the end")

@@ -167,12 +167,14 @@ class EffectiveProfile(BaseModel):
     task_p99_ms: float | None
 
 
-def effective(profile_id: str, spec: ProfileSpec, mode: str, ci_scale: float, requests: dict[str, Any]) -> EffectiveProfile:
+def effective(
+    profile_id: str, spec: ProfileSpec, mode: str, ci_scale: float, requests: dict[str, Any]
+) -> EffectiveProfile:
     """Resolve a profile for a mode: ci mode runs ci_duration_s x ci_scale and says so."""
     scaled = mode == "ci"
     duration = spec.ci_duration_s * ci_scale if scaled else spec.duration_s
     warmup = spec.ci_warmup_s * ci_scale if scaled else spec.warmup_s
-    mix = dict(spec.mix) or {name: 1.0 for name in sorted(requests)}
+    mix = dict(spec.mix) or dict.fromkeys(sorted(requests), 1.0)
     return EffectiveProfile(
         id=profile_id,
         title=spec.title,

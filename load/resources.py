@@ -32,7 +32,7 @@ def gpu_probe() -> tuple[Any, list[Any], str]:
     try:
         nvml.nvmlInit()
         handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
-    except Exception as exc:  # noqa: BLE001 - any NVML failure means "no usable GPU", recorded with its text
+    except Exception as exc:
         return None, [], f"absent: NVML unavailable ({type(exc).__name__}: {exc})"
     if not handles:
         return None, [], "absent: NVML reports no GPU"
@@ -91,15 +91,14 @@ class ResourceSampler:
             members = self._tree(root) if root.poll() is None else []
             self.pids_seen.setdefault(role, set()).update(proc.pid for proc in members)
             for proc in members:
-                with contextlib.suppress(psutil.Error):
-                    with proc.oneshot():
-                        totals[0] += proc.cpu_percent()
-                        totals[1] += proc.memory_info().rss
-                        io_counters = proc.io_counters() if hasattr(proc, "io_counters") else None
-                        totals[2] += io_counters.read_bytes if io_counters else 0
-                        totals[3] += io_counters.write_bytes if io_counters else 0
-                        totals[4] += proc.num_fds()
-                        totals[5] += proc.num_threads()
+                with contextlib.suppress(psutil.Error), proc.oneshot():
+                    totals[0] += proc.cpu_percent()
+                    totals[1] += proc.memory_info().rss
+                    io_counters = proc.io_counters() if hasattr(proc, "io_counters") else None
+                    totals[2] += io_counters.read_bytes if io_counters else 0
+                    totals[3] += io_counters.write_bytes if io_counters else 0
+                    totals[4] += proc.num_fds()
+                    totals[5] += proc.num_threads()
             self.rows.append((t_s, role, len(members), round(totals[0], 1), *totals[1:]))
         for index, handle in enumerate(self._gpus):
             with contextlib.suppress(Exception):

@@ -50,25 +50,22 @@ def locust_version() -> str:
     return importlib.metadata.version("locust")
 
 
-def shared_load_run(ctx: GateContext, settings: Any) -> Path:
-    """The directory of this run's load results; runs the profiles on the first call of a run."""
+def shared_load_run(ctx: GateContext, settings: Any) -> tuple[Path, HarnessError | None]:
+    """This run's load results directory and how the load run ended; the first call of a run runs it."""
     key = str(ctx.scratch.parent.parent)
+    out = ctx.scratch.parent.parent / "load-run"
     with _LOCK:
         previous = _RUNS.get(key)
         if previous is None:
-            out = ctx.scratch.parent.parent / "load-run"
             try:
                 LoadRun(ctx, settings, out).run()
             except HarnessError as exc:
                 _RUNS[key] = exc
-                raise
+                return out, exc
             _RUNS[key] = out
-            return out
-    if isinstance(previous, HarnessError):
-        ctx.progress(f"reusing the load run of this certify run: {previous.message}")
-        raise previous
+            return out, None
     ctx.progress("reusing the load run of this certify run")
-    return previous
+    return out, previous if isinstance(previous, HarnessError) else None
 
 
 class LoadRun:
@@ -104,7 +101,9 @@ class LoadRun:
             if self.ctx.cancel.is_set():
                 msg = "the load run was cancelled"
                 raise ToolFailedError(msg)
-            self.ctx.progress(f"{profile.id}: {profile.title}, {profile.duration_s:g} s" + (" (ci-scaled)" if profile.scaled else ""))
+            self.ctx.progress(
+                f"{profile.id}: {profile.title}, {profile.duration_s:g} s" + (" (ci-scaled)" if profile.scaled else "")
+            )
             self._profile(profile)
             index["profiles"].append(profile.id)
             (self.out / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -175,6 +174,7 @@ class LoadRun:
             "max_in_flight": self.settings.max_in_flight,
             "http_timeout_s": self.settings.http_timeout_s,
             "drain_s": self.settings.drain_s,
+            "duration_s": profile.duration_s,
             "out_dir": str(pdir),
             "requests": {name: spec.model_dump(mode="json") for name, spec in self.requests.items()},
             "arrivals": arrivals,
@@ -191,7 +191,9 @@ class LoadRun:
             argv += ["--processes", str(workers), "--master-bind-port", str(port), "--master-port", str(port)]
         env = target_env({"CERTIFY_LOAD_PLAN": str(plan_path), "HOME": str(pdir)})
         started = time.monotonic()
-        proc = spawn(argv, cwd=pdir, env=env, stdout_path=pdir / "locust.stdout.txt", stderr_path=pdir / "locust.stderr.txt")
+        proc = spawn(
+            argv, cwd=pdir, env=env, stdout_path=pdir / "locust.stdout.txt", stderr_path=pdir / "locust.stderr.txt"
+        )
         roles = {**{f"target-{name}": p for name, p in instance.procs.items()}, "locust": proc}
         sampler = ResourceSampler(lambda: roles)
         sampler.start()
@@ -249,10 +251,11 @@ def _merge_raw(paths: list[Path]) -> bytes:
 
 def publish(ctx: GateContext, out: Path) -> list[str]:
     """Copy the shared load run's files into this gate's evidence under load/; return their names."""
-    names = []
+    names: list[str] = []
+    if not out.is_dir():
+        return names
     for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "locust-plan.json"):
         name = f"load/{path.relative_to(out).as_posix()}"
         ctx.copy_in(name, path)
         names.append(name)
     return names
-

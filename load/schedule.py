@@ -22,7 +22,7 @@ def _even_times(shape: ArrivalShape, duration_s: float) -> list[float]:
     if shape.kind == "ramp":
         start_s, end_s = shape.start_per_min / 60.0, shape.end_per_min / 60.0
         slope = (end_s - start_s) / duration_s
-        times = []
+        times: list[float] = []
         k = 0
         while True:
             # Cumulative arrivals N(t) = a t + slope t^2 / 2; arrival k is where N(t) = k.
@@ -57,7 +57,7 @@ def _poisson_times(shape: ArrivalShape, duration_s: float, rng: random.Random) -
             del t
             return rate_max
 
-    times = []
+    times: list[float] = []
     t = 0.0
     while True:
         t += rng.expovariate(rate_max)
@@ -67,7 +67,9 @@ def _poisson_times(shape: ArrivalShape, duration_s: float, rng: random.Random) -
             times.append(t)
 
 
-def plan_arrivals(shape: ArrivalShape, duration_s: float, mix: dict[str, float], seed: int = SEED) -> list[list[object]]:
+def plan_arrivals(
+    shape: ArrivalShape, duration_s: float, mix: dict[str, float], seed: int = SEED
+) -> list[list[object]]:
     """[[planned offset s, request name], ...] in time order; names drawn by weight from a seeded RNG."""
     rng = random.Random(seed)  # noqa: S311 - reproducible load plan, not cryptography
     times = _poisson_times(shape, duration_s, rng) if shape.poisson else _even_times(shape, duration_s)

@@ -141,7 +141,9 @@ def _http_samples(rows: list[RawRow], warmup_s: float) -> tuple[list[float], lis
     return corrected, uncorrected, requests, errors
 
 
-def profile_stats(rows: list[RawRow], planned: int, warmup_s: float, lag_bound_s: float, confidence: float) -> dict[str, Any]:
+def profile_stats(
+    rows: list[RawRow], planned: int, warmup_s: float, lag_bound_s: float, confidence: float
+) -> dict[str, Any]:
     """Delivery, HTTP latency (corrected and not), task latency and error counts of one profile run."""
     arrivals = [row for row in rows if row.kind in ("arrival", "drop")]
     answered = {row.seq for row in rows if row.kind == "arrival"}
@@ -153,7 +155,9 @@ def profile_stats(rows: list[RawRow], planned: int, warmup_s: float, lag_bound_s
     tasks = [row for row in rows if row.kind == "task"]
     unfinished_tasks = {row.seq for row in rows if row.kind == "unfinished"} - {row.seq for row in tasks}
     task_latency = [
-        (row.end_s - row.planned_s) * 1000 for row in tasks if row.ok and row.end_s is not None and row.planned_s >= warmup_s
+        (row.end_s - row.planned_s) * 1000
+        for row in tasks
+        if row.ok and row.end_s is not None and row.planned_s >= warmup_s
     ]
     by_error: dict[str, int] = {}
     for row in rows:

@@ -1,0 +1,132 @@
+"""Tests for gates G2/G3 (gates/load.py): real `certify run` on the load-* fixture targets, with Locust."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from gates.load import ErrorRateGate, LatencyGate, LoadPolicy, judge_quantile, judge_rate
+from harness.model import Status
+from tests.conftest import GitTarget, RunCertify
+
+
+def run_load(run_certify: RunCertify, target: Path, out: Path) -> dict[str, dict[str, Any]]:
+    """Run G2 and G3 in ci mode; assert no traceback and that `certify verify` accepts the pack."""
+    proc = run_certify("run", "--target", target, "--gates", "G2,G3", "--mode", "ci", "--out", out)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    check = run_certify("verify", out)
+    assert check.returncode == 0, check.stdout + check.stderr
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    verdicts = {item["gate"]: item["verdict"] for item in results["results"]}
+    verdicts["exit"] = {"code": proc.returncode}
+    return verdicts
+
+
+def locust_pids(out: Path) -> list[int]:
+    """Every Locust pid (master and workers) the runs recorded."""
+    pids: list[int] = []
+    for path in sorted((out / "gates" / "G2" / "load").glob("P*/profile.json")):
+        pids.extend(json.loads(path.read_text(encoding="utf-8"))["locust_pids"])
+    return pids
+
+
+def assert_gone(pids: list[int]) -> None:
+    """None of the pids is a live process running Locust."""
+    assert pids
+    for pid in pids:
+        try:
+            cmdline = " ".join(psutil.Process(pid).cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        assert "locust" not in cmdline, f"Locust process {pid} still running: {cmdline}"
+
+
+@pytest.mark.integration
+def test_fast_target_passes_both_gates(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """load-ok: every profile delivered, p99 and error rates bounded below their limits; documents written."""
+    out = tmp_path / "pack"
+    verdicts = run_load(run_certify, git_target("load-ok"), out)
+    assert verdicts["G2"]["status"] == "PASS", verdicts["G2"]["reasons"]
+    assert verdicts["G3"]["status"] == "PASS", verdicts["G3"]["reasons"]
+    assert verdicts["exit"]["code"] == 0
+    assert all("[ci mode: ran" in reason for reason in verdicts["G2"]["reasons"] + verdicts["G3"]["reasons"])
+    docs = out / "load_test_results"
+    for pid in ("P1", "P2", "P3", "P4", "P5"):
+        document = json.loads((docs / f"{pid}.json").read_text(encoding="utf-8"))
+        assert document["scaled"] is True
+        assert document["note"].startswith("ci mode:")
+        assert "target-service" in document["resources"]
+        assert document["gpu"].startswith(("absent", "present"))
+        for chart in ("latency", "throughput", "errors", "cpu", "rss"):
+            assert (docs / f"{pid}-{chart}.svg").read_text(encoding="utf-8").startswith("<svg")
+        # G3 judged its own copy of the same raw data.
+        g2 = (out / "gates" / "G2" / "load" / pid / "raw.csv.gz").read_bytes()
+        assert g2 == (out / "gates" / "G3" / "load" / pid / "raw.csv.gz").read_bytes()
+    tasks = gzip.decompress((out / "gates" / "G2" / "load" / "P1" / "raw.csv.gz").read_bytes()).decode()
+    assert ",completed,1," in tasks
+    assert_gone(locust_pids(out))
+
+
+@pytest.mark.integration
+def test_slow_and_flaky_target_fails_both(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """load-faulty (master + 2 workers): a 300 ms endpoint fails G2's 100 ms p99, 2.5% errors fail G3's 1%."""
+    out = tmp_path / "pack"
+    verdicts = run_load(run_certify, git_target("load-faulty"), out)
+    assert verdicts["G2"]["status"] == "FAIL", verdicts["G2"]["reasons"]
+    assert verdicts["G3"]["status"] == "FAIL", verdicts["G3"]["reasons"]
+    assert verdicts["exit"]["code"] == 1
+    assert "vs 100 ms" in verdicts["G2"]["reasons"][0]
+    assert "LocustBadStatusCode(code=500)" in verdicts["G3"]["reasons"][0]
+    record = json.loads((out / "gates" / "G2" / "load" / "P1" / "profile.json").read_text(encoding="utf-8"))
+    assert len(record["drivers"]) == 2
+    assert "--processes" in record["locust"]["argv"]
+    assert_gone(locust_pids(out))
+
+
+@pytest.mark.integration
+def test_undeliverable_load_is_inconclusive(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """load-overload: requests stall, the generator's 5 slots fill, most arrivals are dropped: INCONCLUSIVE."""
+    out = tmp_path / "pack"
+    verdicts = run_load(run_certify, git_target("load-overload"), out)
+    for gate in ("G2", "G3"):
+        assert verdicts[gate]["status"] == "INCONCLUSIVE", verdicts[gate]["reasons"]
+        assert all("load not delivered" in reason for reason in verdicts[gate]["reasons"])
+    assert verdicts["exit"]["code"] == 3
+
+
+@pytest.mark.integration
+def test_target_dying_mid_profile_fails(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """load-dies: the service exits during P1; both gates FAIL naming the time and the captured stderr, fast."""
+    out = tmp_path / "pack"
+    verdicts = run_load(run_certify, git_target("load-dies"), out)
+    for gate in ("G2", "G3"):
+        assert verdicts[gate]["status"] == "FAIL"
+        (reason,) = verdicts[gate]["reasons"]
+        assert "P1: the target's service process exited with code 3" in reason
+        assert "dying after 150 requests" in reason
+    assert (out / "gates" / "G2" / "load" / "P1" / "raw.csv.gz").is_file()
+    assert not (out / "gates" / "G2" / "load" / "P2").exists()
+    assert_gone(locust_pids(out))
+
+
+def test_release_plan_shows_the_soak() -> None:
+    """The release plan counts the 8-hour soak; ci mode plans a few minutes."""
+    assert LatencyGate().planned_duration_s(LoadPolicy(), "release") > 8 * 3600
+    assert LatencyGate().planned_duration_s(LoadPolicy(), "ci") < 8 * 60
+    assert ErrorRateGate().planned_duration_s(ErrorRateGate.policy_model(), "ci") < 60
+
+
+def test_judging_rules() -> None:
+    """Above the threshold FAILs; PASS needs the upper bound within it; in between is INCONCLUSIVE."""
+    assert judge_quantile(120.0, 150.0, 100.0) is Status.FAIL
+    assert judge_quantile(80.0, 95.0, 100.0) is Status.PASS
+    assert judge_quantile(80.0, 130.0, 100.0) is Status.INCONCLUSIVE
+    assert judge_quantile(80.0, None, 100.0) is Status.INCONCLUSIVE
+    assert judge_rate(5, 100, 0.01, 0.95)[0] is Status.FAIL
+    assert judge_rate(0, 1000, 0.01, 0.95)[0] is Status.PASS
+    assert judge_rate(0, 100, 0.01, 0.95)[0] is Status.INCONCLUSIVE
