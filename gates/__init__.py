@@ -7,4 +7,12 @@ from gates.identity import IdentityGate
 from gates.load import ErrorRateGate, LatencyGate
 from gates.security import SecurityGate
 
-ALL_GATES = (IdentityGate(), SecurityGate(), BootstrapGate(), CoverageGate(), DocsGate(), LatencyGate(), ErrorRateGate())
+ALL_GATES = (
+    IdentityGate(),
+    CoverageGate(),
+    LatencyGate(),
+    ErrorRateGate(),
+    SecurityGate(),
+    BootstrapGate(),
+    DocsGate(),
+)

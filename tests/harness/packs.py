@@ -16,13 +16,7 @@ PLUGINS = "tests.fixtures.plugins.sleepy_gates"
 def committed_copy(name: str, dest: Path) -> Path:
     """Copy tests/fixtures/targets/<name> to dest and commit it in a fresh git repository."""
     shutil.copytree(FIXTURES / "targets" / name, dest)
-    for argv in (
-        ["git", "init", "-q"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "fixture"],
-    ):
-        subprocess.run(argv, cwd=dest, check=True, capture_output=True)
-    return dest
+    return _commit(dest)
 
 
 def certify_env(**extra: str) -> dict[str, str]:
@@ -36,3 +30,26 @@ def certify_env(**extra: str) -> dict[str, str]:
 def certify_argv(*args: str) -> list[str]:
     """Argv running the real CLI with this interpreter."""
     return [sys.executable, "-m", "harness.cli", *args]
+
+
+def guardian_copy(dest: Path) -> Path:
+    """Copy the tracked files of examples/guardian (what a clean clone has) into a fresh committed repo."""
+    listed = subprocess.run(
+        ["git", "ls-files", "examples/guardian"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in listed:
+        target = dest / Path(name).relative_to("examples/guardian")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    return _commit(dest)
+
+
+def _commit(dest: Path) -> Path:
+    """Initialise a git repository in dest and commit everything in it."""
+    for argv in (
+        ["git", "init", "-q"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "fixture"],
+    ):
+        subprocess.run(argv, cwd=dest, check=True, capture_output=True)
+    return dest

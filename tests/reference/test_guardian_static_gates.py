@@ -1,0 +1,85 @@
+"""The reference target as a user's clean clone: the static gates really run on it and the pack verifies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness.packs import FIXTURES, REPO, certify_argv, certify_env, guardian_copy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A ci-mode run of ID, G1, G5, G7, G8 on a committed copy of examples/guardian's tracked files.
+
+    G5 is pointed at the dated PyPA advisory-database snapshot (or its fixture subset) with an age
+    limit that admits it, so the vulnerability audit really audits here, where the online service
+    is unreachable.
+    """
+    base = tmp_path_factory.mktemp("guardian")
+    target = base / "guardian"
+    guardian_copy(target)
+    config = target / "certify.toml"
+    shared = REPO.parent / "shared" / "advisory-db"  # the full dated snapshot, beside the clone in CI
+    db = shared if shared.is_dir() else FIXTURES / "targets" / "sec-advisory-db"
+    text = config.read_text().replace(
+        "max_advisory_age_days = 30", f'max_advisory_age_days = 100000\nadvisory_db = "{db}"'
+    )
+    config.write_text(text)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qam", "db"],
+        cwd=target,
+        check=True,
+        capture_output=True,
+    )
+    out = base / "pack"
+    argv = certify_argv(
+        "run",
+        "--target",
+        str(target),
+        "--gates",
+        "ID,G1,G5,G7,G8",
+        "--mode",
+        "ci",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(base / "venvs"),
+    )
+    done = subprocess.run(argv, env=certify_env(), capture_output=True, text=True, timeout=1500, check=False)
+    return out, done
+
+
+def test_static_gates_pass_on_the_reference_target(pack: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """Identity, coverage, security, bootstrap and docs all PASS on guardian, from evidence of this run."""
+    out, done = pack
+    assert "Traceback" not in done.stdout + done.stderr
+    results = {r["gate"]: r["verdict"] for r in json.loads((out / "results.json").read_text())["results"]}
+    for gate in ("ID", "G1", "G5", "G7", "G8"):
+        assert results[gate]["status"] == "PASS", (gate, results[gate]["reasons"])
+    for document in (
+        "coverage_report.html",
+        "security_report.md",
+        "sbom.json",
+        "security.sarif",
+        "readme_quickstart.md",
+        "merge_gate_report.md",
+    ):
+        assert (out / document).is_file(), document
+    assert not (out / "production_readiness_certificate.md").exists()
+
+
+def test_reference_pack_verifies(pack: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """certify verify recomputes every verdict of the reference run and finds nothing changed."""
+    out, _ = pack
+    done = subprocess.run(
+        certify_argv("verify", str(out)), env=certify_env(), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout
