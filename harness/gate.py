@@ -93,6 +93,11 @@ class Gate(ABC):
         del policy, mode
         return 10.0
 
+    def plan_lines(self, policy: Policy, mode: str) -> list[str]:
+        """Sub-items printed under the gate in the plan (e.g. load profiles and their durations)."""
+        del policy, mode
+        return []
+
     @abstractmethod
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run the tools and write raw evidence through `ctx.evidence`; raise typed errors."""

@@ -23,6 +23,7 @@ class PlanEntry:
     needs_service: bool
     planned_s: float
     required: bool
+    details: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Plan:
                 continue
             kind = "service" if entry.needs_service else "static"
             lines.append(f"  {entry.gate_id:<4} {entry.title} [{kind}] ~{_human(entry.planned_s)}")
+            lines.extend(f"         {detail}" for detail in entry.details)
         lines.append(f"expected total: ~{_human(self.total_s)}")
         if self.mode == "ci":
             lines.append("ci mode: durations are scaled down; the output is a merge-gate report, not a certificate")
@@ -88,7 +90,11 @@ def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, job
             continue
         title, requirements = known[gate_id]
         gate = implemented(gate_id)
-        planned = gate.planned_duration_s(config.policy(gate_id), mode) if gate is not None else 0.0
+        planned: float = 0.0
+        details: tuple[str, ...] = ()
+        if gate is not None:
+            policy = config.policy(gate_id)
+            planned, details = gate.planned_duration_s(policy, mode), tuple(gate.plan_lines(policy, mode))
         entries.append(
             PlanEntry(
                 gate_id=gate_id,
