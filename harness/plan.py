@@ -104,6 +104,7 @@ def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, job
                 needs_service=gate.spec.needs_service if gate is not None else False,
                 planned_s=planned,
                 required=gate_id in config.certificate.required_gates,
+                details=details,
             )
         )
     return Plan(entries=tuple(entries), mode=mode, jobs=jobs)
