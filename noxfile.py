@@ -69,6 +69,12 @@ def coverage(session: nox.Session) -> None:
 
 
 @nox.session
+def load(session: nox.Session) -> None:
+    """Gates G2/G3 alone: load profiles P1-P5 with Locust (ci mode; `-- --mode release` for full durations)."""
+    _certify(session, "ci", "G2", "G3")
+
+
+@nox.session
 def security(session: nox.Session) -> None:
     """Gate G5 alone: bandit, pip-audit (offline advisory db), SBOM, secrets, licences."""
     _certify(session, "ci", "G5")

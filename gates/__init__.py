@@ -1,8 +1,10 @@
 """One module per gate; adding a gate means adding its module and one line to ALL_GATES."""
 
 from gates.bootstrap import BootstrapGate
+from gates.chaos import ChaosGate
 from gates.coverage import CoverageGate
 from gates.docs import DocsGate
+from gates.e2e import E2EGate
 from gates.identity import IdentityGate
 from gates.load import ErrorRateGate, LatencyGate
 from gates.security import SecurityGate
@@ -12,7 +14,9 @@ ALL_GATES = (
     CoverageGate(),
     LatencyGate(),
     ErrorRateGate(),
+    ChaosGate(),
     SecurityGate(),
     BootstrapGate(),
     DocsGate(),
+    E2EGate(),
 )

@@ -153,6 +153,16 @@ class LatencyGate(Gate):
         _G2_PLANNED_S[mode] = _planned_s(policy, mode)
         return _G2_PLANNED_S[mode]
 
+    def plan_lines(self, policy: Policy, mode: str) -> list[str]:
+        """One line per profile with the duration it will really run (and its release duration in ci mode)."""
+        assert isinstance(policy, LoadPolicy)  # noqa: S101 - the registry pairs gate and policy
+        lines = []
+        for pid, spec in policy.profiles.items():
+            run = effective(pid, spec, mode, policy.ci_scale, dict(policy.requests))
+            scaled = f" (ci-scaled; release: {run.release_duration_s:g} s)" if run.scaled else ""
+            lines.append(f"{pid} {run.title}: {run.duration_s:g} s{scaled}, p99 <= {run.p99_ms:g} ms")
+        return lines
+
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run (or reuse) the load run, copy it into the evidence, write load_test_results/."""
         out, failure = shared_load_run(ctx, _load_settings(ctx))

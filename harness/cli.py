@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=_positive, default=2, help="gates needing no service run this many at once (default 2)"
     )
     run.add_argument(
+        "--plan", action="store_true", help="print the plan (gates, profiles, durations) and exit without running"
+    )
+    run.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
@@ -133,6 +136,14 @@ def _run(args: argparse.Namespace) -> int:
     options = RunOptions(
         target_dir=target, gates=args.gates, mode=args.mode, out=args.out, jobs=args.jobs, cache_dir=cache.resolve()
     )
+    if args.plan:
+        from harness.config import load_config  # noqa: PLC0415
+        from harness.plan import make_plan  # noqa: PLC0415
+
+        config = load_config(target)
+        plan = make_plan(config, args.gates or config.certificate.required_gates, args.mode, args.jobs)
+        print("\n".join(plan.describe()))
+        return 0
     runner = Runner(options, reporter := make_reporter())
     try:
         outcome = runner.run()

@@ -202,3 +202,13 @@ def test_empty_output_directory_is_accepted(git_target: GitTarget, run_certify: 
     proc = run_certify("run", "--target", git_target("tiny"), "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert (out / "results.json").is_file()
+
+
+def test_plan_prints_the_release_soak_up_front_and_writes_nothing(run_certify: RunCertify, tmp_path: Path) -> None:
+    """`run --plan` prints every gate and the reference target's 8-hour soak, and creates no pack."""
+    proc = run_certify("run", "--plan", "--mode", "release", "--out", str(tmp_path / "never"))
+    assert proc.returncode == 0, proc.stderr
+    assert_no_traceback(proc)
+    assert "P4 Soak" in proc.stdout
+    assert "expected total: ~9" in proc.stdout
+    assert not (tmp_path / "never").exists()

@@ -25,6 +25,7 @@ EXIT_CODES_HELP = """exit codes:
   4  status: not ready (readiness answered 503)
   5  service unreachable
   6  serve: another guardian instance already owns the data directory
+  7  audit verify: the audit chain is broken (first broken entry printed)
 """
 
 
@@ -74,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="worker processes (1-16); persisted as the worker_count setting",
     )
+    serve.add_argument(
+        "--healer", action="store_true", help="run the self-healing loop as a supervised process"
+    )
+    serve.add_argument(
+        "--enable-fault-injection",
+        action="store_true",
+        help="TESTING ONLY: accept fault injection and the governance clock override "
+        "(POST /api/guardian/faults/..., `guardian fault inject`)",
+    )
 
     for name, text in (
         ("supervisor", "internal: supervise api and workers (started by serve)"),
@@ -81,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         internal = sub.add_parser(name, help=text, epilog=EXIT_CODES_HELP, formatter_class=fmt)
         _add_instance_flags(internal)
+        if name == "supervisor":
+            internal.add_argument("--healer", action="store_true", help="also supervise the healer")
+    healer = sub.add_parser(
+        "healer", help="internal: run the self-healing loop (started by the supervisor)"
+    )
+    _add_instance_flags(healer, with_port=False)
+    _add_healing_commands(sub)
 
     worker = sub.add_parser(
         "worker",
@@ -120,6 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_healing_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``playbooks``, ``fault``, ``audit`` and ``incidents``."""
+    playbooks = sub.add_parser("playbooks", help="list the registered playbooks (JSON)")
+    playbooks.add_argument("action", choices=("list",))
+    fault = sub.add_parser(
+        "fault", help="inject the fault a playbook heals (instance needs --enable-fault-injection)"
+    )
+    fault.add_argument("action", choices=("inject",))
+    fault.add_argument("playbook_id", help="playbook id, see `guardian playbooks list`")
+    fault.add_argument("--data-dir", type=Path, required=True, help="data dir of the instance")
+    fault.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="injector option"
+    )
+    audit = sub.add_parser("audit", help="verify the hash-chained audit log")
+    audit.add_argument("action", choices=("verify",))
+    audit.add_argument("--data-dir", type=Path, required=True, help="data dir of the instance")
+    incidents = sub.add_parser("incidents", help="print incidents and healer stats (JSON)")
+    incidents.add_argument("--data-dir", type=Path, required=True, help="data dir of the instance")
+    incidents.add_argument("--playbook", default=None, help="only this playbook's incidents")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the command, map errors to exit codes."""
     args = build_parser().parse_args(argv)
@@ -144,7 +182,34 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_upstream(args)
     if command == "status":
         return _status(args)
+    if command in {"playbooks", "fault", "audit", "incidents", "healer"}:
+        return _healing(args)
     return _submit(args)
+
+
+def _healing(args: argparse.Namespace) -> int:
+    """Run one of the self-healing commands."""
+    from guardian.healing import cli_support  # noqa: PLC0415 - keep other commands light
+
+    if args.command == "healer":
+        data_dir = DataDir(args.data_dir.resolve())
+        logsetup.configure("healer", data_dir.log_path)
+        return cli_support.run_healer(data_dir, args.upstream_url)
+    if args.command == "playbooks":
+        print(json.dumps(cli_support.playbook_list(), indent=2))
+        return 0
+    data_dir = DataDir(args.data_dir.resolve())
+    if args.command == "fault":
+        options = dict(item.split("=", 1) for item in args.option if "=" in item)
+        result = cli_support.inject(data_dir, args.playbook_id, options)
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    if args.command == "audit":
+        report = cli_support.audit_report(data_dir)
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0 if report["intact"] else 7
+    print(json.dumps(cli_support.incidents_report(data_dir, args.playbook), indent=2))
+    return 0
 
 
 def _run_instance_process(args: argparse.Namespace) -> int:
@@ -169,6 +234,8 @@ def _run_instance_process(args: argparse.Namespace) -> int:
         port=args.port,
         upstream_url=args.upstream_url,
         workers=getattr(args, "workers", None),
+        healer=bool(getattr(args, "healer", False)),
+        fault_injection=bool(getattr(args, "enable_fault_injection", False)),
     )
     entry = {
         "serve": runtime.keeper_main,

@@ -27,6 +27,7 @@ import httpx
 from guardian import procutil
 from guardian import settings as settings_mod
 from guardian.errors import InstanceRunningError
+from guardian.healing.env import FAULT_INJECTION_ENV, FAULTS_ENABLED_MARKER
 from guardian.paths import DataDir
 from guardian.store import Store
 from guardian.supervisor import RestartPolicy, Supervisor, SupervisorConfig
@@ -43,6 +44,8 @@ class InstanceConfig:
     port: int = 8080
     upstream_url: str | None = None
     workers: int | None = None
+    healer: bool = False
+    fault_injection: bool = False
 
     def child_argv(self, role: str, index: int) -> list[str]:
         """Command line of a supervised child process."""
@@ -63,10 +66,14 @@ class InstanceConfig:
             ]
         if role == "worker":
             return [*base, "worker", "--data-dir", root, "--slot", str(index), *upstream]
+        if role == "healer":
+            return [*base, "healer", "--data-dir", root, *upstream]
         if role == "supervisor":
+            flags = ["--healer"] if self.healer else []
             return [
                 *base,
                 "supervisor",
+                *flags,
                 "--host",
                 self.host,
                 "--port",
@@ -91,7 +98,11 @@ def supervisor_main(config: InstanceConfig) -> int:
     procutil.bind_to_parent()
     config.data_dir.write_pid("supervisor", 0)
     supervisor = Supervisor(
-        config.data_dir, config.child_argv, SupervisorConfig(), api_probe=config.health_probe
+        config.data_dir,
+        config.child_argv,
+        SupervisorConfig(),
+        api_probe=config.health_probe,
+        with_healer=config.healer,
     )
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
@@ -167,6 +178,14 @@ class Keeper:
             raise InstanceRunningError(f"guardian (pid {existing}) already serves {data_dir.root}")
         data_dir.wipe_metrics()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(data_dir.metrics_dir)
+        marker = data_dir.root / FAULTS_ENABLED_MARKER
+        if self.config.fault_injection:
+            # Children inherit the environment: only this instance's processes accept faults.
+            os.environ[FAULT_INJECTION_ENV] = "1"
+            marker.write_text("fault injection enabled by --enable-fault-injection\n")
+        else:
+            os.environ.pop(FAULT_INJECTION_ENV, None)
+            marker.unlink(missing_ok=True)
         store = Store(data_dir.db_path)
         try:
             if self.config.workers is not None:

@@ -104,6 +104,29 @@ CREATE TABLE IF NOT EXISTS audit_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, playbook_id TEXT NOT NULL, diagnosis TEXT NOT NULL,
+    service TEXT NOT NULL, subject TEXT NOT NULL, status TEXT NOT NULL,
+    detected_at REAL NOT NULL, decided_at REAL, resolved_at REAL, approval_id INTEGER,
+    params TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_playbook ON incidents(playbook_id, status);
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, playbook_id TEXT NOT NULL, service TEXT NOT NULL,
+    diagnosis TEXT NOT NULL, subject TEXT NOT NULL, tier INTEGER NOT NULL, params TEXT NOT NULL,
+    status TEXT NOT NULL, requested_at REAL NOT NULL, decided_at REAL, decided_by TEXT,
+    reason TEXT, incident_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS healer_counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS healer_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS heal_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id INTEGER NOT NULL, action TEXT NOT NULL,
+    status TEXT NOT NULL, requested_at REAL NOT NULL, done_at REAL, result TEXT
+);
+CREATE TABLE IF NOT EXISTS fault_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, action TEXT NOT NULL,
+    amount INTEGER NOT NULL, created_at REAL NOT NULL
+);
 """
 
 
@@ -237,7 +260,7 @@ class Store:
                 if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self.conn.execute("PRAGMA journal_mode=WAL")
                 if not self.conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE name = 'audit_log'"
+                    "SELECT 1 FROM sqlite_master WHERE name = 'fault_requests'"
                 ).fetchone():
                     self.conn.executescript(SCHEMA)
                 return

@@ -1,6 +1,7 @@
 """The supervisor: keeps the API process and N worker processes running.
 
-It restarts a child that exits unexpectedly (crash, SIGKILL) or stops heart-beating (hang),
+It restarts a child (API, workers, and with ``--healer`` the healer) that exits
+unexpectedly (crash, SIGKILL) or stops heart-beating (hang),
 with exponential back-off; a slot that keeps dying young is held back as ``crash_loop`` for a
 cool-down instead of being restarted in a tight loop. It scales workers to the persisted
 ``worker_count`` setting, re-queues the leases of dead workers at once, reaps expired leases,
@@ -91,6 +92,7 @@ class Supervisor:
         api_probe: Callable[[], bool] | None = None,
         with_api: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        with_healer: bool = False,
     ) -> None:
         """Set up slots; ``argv_for(role, index)`` gives each child's command line."""
         self.data_dir = data_dir
@@ -103,6 +105,8 @@ class Supervisor:
         self.slots: dict[tuple[str, int], Slot] = {}
         if with_api:
             self.slots[("api", 0)] = Slot("api", 0)
+        if with_healer:
+            self.slots[("healer", 0)] = Slot("healer", 0)
         self.desired_workers = settings_mod.load(self.store).worker_count
         self.stopping = False
         self.finished = False
@@ -134,7 +138,7 @@ class Supervisor:
         stale = [
             pid
             for name, pid in self.data_dir.read_pids().items()
-            if name.split("-")[0] in {"api", "worker"}
+            if name.split("-")[0] in {"api", "worker", "healer"}
             and pid != os.getpid()
             and procutil.is_guardian_process(pid, str(self.data_dir.root))
         ]

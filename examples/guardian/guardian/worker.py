@@ -65,6 +65,8 @@ class Worker:
         self._next_heartbeat = 0.0
         self._next_reap = 0.0
         self._next_settings = 0.0
+        self._fault_hooks = os.environ.get("GUARDIAN_FAULT_INJECTION") == "1"
+        self._held_by_fault: list[bytes] = []
         breaker = CircuitBreaker(
             self.store,
             failure_threshold=config.circuit_failure_threshold,
@@ -146,6 +148,20 @@ class Worker:
                     self.upstream.client.timeout = fresh.dependency_timeout_ms / 1000
                     self.upstream.retries = fresh.dependency_retries
             self._next_settings = now + self.config.settings_refresh_s
+            if self._fault_hooks:
+                self._serve_fault_requests()
+
+    def _serve_fault_requests(self) -> None:
+        """Fault hook (fault-injection instances only): hold memory on request, like a leak."""
+        with self.store.write() as conn:
+            rows = conn.execute(
+                "DELETE FROM fault_requests WHERE target = ? AND action = 'leak_mb' "
+                "RETURNING amount",
+                (f"worker-{self.config.slot}",),
+            ).fetchall()
+        for (mib,) in rows:
+            self._held_by_fault.append(b"\x01" * (int(mib) * 1024 * 1024))
+            log.warning("fault hook: holding memory", extra={"mib": mib})
 
     def _handle(self, lease: Lease) -> None:
         """Execute one leased task and record its outcome."""

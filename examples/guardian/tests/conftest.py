@@ -89,6 +89,7 @@ def start_instance(
     workers: int = 2,
     upstream_url: str | None = None,
     extra_env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> Instance:
     """Start ``python -m guardian serve`` in its own session and wait until ready."""
     port = free_port()
@@ -108,6 +109,7 @@ def start_instance(
     ]
     if upstream_url:
         argv += ["--upstream-url", upstream_url]
+    argv += extra_args or []
     env = {**os.environ, **(extra_env or {})}
     with output.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=sink, env=env, start_new_session=True)

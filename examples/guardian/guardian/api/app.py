@@ -52,9 +52,11 @@ _ERROR_STATUS: dict[type[GuardianError], tuple[int, str]] = {
 
 def error_status(exc: Exception) -> tuple[int, str, str]:
     """Map any exception to (HTTP status, error code, human message)."""
+    from guardian.api.healing_routes import ERRORS  # noqa: PLC0415 - avoids an import cycle
+
     if isinstance(exc, ApiError):
         return exc.status, exc.code, str(exc)
-    for error_type, (status, code) in _ERROR_STATUS.items():
+    for error_type, (status, code) in {**ERRORS, **_ERROR_STATUS}.items():
         if isinstance(exc, error_type):
             return status, code, str(exc)
     if isinstance(exc, StarletteHTTPException):
@@ -113,7 +115,7 @@ def check_task_id(task_id: str) -> str:
     return task_id
 
 
-def create_app(config: ApiConfig) -> FastAPI:
+def create_app(config: ApiConfig) -> FastAPI:  # noqa: PLR0915 - one closure per route
     """Build the FastAPI app for one instance."""
     state = AppState(config)
     registry = metrics.build_registry(state.stores.get, config.heartbeat_max_age_s)
@@ -125,6 +127,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         yield
         state.batcher.stop()
         state.stores.close_all()
+        healing = getattr(state, "healing", None)
+        if healing is not None:
+            healing.env.close()
 
     app = FastAPI(
         title="guardian", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
@@ -202,9 +207,11 @@ def create_app(config: ApiConfig) -> FastAPI:
         log.info("task cancelled", extra={"task_id": task_id})
         return record.to_json()
 
+    from guardian.api.healing_routes import build_healing_router  # noqa: PLC0415
     from guardian.api.ui import build_router  # noqa: PLC0415 - ui imports helpers from here
 
     app.include_router(build_router(state))
+    app.include_router(build_healing_router(state))
     return app
 
 

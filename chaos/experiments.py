@@ -1,0 +1,209 @@
+"""The chaos gate's config model: how work is submitted and read back, and the experiments to run.
+
+Everything here is data read from `[gates.G4]` of certify.toml. An experiment names one fault (its
+`type` picks the injector module under chaos/faults/), the unit of work the background stream and the
+probes submit, and how long the fault lasts; the gate-wide table gives the recovery budget, the probe
+cadence and the repetitions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.gate import Policy
+
+
+class Spec(BaseModel):
+    """Base of every table: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _default_bodies() -> dict[str, dict[str, Any]]:
+    """One empty JSON body named `default`."""
+    return {"default": {}}
+
+
+class TaskApi(Spec):
+    """How a unit of work is submitted and how its fate is read back by id."""
+
+    submit_path: str = Field("/api/tasks", description="POST here with a JSON body; 2xx with an id = accepted.")
+    status_path: str = Field("/api/tasks/{id}", description="GET here to read one task; {id} is filled.")
+    id_field: str = Field("id", description="Field of the submit answer holding the id.")
+    status_field: str = Field("status", description="Field of the status answer holding the state.")
+    completed: tuple[str, ...] = Field(("completed",), description="States meaning done successfully.")
+    failed: tuple[str, ...] = Field(("failed", "cancelled"), description="Terminal states that are not success.")
+    completions_field: str = Field(
+        "", description="Field of the status answer counting completions of that task (duplicates), if any."
+    )
+    completions_metric: str = Field(
+        "", description="Prometheus counter (summed over labels) of completions, read at [service] metrics."
+    )
+    bodies: dict[str, dict[str, Any]] = Field(
+        default_factory=_default_bodies, description="Named JSON bodies; experiments pick one by `work`."
+    )
+    timeout_s: float = Field(2.0, gt=0, le=30, description="Timeout of each HTTP call of the stream and probes.")
+
+
+class KillFault(Spec):
+    """C1: send a signal (SIGKILL by default) to the process named by a pid file under the data dir."""
+
+    type: Literal["kill"]
+    pid_file: str = Field(description="Glob relative to the data dir, e.g. pids/worker-*.pid; the first match.")
+    signal: str = Field("SIGKILL", description="Signal name.")
+
+
+class ToxicFault(Spec):
+    """C2: a Toxiproxy toxic on the proxy in front of a dependency."""
+
+    type: Literal["toxic"]
+    dependency: str = Field(description="Name of a [service.dependencies] entry.")
+    toxic: Literal["latency", "bandwidth", "timeout", "reset_peer", "slow_close", "slicer", "limit_data"]
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = Field(1.0, ge=0, le=1)
+    attributes: dict[str, int] = Field(default_factory=dict)
+
+
+class ProxyDownFault(Spec):
+    """C2: the dependency link down (proxy disabled: connections refused and dropped)."""
+
+    type: Literal["proxy_down"]
+    dependency: str
+
+
+class ControlFault(Spec):
+    """C2: put the dependency in a failure mode through its own control endpoint (429, 5xx, ...)."""
+
+    type: Literal["http_control"]
+    dependency: str
+    path: str = Field("/control", description="Control endpoint of the dependency.")
+    inject: dict[str, Any] = Field(description="JSON body that turns the failure on.")
+    restore: dict[str, Any] = Field(description="JSON body that turns it off again.")
+
+
+class DnsFault(Spec):
+    """C2: the dependency's host name stops resolving, for the target's processes only."""
+
+    type: Literal["dns"]
+    dependency: str
+    hostname: str = Field("upstream.chaos.invalid", description="Name the target is given (reserved .invalid TLD).")
+
+
+class DiskFullFault(Spec):
+    """C3: the data dir sits on a size-limited tmpfs, filled up for the fault window."""
+
+    type: Literal["disk_full"]
+    size_mb: int = Field(64, ge=8, le=4096, description="Size of the tmpfs the instance's data dir lives on.")
+
+
+class ReadOnlyFault(Spec):
+    """C3: write access to the data dir and these files removed for the fault window."""
+
+    type: Literal["read_only"]
+    paths: tuple[str, ...] = Field(("",), description="Paths relative to the data dir ('' = the dir itself).")
+
+
+class FileLockFault(Spec):
+    """C3: an exclusive SQLite lock (BEGIN EXCLUSIVE) held on a database under the data dir."""
+
+    type: Literal["file_lock"]
+    database: str = Field(description="SQLite file relative to the data dir.")
+
+
+class MemoryFault(Spec):
+    """C4: an address-space limit (RLIMIT_AS) on a target process, restored afterwards."""
+
+    type: Literal["memory_limit"]
+    pid_file: str = Field(description="Glob relative to the data dir of the process to limit.")
+    headroom_mb: int = Field(0, ge=0, description="Limit = the process's current address space + this.")
+
+
+class GpuFault(Spec):
+    """C4: GPU memory pressure; NOT_APPLICABLE on a machine without a GPU."""
+
+    type: Literal["gpu_pressure"]
+
+
+Fault = Annotated[
+    KillFault
+    | ToxicFault
+    | ProxyDownFault
+    | ControlFault
+    | DnsFault
+    | DiskFullFault
+    | ReadOnlyFault
+    | FileLockFault
+    | MemoryFault
+    | GpuFault,
+    Field(discriminator="type"),
+]
+
+
+class Experiment(Spec):
+    """One chaos experiment: a fault, the work that must survive it, and how long the fault lasts."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Stable id, e.g. C1-worker-kill.")
+    title: str = Field(description="What is done to the target, in words.")
+    requirement: Literal["C1", "C2", "C3", "C4"] = Field(description="The chaos requirement it evidences.")
+    fault: Fault
+    work: str = Field("", description="Name of the body in [gates.G4.tasks.bodies] to submit ('' = the first).")
+    fault_s: float | None = Field(None, gt=0, description="Fault window (release); default: the gate's fault_s.")
+    recovery_budget_s: float | None = Field(None, gt=0, description="Override of the gate's recovery budget.")
+    optional: bool = Field(False, description="If it cannot run (NOT_RUN), G4 may still PASS.")
+
+
+class ChaosPolicy(Policy):
+    """G4 thresholds and the experiments (Requirement G4: automatic recovery within 60 s, no data loss)."""
+
+    recovery_budget_s: float = Field(60.0, gt=0, description="Requirement G4: recovery within 60 s of fault removal.")
+    probe_interval_s: float = Field(0.25, gt=0, le=0.25, description="Recovery probe cadence (at most 250 ms).")
+    healthy_latency_s: float = Field(
+        3.0, gt=0, description="A probe is healthy when ready and its fresh task completes within this."
+    )
+    stable_s: float = Field(2.0, ge=0, description="Healthy probes needed for this long to call it recovered.")
+    work_rate_per_s: float = Field(4.0, gt=0, le=100, description="Background work submissions per second.")
+    baseline_s: float = Field(2.0, ge=0, description="Work and probes before the fault is injected.")
+    fault_s: float = Field(10.0, gt=0, description="Fault window in release mode.")
+    ci_fault_s: float = Field(3.0, gt=0, description="Fault window in ci mode.")
+    repetitions: int = Field(3, ge=1, le=50, description="Repetitions per experiment in release mode.")
+    ci_repetitions: int = Field(1, ge=1, le=50, description="Repetitions per experiment in ci mode.")
+    drain_s: float = Field(90.0, gt=0, description="After recovery, time allowed for accepted work to finish.")
+    steady_probes: int = Field(3, ge=1, description="Consecutive healthy probes that make the steady state.")
+    steady_timeout_s: float = Field(30.0, gt=0, description="Time allowed to reach the steady state.")
+    tasks: TaskApi = Field(TaskApi(), description="How work is submitted and read back.")
+    experiments: tuple[Experiment, ...] = Field((), description="The experiments ([[gates.G4.experiments]]).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChaosPolicy:
+        """Experiment ids are unique and every `work` names a body."""
+        ids = [exp.id for exp in self.experiments]
+        duplicates = sorted({name for name in ids if ids.count(name) > 1})
+        if duplicates:
+            msg = f"duplicate experiment id(s): {', '.join(duplicates)}"
+            raise ValueError(msg)
+        for exp in self.experiments:
+            if exp.work and exp.work not in self.tasks.bodies:
+                msg = f"experiment {exp.id}: work {exp.work!r} is not in tasks.bodies ({', '.join(self.tasks.bodies)})"
+                raise ValueError(msg)
+        return self
+
+    def fault_window_s(self, experiment: Experiment, mode: str) -> float:
+        """The fault window of an experiment in a mode (ci: the shorter of the two)."""
+        base = experiment.fault_s or self.fault_s
+        return min(base, self.ci_fault_s) if mode == "ci" else base
+
+    def body(self, experiment: Experiment) -> dict[str, Any]:
+        """The JSON body an experiment's work stream and probes submit."""
+        if experiment.work:
+            return self.tasks.bodies[experiment.work]
+        return next(iter(self.tasks.bodies.values()), {})
+
+    def reps(self, mode: str) -> int:
+        """Repetitions per experiment in a mode."""
+        return self.ci_repetitions if mode == "ci" else self.repetitions
+
+    def budget_s(self, experiment: Experiment) -> float:
+        """The experiment's recovery budget."""
+        return experiment.recovery_budget_s or self.recovery_budget_s

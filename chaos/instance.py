@@ -1,0 +1,224 @@
+"""An instance of the target for one chaos experiment, with a Toxiproxy proxy on every dependency link.
+
+`harness.lifecycle.InstanceLauncher` fills `{<dep>_url}` with the dependency's real address, so the
+chaos gate starts instances itself, reusing the core's pieces (free_port, fill, target_env,
+wait_http_ok, spawn, stop_many): each dependency is started, a proxy is created in front of it, and the
+service gets `{<dep>_url}` pointing at the proxy. Two experiment-specific variants:
+- DNS: the service runs in a private mount namespace whose /etc/hosts and /etc/resolv.conf are files
+  owned by the harness (bind mounts), so the dependency's host name resolves, or stops resolving, for
+  the target's processes only; the resolver points at 127.0.0.1, so no query leaves the machine.
+- disk full: the data dir is a size-limited tmpfs mounted for the instance and unmounted afterwards.
+Everything started is stopped by pid in `stop`, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos.toxiproxy_client import ToxiproxyApiError, ToxiproxyClient
+from harness.config import CertifyConfigBase, ServiceSection
+from harness.errors import TargetError, ToolMissingError
+from harness.lifecycle import fill, free_port, target_env, wait_http_ok
+from harness.procs import ProcessRegistry, spawn, stop_many, tail
+
+#: The wrapper that gives the service its own /etc/hosts and /etc/resolv.conf (argv: hosts, resolv, cmd...).
+NAMESPACE_SCRIPT = (
+    'h="$1"; r="$2"; shift 2; mount --bind "$h" /etc/hosts && mount --bind "$r" /etc/resolv.conf && exec "$@"'
+)
+MOUNT_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    """What an experiment needs from its instance beyond the default."""
+
+    dns_dependency: str | None = None
+    dns_hostname: str = ""
+    tmpfs_mb: int | None = None
+
+
+@dataclass
+class ChaosInstance:
+    """A running instance: its processes, data dir, the proxies in front of its dependencies."""
+
+    name: str
+    port: int
+    data_dir: Path
+    log_dir: Path
+    toxiproxy: ToxiproxyClient
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    dependency_ports: dict[str, int] = field(default_factory=dict)
+    proxies: dict[str, str] = field(default_factory=dict)
+    hosts_file: Path | None = None
+    hosts_entry: str = ""
+    tmpfs: Path | None = None
+    ready_s: float = 0.0
+
+    @property
+    def service(self) -> subprocess.Popen[bytes]:
+        """The service's main process."""
+        return self.procs["service"]
+
+    def output_files(self) -> list[Path]:
+        """Captured stdout/stderr of every process of the instance."""
+        return sorted(self.log_dir.glob("*.txt"))
+
+
+def run_quiet(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a short system command (mount, umount, chattr), bounded, output captured."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=MOUNT_TIMEOUT_S, check=False)
+
+
+class ChaosLauncher:
+    """Starts and stops chaos instances of the target (one per experiment)."""
+
+    def __init__(
+        self,
+        config: CertifyConfigBase,
+        target_dir: Path,
+        work_dir: Path,
+        registry: ProcessRegistry,
+        toxiproxy: ToxiproxyClient,
+    ) -> None:
+        """Bind to the target, a scratch area, the process registry and the Toxiproxy server."""
+        if config.service is None:
+            msg = "certify.toml has no [service] table: the chaos gate needs to start the target"
+            raise ToolMissingError(msg)
+        self.service: ServiceSection = config.service
+        self.target_dir = target_dir
+        self.work_dir = work_dir
+        self.registry = registry
+        self.toxiproxy = toxiproxy
+
+    def start(self, python: Path, name: str, options: InstanceOptions) -> ChaosInstance:
+        """Start dependencies, their proxies, then the service; wait for readiness; clean up on failure."""
+        root = self.work_dir / "instances" / name
+        data_dir = root / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        inst = ChaosInstance(
+            name=name, port=free_port(), data_dir=data_dir, log_dir=root / "output", toxiproxy=self.toxiproxy
+        )
+        values = {"python": str(python), "target_dir": str(self.target_dir), "data_dir": str(data_dir)}
+        env = target_env(dict(self.service.env), venv=python.parent.parent)
+        try:
+            if options.tmpfs_mb is not None:
+                self._mount_tmpfs(inst, options.tmpfs_mb)
+            for dep_name, dep in sorted(self.service.dependencies.items()):
+                port = free_port()
+                argv = [fill(part, {**values, "port": str(port)}) for part in dep.command]
+                proc = self._spawn(inst, dep_name, argv, env)
+                wait_http_ok(f"http://127.0.0.1:{port}{dep.readiness}", dep.startup_deadline_s, proc)
+                inst.dependency_ports[dep_name] = port
+                values.update(self._proxy(inst, dep_name, port, options))
+            values["port"] = str(inst.port)
+            argv = [fill(part, values) for part in self.service.command]
+            if options.dns_dependency is not None:
+                argv = self._namespaced(inst, argv)
+            proc = self._spawn(inst, "service", argv, env)
+            inst.ready_s = wait_http_ok(
+                f"http://127.0.0.1:{inst.port}{self.service.readiness}", self.service.startup_deadline_s, proc
+            )
+        except TargetError as exc:
+            self.stop(inst)
+            output = "".join(tail(path, 1500) for path in inst.output_files() if "stderr" in path.name)
+            msg = f"{name}: {exc.message}; captured stderr: {output.strip()[-1500:] or '(empty)'}"
+            raise TargetError(msg, output_files=tuple(inst.output_files())) from None
+        except BaseException:
+            self.stop(inst)
+            raise
+        return inst
+
+    def _proxy(self, inst: ChaosInstance, dep_name: str, port: int, options: InstanceOptions) -> dict[str, str]:
+        """Create the proxy in front of one dependency; the placeholder values pointing at it."""
+        proxy = self.toxiproxy.create_proxy(f"{inst.name}-{dep_name}", f"127.0.0.1:{port}")
+        inst.proxies[dep_name] = proxy.name
+        host = "127.0.0.1"
+        if options.dns_dependency == dep_name:
+            host = options.dns_hostname
+            inst.hosts_entry = f"127.0.0.1 {host}\n"
+        return {
+            f"{dep_name}_url": f"http://{host}:{proxy.port}",
+            f"{dep_name}_host": host,
+            f"{dep_name}_port": str(proxy.port),
+        }
+
+    def _namespaced(self, inst: ChaosInstance, argv: list[str]) -> list[str]:
+        """Wrap the service argv so it runs with harness-owned /etc/hosts and /etc/resolv.conf."""
+        root = inst.data_dir.parent
+        hosts, resolv = root / "hosts", root / "resolv.conf"
+        hosts.write_text(self.base_hosts() + inst.hosts_entry, encoding="utf-8")
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n", encoding="utf-8")
+        inst.hosts_file = hosts
+        unshare = shutil.which("unshare") or "unshare"
+        return [
+            unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            NAMESPACE_SCRIPT,
+            "sh",
+            str(hosts),
+            str(resolv),
+            *argv,
+        ]
+
+    @staticmethod
+    def base_hosts() -> str:
+        """The machine's /etc/hosts, the base of an instance's private one."""
+        try:
+            text = Path("/etc/hosts").read_text(encoding="utf-8")
+        except OSError:
+            text = "127.0.0.1 localhost\n"
+        return text if text.endswith("\n") else text + "\n"
+
+    def _mount_tmpfs(self, inst: ChaosInstance, size_mb: int) -> None:
+        """Mount a size-limited tmpfs on the (empty) data dir."""
+        done = run_quiet(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(inst.data_dir)])
+        if done.returncode != 0:
+            msg = f"cannot mount a {size_mb} MB tmpfs for the data dir: {done.stderr.strip()}"
+            raise ToolMissingError(msg)
+        inst.tmpfs = inst.data_dir
+
+    def _spawn(self, inst: ChaosInstance, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start one process of the instance with its output captured."""
+        proc = spawn(
+            argv,
+            cwd=self.target_dir,
+            env=env,
+            registry=self.registry,
+            stdout_path=inst.log_dir / f"{role}.stdout.txt",
+            stderr_path=inst.log_dir / f"{role}.stderr.txt",
+        )
+        inst.procs[role] = proc
+        return proc
+
+    def stop(self, inst: ChaosInstance) -> None:
+        """Stop the service, then dependencies (by pid, SIGKILL after the grace); drop proxies; unmount."""
+        if "service" in inst.procs:
+            stop_many([inst.procs["service"]], self.service.stop_grace_s)
+        stop_many([proc for role, proc in inst.procs.items() if role != "service"], self.service.stop_grace_s)
+        for proc in inst.procs.values():
+            self.registry.discard(proc)
+        for proxy in inst.proxies.values():
+            with contextlib.suppress(ToxiproxyApiError, OSError):
+                self.toxiproxy.delete_proxy(proxy)
+        if inst.tmpfs is not None:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                _make_writable(inst.tmpfs)
+            done = run_quiet(["umount", str(inst.tmpfs)])
+            if done.returncode != 0:
+                run_quiet(["umount", "-l", str(inst.tmpfs)])
+            inst.tmpfs = None
+
+
+def _make_writable(root: Path) -> None:
+    """Clear immutable flags a read-only fault may have left (best effort before unmounting)."""
+    if shutil.which("chattr") and os.geteuid() == 0:
+        run_quiet(["chattr", "-R", "-i", str(root)])

@@ -1,0 +1,209 @@
+"""The experiment engine: steady state, background work, fault, probes, rollback, steady state, reconciliation.
+
+One repetition, in order (the Chaos Toolkit shape, with the rollback in a `finally`):
+1. steady-state hypothesis before: `steady_probes` consecutive healthy probes within `steady_timeout_s`;
+   not met → the repetition is inconclusive and the fault is never applied;
+2. the completion counter is read (nothing of this repetition is in flight yet);
+3. the work stream and the ≤250 ms prober start; after `baseline_s` the fault is injected, held for the
+   fault window, and removed in a `finally` (also on cancel or crash);
+4. observation continues until the probes show a stable recovery or the budget is spent;
+5. steady-state hypothesis after; every accepted id is read back until terminal (`drain_s`); the
+   counter is read again.
+Everything is recorded raw; judging is `chaos.recovery`'s job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any
+
+from chaos.client import TaskClient
+from chaos.experiments import ChaosPolicy, Experiment
+from chaos.faults import Injector
+from chaos.instance import ChaosInstance
+from chaos.ledger import WorkStream, reconcile
+from chaos.probe import Prober, healthy, probe_once
+from chaos.recovery import accepted_ids, recovery
+from harness.errors import HarnessError
+
+
+class ChaosCancelledError(HarnessError):
+    """The gate was cancelled (timeout or interrupt) in the middle of an experiment."""
+
+
+class Clock:
+    """Seconds since the repetition started (monotonic)."""
+
+    def __init__(self) -> None:
+        """Start now."""
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        """Seconds elapsed."""
+        return time.monotonic() - self._t0
+
+
+def pause(cancel: threading.Event, seconds: float) -> None:
+    """Sleep, or raise as soon as the gate is cancelled."""
+    if cancel.wait(max(0.0, seconds)):
+        raise ChaosCancelledError("the chaos gate was cancelled")
+
+
+class Repetition:
+    """One run of one experiment against a running instance."""
+
+    def __init__(
+        self,
+        inst: ChaosInstance,
+        policy: ChaosPolicy,
+        experiment: Experiment,
+        injector: Injector,
+        *,
+        settings: dict[str, Any],
+        cancel: threading.Event,
+    ) -> None:
+        """Bind everything a repetition needs; `settings` holds the paths and mode-dependent durations."""
+        self.inst = inst
+        self.policy = policy
+        self.exp = experiment
+        self.injector = injector
+        self.settings = settings
+        self.cancel = cancel
+        self.clock = Clock()
+        self.client = TaskClient(inst.port, policy.tasks, policy.body(experiment))
+        self.completed = set(policy.tasks.completed)
+
+    def steady_state(self) -> dict[str, Any]:
+        """Probe one at a time until `steady_probes` in a row are healthy, or the time allowed runs out."""
+        samples: list[dict[str, Any]] = []
+        streak = 0
+        deadline = time.monotonic() + self.policy.steady_timeout_s
+        while streak < self.policy.steady_probes and time.monotonic() < deadline:
+            sample = probe_once(self.client, self.settings["readiness"], self.policy.healthy_latency_s, self.clock)
+            samples.append(sample)
+            streak = streak + 1 if healthy(sample, self.completed, self.policy.healthy_latency_s) else 0
+            pause(self.cancel, self.policy.probe_interval_s)
+        return {"met": streak >= self.policy.steady_probes, "samples": samples}
+
+    def run(self, carried: list[str]) -> dict[str, Any]:
+        """Run the repetition; `carried` are ids of earlier repetitions not yet terminal. The raw record."""
+        metric_name = self.policy.tasks.completions_metric
+        carried_done = self._completed_of(carried)
+        before, before_lines = self.client.metric_total(self.settings["metrics"], metric_name)
+        record: dict[str, Any] = {
+            "experiment": self.exp.id,
+            "settings": self.settings,
+            "tasks": self.policy.tasks.model_dump(mode="json", include={"completed", "failed", "completions_field"}),
+            "steady_before": self.steady_state(),
+            "fault": {"injected_at_s": None, "removed_at_s": None},
+            "work": [],
+            "samples": [],
+            "steady_after": {"met": False, "samples": []},
+            "outcome": "ran",
+        }
+        if not record["steady_before"]["met"]:
+            record["outcome"] = "inconclusive"
+            record["reason"] = (
+                f"steady state not met before the fault: {self.policy.steady_probes} healthy probes in a row "
+                f"not reached within {self.policy.steady_timeout_s:g} s; the fault was not applied"
+            )
+        else:
+            self._method(record)
+            record["steady_after"] = self.steady_state()
+        record["reconciliation"] = self._reconcile(record, carried, carried_done)
+        after, after_lines = self.client.metric_total(self.settings["metrics"], metric_name)
+        record["reconciliation"]["metric"].update(
+            name=metric_name if before is not None and after is not None else "",
+            configured=metric_name,
+            before_lines=before_lines,
+            after_lines=after_lines,
+        )
+        return record
+
+    def _method(self, record: dict[str, Any]) -> None:
+        """Work stream and probes around the fault; the rollback always runs."""
+        stream = WorkStream(self.client, self.policy.work_rate_per_s, self.clock)
+        prober = Prober(
+            self.client,
+            self.settings["readiness"],
+            self.policy.probe_interval_s,
+            self.policy.healthy_latency_s,
+            self.clock,
+        )
+        stream.start()
+        prober.start()
+        try:
+            pause(self.cancel, self.policy.baseline_s)
+            self._fault(record["fault"])
+            if record["fault"].get("error") is None:
+                self._observe(prober, record["fault"])
+        finally:
+            stream.stop()
+            prober.stop()
+            record["work"] = stream.attempts
+            record["samples"] = prober.snapshot()
+
+    def _fault(self, fault: dict[str, Any]) -> None:
+        """Inject, hold for the window, remove (in a finally); timings and facts into `fault`."""
+        try:
+            fault["injected_at_s"] = round(self.clock(), 4)
+            fault["inject"] = self.injector.inject(self.inst)
+            if not self.injector.instantaneous:
+                pause(self.cancel, self.settings["fault_s"])
+        except ChaosCancelledError:
+            raise
+        except Exception as exc:
+            fault["error"] = f"{type(exc).__name__}: {exc}"
+            fault["traceback"] = traceback.format_exc(limit=5)
+        finally:
+            fault["removed_at_s"] = round(self.clock(), 4)
+            try:
+                fault["remove"] = self.injector.remove(self.inst)
+            except Exception as exc:
+                fault["rollback_error"] = f"{type(exc).__name__}: {exc}"
+
+    def _observe(self, prober: Prober, fault: dict[str, Any]) -> None:
+        """Keep probing until a stable recovery shows, or the budget (plus the stable time) is spent."""
+        budget = self.settings["budget_s"]
+        deadline = fault["removed_at_s"] + budget + self.policy.stable_s + self.policy.healthy_latency_s + 1.0
+        minimum = fault["removed_at_s"] + self.policy.stable_s
+        while self.clock() < deadline:
+            pause(self.cancel, 0.25)
+            if self.clock() < minimum:
+                continue
+            found = recovery(
+                prober.snapshot(),
+                fault["injected_at_s"],
+                fault["removed_at_s"],
+                completed=self.completed,
+                healthy_latency_s=self.policy.healthy_latency_s,
+                stable_s=self.policy.stable_s,
+            )
+            if found["recovered_at_s"] is not None:
+                return
+
+    def _completed_of(self, ids: list[str]) -> set[str]:
+        """Which of these ids are completed right now."""
+        done = set()
+        for task_id in ids:
+            _answer, state = self.client.state(task_id)
+            if state in self.completed:
+                done.add(task_id)
+        return done
+
+    def _reconcile(self, record: dict[str, Any], carried: list[str], carried_done: set[str]) -> dict[str, Any]:
+        """Read every accepted id back (and the carried ones), bounded by the drain time."""
+        ids = accepted_ids(record)
+        finals = reconcile(
+            self.client, ids + carried, drain_s=self.policy.drain_s, cancel=self.cancel, clock=self.clock
+        )
+        carried_now = {i for i in carried if finals.get(i, {}).get("state") in self.completed}
+        return {
+            "finals": {i: finals[i] for i in ids if i in finals},
+            "drain_s": self.policy.drain_s,
+            "carried": len(carried),
+            "metric": {"extra_completed": len(carried_now - carried_done)},
+            "open_ids": [i for i in ids + carried if not self.client.terminal(finals.get(i, {}).get("state"))],
+        }

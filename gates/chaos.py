@@ -1,0 +1,236 @@
+"""Gate G4: chaos recovery. Fault experiments C1-C4 with measured recovery time and a no-data-loss ledger.
+
+`collect` starts one instance per experiment (dependencies behind an embedded Toxiproxy; see
+chaos/instance.py), runs each experiment's repetitions (chaos/runner.py) and stores every probe sample,
+every work submission, the fault's facts and the read-back of every accepted id. It also writes
+chaos_report.md and, under chaos/, a Chaos Toolkit-shaped journal and an SVG timeline per repetition.
+`evaluate` recomputes every recovery time, loss and duplicate count from those records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from pathlib import Path
+from typing import Any, ClassVar
+
+from chaos.experiments import ChaosPolicy, Experiment
+from chaos.faults import Injector, injector_for
+from chaos.instance import ChaosInstance, ChaosLauncher
+from chaos.journal import build_journal
+from chaos.judge import NOT_APPLICABLE, judge_experiment
+from chaos.recovery import analyse
+from chaos.report import render_report
+from chaos.runner import Repetition
+from chaos.timeline import render
+from chaos.toxiproxy_client import ToxiproxyClient, find_or_start_toxiproxy, stop_toxiproxy
+from harness.context import GateContext
+from harness.errors import TargetError
+from harness.gate import Evidence, Gate, GateSpec, Policy
+from harness.model import Measurement, Status, Verdict, worst
+from harness.procs import REGISTRY
+
+RUN_FILE = "chaos_run.json"
+#: An experiment's stored outcome and its repetition records.
+Stored = tuple[dict[str, Any] | None, list[dict[str, Any]]]
+#: Instance start, steady states, drain and write-up of one repetition, beyond its fault window.
+REPETITION_OVERHEAD_S = 20.0
+
+
+def _settings(ctx: GateContext, policy: ChaosPolicy, exp: Experiment) -> dict[str, Any]:
+    """Paths and mode-dependent durations a repetition runs with (stored with its record)."""
+    assert ctx.config.service is not None  # noqa: S101 - the launcher refused a config without [service]
+    return {
+        "mode": ctx.mode,
+        "readiness": ctx.config.service.readiness,
+        "metrics": ctx.config.service.metrics or "",
+        "fault_s": policy.fault_window_s(exp, ctx.mode),
+        "budget_s": policy.budget_s(exp),
+        "probe_interval_s": policy.probe_interval_s,
+        "healthy_latency_s": policy.healthy_latency_s,
+        "stable_s": policy.stable_s,
+    }
+
+
+class ChaosGate(Gate):
+    """G4: every experiment recovers within its budget and loses and duplicates no accepted work."""
+
+    spec: ClassVar[GateSpec] = GateSpec(
+        id="G4",
+        title="Chaos recovery",
+        requirements=("G4", "C1", "C2", "C3", "C4", "C5"),
+        needs_service=True,
+        timeout_s=4 * 3600.0,
+        documents=("chaos_report.md", "chaos"),
+    )
+    policy_model: ClassVar[type[Policy]] = ChaosPolicy
+
+    def planned_duration_s(self, policy: Policy, mode: str) -> float:
+        """Per experiment and repetition: baseline, fault window, a typical recovery and the overhead."""
+        assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
+        total = 0.0
+        for exp in policy.experiments:
+            per = policy.baseline_s + policy.fault_window_s(exp, mode) + policy.stable_s + REPETITION_OVERHEAD_S
+            total += per * policy.reps(mode)
+        return max(total, 5.0)
+
+    def collect(self, ctx: GateContext, policy: Policy) -> None:
+        """Run every experiment; store raw records, journals, timelines and the report."""
+        assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
+        ctx.write_json(RUN_FILE, {"mode": ctx.mode, "experiments": [e.id for e in policy.experiments]})
+        stored: dict[str, Stored] = {}
+        if not policy.experiments:
+            self._write_report(ctx, policy, stored)
+            return
+        python = ctx.target_python()
+        base_url, server = find_or_start_toxiproxy(ctx.scratch / "toxiproxy")
+        try:
+            client = ToxiproxyClient(base_url, timeout_s=10.0)
+            ctx.record_tool("toxiproxy", client.version())
+            launcher = ChaosLauncher(ctx.config, ctx.target_dir, ctx.scratch, REGISTRY, client)
+            for exp in policy.experiments:
+                stored[exp.id] = self._experiment(ctx, policy, launcher, python, exp)
+        finally:
+            stop_toxiproxy(server)
+            with contextlib.suppress(OSError):
+                ctx.copy_in("toxiproxy-server.log", ctx.scratch / "toxiproxy" / "toxiproxy-server.log")
+            self._write_report(ctx, policy, stored)
+
+    def _experiment(
+        self, ctx: GateContext, policy: ChaosPolicy, launcher: ChaosLauncher, python: Path, exp: Experiment
+    ) -> Stored:
+        """One experiment: check it can run, start its instance, run its repetitions, stop it."""
+        injector = injector_for(exp.fault)
+        reps = policy.reps(ctx.mode)
+        outcome: dict[str, Any] = {"repetitions": reps, "fault_s": policy.fault_window_s(exp, ctx.mode)}
+        name = f"experiments/{exp.id}/outcome.json"
+        for status, reason in (("not_applicable", injector.not_applicable()), ("not_run", injector.unavailable())):
+            if reason is not None:
+                outcome.update(status=status, reason=reason)
+                ctx.write_json(name, outcome)
+                return outcome, []
+        ctx.progress(f"{exp.id}: starting an instance")
+        try:
+            inst = launcher.start(python, f"G4-{exp.id}", injector.options())
+        except TargetError as exc:
+            for item in exc.output_files:
+                path = Path(str(item))
+                ctx.copy_in(f"instances/{exp.id}/{path.name}", path)
+            outcome.update(status="start_failed", reason=exc.message)
+            ctx.write_json(name, outcome)
+            return outcome, []
+        outcome.update(status="ran", reason="")
+        ctx.write_json(name, outcome)
+        records: list[dict[str, Any]] = []
+        try:
+            self._repetitions(ctx, policy, inst, exp, injector, records=records)
+        finally:
+            launcher.stop(inst)
+            for path in inst.output_files():
+                ctx.copy_in(f"instances/{exp.id}/{path.name}", path)
+        return outcome, records
+
+    def _repetitions(
+        self,
+        ctx: GateContext,
+        policy: ChaosPolicy,
+        inst: ChaosInstance,
+        exp: Experiment,
+        injector: Injector,
+        *,
+        records: list[dict[str, Any]],
+    ) -> None:
+        """Run and store each repetition, with its journal and timeline."""
+        carried: list[str] = []
+        reps = policy.reps(ctx.mode)
+        for n in range(1, reps + 1):
+            ctx.progress(f"{exp.id}: repetition {n}/{reps} ({exp.title})")
+            started = dt.datetime.now(dt.UTC)
+            record = Repetition(
+                inst, policy, exp, injector, settings=_settings(ctx, policy, exp), cancel=ctx.cancel
+            ).run(carried)
+            record["started_at"] = started.isoformat()
+            ctx.write_json(f"experiments/{exp.id}/rep-{n}.json", record)
+            records.append(record)
+            carried = record["reconciliation"]["open_ids"]
+            found = analyse(record, policy.healthy_latency_s, policy.stable_s)
+            journal = build_journal(exp, record, found, started)
+            ctx.write_document(f"chaos/{exp.id}/journal-{n}.json", _json_bytes(journal))
+            svg = render(f"{exp.id} repetition {n}: {exp.title}", record, found, policy.healthy_latency_s)
+            ctx.write_document(f"chaos/{exp.id}/timeline-{n}.svg", svg.encode("utf-8"))
+
+    def _write_report(self, ctx: GateContext, policy: ChaosPolicy, stored: dict[str, Stored]) -> None:
+        """chaos_report.md from the records just written, judged as evaluate judges them."""
+        judged = [judge_experiment(exp, *stored.get(exp.id, (None, [])), policy) for exp in policy.experiments]
+        status = _gate_status(policy, judged)
+        keys = {"probe_interval_s", "healthy_latency_s", "stable_s", "work_rate_per_s", "ci_fault_s"}
+        facts = {**policy.model_dump(include=keys), "repetitions": policy.reps(ctx.mode)}
+        ctx.write_document("chaos_report.md", render_report(judged, ctx.mode, facts, status.value).encode("utf-8"))
+
+    def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
+        """Judge each experiment from its records; G4 passes when every non-optional one passes."""
+        assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
+        if not policy.experiments:
+            return Verdict.of(Status.NOT_RUN, "no experiments declared in [gates.G4] (add [[gates.G4.experiments]])")
+        judged = [judge_experiment(exp, *_stored(evidence, exp), policy) for exp in policy.experiments]
+        reasons: list[str] = []
+        measurements: list[Measurement] = []
+        for exp, item in zip(policy.experiments, judged, strict=True):
+            reasons.extend(item["reasons"])
+            rec = (item.get("recovery_s") or {}).get("max")
+            if rec is not None:
+                measurements.append(Measurement.judged(f"{exp.id} max recovery time", rec, "<=", item["budget_s"], "s"))
+            for key in ("lost", "not_completed", "duplicated"):
+                if item.get(key) is not None:
+                    measurements.append(Measurement.judged(f"{exp.id} {key.replace('_', ' ')}", item[key], "==", 0))
+        status = _gate_status(policy, judged)
+        if not _counted(policy, judged):
+            reasons.append("no experiment that counts towards G4 could run")
+        return Verdict(
+            status=status,
+            reasons=tuple(reasons),
+            measurements=tuple(measurements),
+            details={"experiments": [{k: v for k, v in item.items() if k != "per_repetition"} for item in judged]},
+        )
+
+
+def _counted(policy: ChaosPolicy, judged: list[dict[str, Any]]) -> list[Status]:
+    """Statuses that decide G4: not-applicable ones never, optional ones only when they pass."""
+    statuses = []
+    for exp, item in zip(policy.experiments, judged, strict=True):
+        if item["status"] == NOT_APPLICABLE:
+            continue
+        status = Status(item["status"])
+        if exp.optional and status is not Status.PASS:
+            continue
+        statuses.append(status)
+    return statuses
+
+
+def _gate_status(policy: ChaosPolicy, judged: list[dict[str, Any]]) -> Status:
+    """G4's status: the worst counted experiment; NOT_RUN when none counts."""
+    if not policy.experiments:
+        return Status.NOT_RUN
+    statuses = _counted(policy, judged)
+    return worst(statuses) if statuses else Status.NOT_RUN
+
+
+def _stored(evidence: Evidence, exp: Experiment) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """An experiment's outcome and its repetition records, as stored."""
+    name = f"experiments/{exp.id}/outcome.json"
+    if not evidence.exists(name):
+        return None, []
+    outcome = evidence.read_json(name)
+    records = []
+    for n in range(1, int(outcome["repetitions"]) + 1):
+        rep = f"experiments/{exp.id}/rep-{n}.json"
+        if evidence.exists(rep):
+            records.append(evidence.read_json(rep))
+    return outcome, records
+
+
+def _json_bytes(data: Any) -> bytes:
+    """Stable JSON bytes for a document."""
+    import json  # noqa: PLC0415 - only documents need it
+
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
