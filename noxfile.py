@@ -23,6 +23,7 @@ ARTIFACTS = REPO / "release" / "artifacts"
 #: System tools some gates need, with the command that installs them on Debian.
 SYSTEM_TOOLS = {
     "git": "apt-get install -y git",
+    "chromium": "apt-get install -y chromium",
 }
 
 
@@ -72,6 +73,13 @@ def coverage(session: nox.Session) -> None:
 def load(session: nox.Session) -> None:
     """Gates G2/G3 alone: load profiles P1-P5 with Locust (ci mode; `-- --mode release` for full durations)."""
     _certify(session, "ci", "G2", "G3")
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Gate E2E alone: browser and CLI journeys in headless Chromium; screenshots, traces, visual diffs."""
+    require_system(session, "chromium")
+    _certify(session, "ci", "E2E")
 
 
 @nox.session

@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument("pack", type=Path, help="pack directory")
+    e2e = sub.add_parser("e2e", help="E2E helpers: refresh the target's visual baselines on purpose")
+    e2e.add_argument(
+        "--update-baselines",
+        action="store_true",
+        required=True,
+        help="run the E2E gate alone and, if every journey passed, write its screenshots as baselines",
+    )
+    e2e.add_argument("--target", type=Path, default=None, help="target directory (default: the reference target)")
+    e2e.add_argument("--cache-dir", type=Path, default=None, help="where target venvs are kept")
     sub.add_parser("schema", help="print the JSON Schema of certify.toml")
     sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
     return parser
@@ -171,6 +180,16 @@ def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _e2e(args: argparse.Namespace) -> int:
+    """certify e2e --update-baselines."""
+    from e2e import update_baselines  # noqa: PLC0415 - only this command needs it
+
+    argv = ["--target", str((args.target or default_target()).resolve())]
+    if args.cache_dir is not None:
+        argv += ["--cache-dir", str(args.cache_dir)]
+    return update_baselines.main(argv)
+
+
 def _gates() -> int:
     """Certify gates."""
     from harness.registry import implemented  # noqa: PLC0415 - loads every gate module
@@ -191,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(args)
         if args.command == "gates":
             return _gates()
+        if args.command == "e2e":
+            return _e2e(args)
         print(json.dumps(json_schema(), indent=2, sort_keys=True))
         return 0
     except HarnessError as exc:
