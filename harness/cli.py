@@ -204,16 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `certify` console script."""
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "gates":
-            return _gates()
-        if args.command == "e2e":
-            return _e2e(args)
-        print(json.dumps(json_schema(), indent=2, sort_keys=True))
-        return 0
+        commands = {"run": _run, "verify": _verify, "gates": _gates, "e2e": _e2e, "schema": _schema}
+        return commands[args.command](args)
     except HarnessError as exc:
         print(f"certify: error: {exc.message}", file=sys.stderr)
         if exc.hint:
