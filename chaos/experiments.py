@@ -41,6 +41,11 @@ class TaskApi(Spec):
     completions_metric: str = Field(
         "", description="Prometheus counter (summed over labels) of completions, read at [service] metrics."
     )
+    submissions_metric: str = Field(
+        "",
+        description="Prometheus counter of accepted submissions: tasks the target accepted while the client saw "
+        "no answer (a timed-out 201) are then not mistaken for duplicate completions.",
+    )
     bodies: dict[str, dict[str, Any]] = Field(
         default_factory=_default_bodies, description="Named JSON bodies; experiments pick one by `work`."
     )

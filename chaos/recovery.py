@@ -79,12 +79,24 @@ def accepted_ids(record: dict[str, Any]) -> list[str]:
     return ids
 
 
-def duplicates_by_metric(record: dict[str, Any], completed_now: int) -> int | None:
+def unacknowledged(record: dict[str, Any], accepted: int) -> int:
+    """Submissions the target's counter recorded beyond the ids the client saw accepted (a lost 201 answer)."""
+    metric = record["reconciliation"]["metric"]
+    name = metric.get("submitted_name") or ""
+    before = counter_sum(metric.get("submitted_before_lines") or [], name) if name else None
+    after = counter_sum(metric.get("submitted_after_lines") or [], name) if name else None
+    if before is None or after is None:
+        return 0
+    return max(0, round(after - before) - accepted)
+
+
+def duplicates_by_metric(record: dict[str, Any], completed_now: int, unseen: int = 0) -> int | None:
     """Completions the target's counter recorded beyond the distinct ids that completed; None if not observable.
 
     The counter is read when nothing of this repetition is in flight (before its first submission and
     after the drain); `completed_now` counts this repetition's completed ids plus ids carried over from
-    an earlier repetition that completed in between (`extra_completed`).
+    an earlier repetition that completed in between (`extra_completed`). `unseen` tasks were accepted by
+    the target without the client seeing the answer; their completions are not duplicates.
     """
     metric = record["reconciliation"]["metric"]
     if not metric["name"]:
@@ -93,7 +105,7 @@ def duplicates_by_metric(record: dict[str, Any], completed_now: int) -> int | No
     after = counter_sum(metric["after_lines"], metric["name"])
     if before is None or after is None:
         return None
-    return max(0, round(after - before) - completed_now)
+    return max(0, round(after - before) - completed_now - unseen)
 
 
 def analyse(record: dict[str, Any], healthy_latency_s: float, stable_s: float) -> dict[str, Any]:
@@ -110,8 +122,9 @@ def analyse(record: dict[str, Any], healthy_latency_s: float, stable_s: float) -
         stable_s=stable_s,
     )
     counts = reconcile_counts(accepted_ids(record), record["reconciliation"]["finals"], tasks)
+    unseen = unacknowledged(record, counts["accepted"])
     by_metric = duplicates_by_metric(
-        record, len(counts["completed"]) + record["reconciliation"]["metric"]["extra_completed"]
+        record, len(counts["completed"]) + record["reconciliation"]["metric"]["extra_completed"], unseen
     )
     by_field = counts["duplicated_by_field"] if tasks.get("completions_field") else None
     observed = [value for value in (by_field, by_metric) if value is not None]
@@ -125,6 +138,7 @@ def analyse(record: dict[str, Any], healthy_latency_s: float, stable_s: float) -
         "duplicated": max(observed) if observed else None,
         "duplicated_by_field": by_field,
         "duplicated_by_metric": by_metric,
+        "unacknowledged": unseen,
         "lost_ids": (counts["lost"] + counts["unreadable"])[:20],
         "not_completed_ids": (counts["failed"] + counts["unfinished"])[:20],
         "duplicated_ids": counts["duplicated_ids"][:20],

@@ -91,7 +91,9 @@ class Repetition:
         """Run the repetition; `carried` are ids of earlier repetitions not yet terminal. The raw record."""
         metric_name = self.policy.tasks.completions_metric
         carried_done = self._completed_of(carried)
+        submitted_name = self.policy.tasks.submissions_metric
         before, before_lines = self.client.metric_total(self.settings["metrics"], metric_name)
+        _sub_before, submitted_before = self.client.metric_total(self.settings["metrics"], submitted_name)
         record: dict[str, Any] = {
             "experiment": self.exp.id,
             "settings": self.settings,
@@ -114,11 +116,15 @@ class Repetition:
             record["steady_after"] = self.steady_state()
         record["reconciliation"] = self._reconcile(record, carried, carried_done)
         after, after_lines = self.client.metric_total(self.settings["metrics"], metric_name)
+        _sub_after, submitted_after = self.client.metric_total(self.settings["metrics"], submitted_name)
         record["reconciliation"]["metric"].update(
             name=metric_name if before is not None and after is not None else "",
             configured=metric_name,
             before_lines=before_lines,
             after_lines=after_lines,
+            submitted_name=submitted_name,
+            submitted_before_lines=submitted_before,
+            submitted_after_lines=submitted_after,
         )
         return record
 

@@ -190,6 +190,13 @@ def _e2e(args: argparse.Namespace) -> int:
     return update_baselines.main(argv)
 
 
+def _schema(args: argparse.Namespace) -> int:
+    """certify schema."""
+    del args
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
 def _gates() -> int:
     """Certify gates."""
     from harness.registry import implemented  # noqa: PLC0415 - loads every gate module
