@@ -58,12 +58,18 @@ def judge_experiment(
         "lost": sum(r["lost"] for r in reps),
         "not_completed": sum(r["not_completed"] for r in reps),
         "duplicated": None if any(r["duplicated"] is None for r in reps) else sum(r["duplicated"] for r in reps),
+        "unacknowledged": sum(r["unacknowledged"] for r in reps),
         "fault_s": outcome.get("fault_s"),
     }
     if status is Status.PASS:
         reasons.append(
             f"{exp.id}: recovered in at most {dist['max']:g} s (budget {budget:g} s) over {len(records)} "
             f"repetition(s); {figures['accepted']} accepted units of work, none lost or duplicated"
+            + (
+                f" ({figures['unacknowledged']} more accepted by the target while the client saw no answer)"
+                if figures["unacknowledged"]
+                else ""
+            )
         )
     return {**base, "status": status.value, "reasons": reasons, **figures, "per_repetition": reps}
 
