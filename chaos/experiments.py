@@ -163,7 +163,9 @@ class ChaosPolicy(Policy):
     """G4 thresholds and the experiments (Requirement G4: automatic recovery within 60 s, no data loss)."""
 
     recovery_budget_s: float = Field(60.0, gt=0, description="Requirement G4: recovery within 60 s of fault removal.")
-    probe_interval_s: float = Field(0.25, gt=0, le=0.25, description="Recovery probe cadence (at most 250 ms).")
+    probe_interval_s: float = Field(
+        0.1, ge=0.05, le=0.25, description="Recovery probe cadence (at most 250 ms; each probe submits a task)."
+    )
     healthy_latency_s: float = Field(
         3.0, gt=0, description="A probe is healthy when ready and its fresh task completes within this."
     )

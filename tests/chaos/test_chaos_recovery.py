@@ -162,6 +162,22 @@ def test_judge_fails_on_duplicates_seen_by_the_counter_only() -> None:
     assert any("duplicate" in reason for reason in judged["reasons"])
 
 
+def test_a_submission_whose_answer_was_lost_is_not_a_duplicate() -> None:
+    """The submitted counter shows one task accepted behind a timed-out answer; its completion is not a duplicate."""
+    rec = healthy_record(counted=None)
+    rec["tasks"] = {**TASKS, "completions_field": ""}
+    accepted = len(rec["reconciliation"]["finals"])
+    rec["reconciliation"]["metric"]["after_lines"] = [f"c_total {accepted + 1}"]
+    judged = judge_experiment(experiment(), {"status": "ran", "repetitions": 1}, [rec], ChaosPolicy())
+    assert judged["status"] == "FAIL"
+    rec["reconciliation"]["metric"].update(
+        submitted_name="s", submitted_before_lines=["s_total 0"], submitted_after_lines=[f"s_total {accepted + 1}"]
+    )
+    judged = judge_experiment(experiment(), {"status": "ran", "repetitions": 1}, [rec], ChaosPolicy())
+    assert judged["status"] == "PASS", judged["reasons"]
+    assert judged["unacknowledged"] == 1
+
+
 def test_judge_is_inconclusive_when_duplicates_are_not_observable() -> None:
     """Without a per-task count or a completion counter, G4 cannot claim 'no duplicates'."""
     rec = healthy_record()

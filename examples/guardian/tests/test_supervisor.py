@@ -268,3 +268,18 @@ def test_spawn_failure_goes_to_backoff(data_dir: DataDir, store: Store) -> None:
     sup.tick()
     assert sup.slots[("worker", 0)].state == "backoff"
     sup.shutdown()
+
+
+def test_healer_slot_is_supervised_and_restarted(
+    make_supervisor: Callable[..., Supervisor], store: Store
+) -> None:
+    """With the healer enabled, its child is started and restarted like any other."""
+    sup = make_supervisor(
+        {"worker": HEALTHY, "healer": CRASH}, workers=1, with_api=False, with_healer=True
+    )
+    assert ("healer", 0) in sup.slots
+    assert tick_until(sup, lambda: events(store, "restart_crash") >= 1, 8.0)
+    restarted = store.read(
+        "SELECT COUNT(*) FROM supervisor_events WHERE role = 'healer' AND event = 'restart_crash'"
+    )
+    assert restarted[0][0] >= 1
