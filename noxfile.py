@@ -76,6 +76,12 @@ def load(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """Gate G4 alone: fault experiments C1-C4, recovery time and the no-data-loss ledger (root for DNS/disk-full)."""
+    _certify(session, "ci", "G4")
+
+
+@nox.session
 def e2e(session: nox.Session) -> None:
     """Gate E2E alone: browser and CLI journeys in headless Chromium; screenshots, traces, visual diffs."""
     require_system(session, "chromium")

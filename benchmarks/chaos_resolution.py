@@ -1,7 +1,8 @@
 """Resolution of the chaos gate's recovery measurement, and the embedded proxy's overhead.
 
 1. Recovery-time resolution: the chaos-ok fixture with `--restart-delay R` restarts a SIGKILLed worker
-   exactly R seconds after its supervisor sees it die (it polls every 50 ms). A real `certify run --gates
+   exactly R seconds after its supervisor sees it die (it polls every 50 ms), and completes its whole
+   backlog in one transaction, so fresh work completes again as soon as the worker is back. A real `certify run --gates
    G4` kills the worker `--repetitions` times; each measured recovery (from the kill) is compared with R.
    The target is an error within ±250 ms. The measured moment is the completion of the first healthy
    probe's task, an upper bound: probe cadence (default 100 ms) plus the task's latency and its

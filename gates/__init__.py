@@ -7,6 +7,8 @@ from gates.docs import DocsGate
 from gates.e2e import E2EGate
 from gates.identity import IdentityGate
 from gates.load import ErrorRateGate, LatencyGate
+from gates.observability import ObservabilityGate
+from gates.playbooks import PlaybookGate
 from gates.security import SecurityGate
 
 ALL_GATES = (
@@ -16,7 +18,9 @@ ALL_GATES = (
     ErrorRateGate(),
     ChaosGate(),
     SecurityGate(),
+    ObservabilityGate(),
     BootstrapGate(),
     DocsGate(),
+    PlaybookGate(),
     E2EGate(),
 )

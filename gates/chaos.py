@@ -84,6 +84,7 @@ class ChaosGate(Gate):
             return
         python = ctx.target_python()
         base_url, server = find_or_start_toxiproxy(ctx.scratch / "toxiproxy")
+        REGISTRY.add(server)  # so an interrupted run kills it with every other child
         try:
             client = ToxiproxyClient(base_url, timeout_s=10.0)
             ctx.record_tool("toxiproxy", client.version())
@@ -92,6 +93,7 @@ class ChaosGate(Gate):
                 stored[exp.id] = self._experiment(ctx, policy, launcher, python, exp)
         finally:
             stop_toxiproxy(server)
+            REGISTRY.discard(server)
             with contextlib.suppress(OSError):
                 ctx.copy_in("toxiproxy-server.log", ctx.scratch / "toxiproxy" / "toxiproxy-server.log")
             self._write_report(ctx, policy, stored)

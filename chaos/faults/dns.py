@@ -4,7 +4,10 @@ The instance runs in a private mount namespace whose /etc/hosts is a file the ha
 chaos/instance.py). The dependency URL the target gets uses a name under the reserved `.invalid` TLD,
 listed in that file; the fault rewrites the file in place without the name, so every lookup of the
 target fails (the resolver it sees is 127.0.0.1, so nothing is asked of a real DNS server), and the
-rollback puts the line back. Needs root (a mount namespace) and `unshare`.
+rollback puts the line back. A name is only looked up when a connection is opened, so the fault also
+drops the target's open connections to the dependency (its proxy is disabled and re-enabled at once):
+a client that keeps connections alive must reconnect, and resolve, to reach it again. Needs root (a
+mount namespace) and `unshare`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from chaos.experiments import DnsFault
 from chaos.faults import Injector
+from chaos.faults.proxy import proxy_name
 from chaos.instance import ChaosInstance, ChaosLauncher, InstanceOptions
 
 
@@ -49,7 +53,10 @@ class DnsInjector(Injector):
         rewrite(inst.hosts_file, ChaosLauncher.base_hosts())
         assert isinstance(self.spec, DnsFault)  # noqa: S101 - the registry pairs spec and injector
         listed = self.spec.hostname in inst.hosts_file.read_text(encoding="utf-8")
-        return {"hostname": self.spec.hostname, "listed_in_target_hosts": listed}
+        proxy = proxy_name(inst, self.spec.dependency)
+        inst.toxiproxy.set_enabled(proxy, enabled=False)
+        inst.toxiproxy.set_enabled(proxy, enabled=True)
+        return {"hostname": self.spec.hostname, "listed_in_target_hosts": listed, "open_connections_dropped": True}
 
     def remove(self, inst: ChaosInstance) -> dict[str, Any]:
         """Put the name back."""

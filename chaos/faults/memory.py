@@ -13,6 +13,7 @@ from chaos.experiments import MemoryFault
 from chaos.faults import Injector
 from chaos.faults.process import alive, instance_pid
 from chaos.instance import ChaosInstance
+from harness.errors import HarnessError
 
 MIB = 1 << 20
 
@@ -86,7 +87,7 @@ class GpuPressureInjector(Injector):
     def inject(self, inst: ChaosInstance) -> dict[str, Any]:
         """Never reached: the experiment is NOT_APPLICABLE or NOT_RUN."""
         del inst
-        raise NotImplementedError("GPU pressure is not injectable by the harness")
+        raise HarnessError("the harness has no GPU pressure injector")
 
     def remove(self, inst: ChaosInstance) -> dict[str, Any]:
         """Nothing was injected."""

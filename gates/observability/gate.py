@@ -1,0 +1,92 @@
+"""Gate G6: a real Prometheus scrapes the target under G6's own load and fault; its numbers must agree with the harness.
+
+`collect` (gates/observability/run.py) drives one instance through a load window and a fault window
+while Prometheus scrapes it every second with the target's alert rules loaded, and keeps the direct
+scrapes, the generator's raw rows, Prometheus's answers, promtool's output and the log file.
+`evaluate` recomputes every check from those files (gates/observability/judge.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from gates.observability import evidence as ev
+from gates.observability.check import Check
+from gates.observability.judge import assess
+from gates.observability.policy import ObservabilityPolicy
+from gates.observability.report import DASHBOARD_EXPORT, LOGS_SAMPLE, REPORT, dashboard_export, log_sample, render_report
+from gates.observability.run import ObservabilityRun
+from harness.context import GateContext
+from harness.evidence import dump_json
+from harness.gate import Evidence, Gate, GateSpec, Policy
+from harness.model import Status, Verdict, worst
+
+#: Instance start, Prometheus start, first scrape, quiet scrapes, Locust start-ups and the queries.
+OVERHEAD_S = 45.0
+
+
+def verdict_of(checks: list[Check]) -> Verdict:
+    """The gate's verdict: worst check status; one reason per check, then its findings."""
+    reasons = []
+    for check in checks:
+        reasons.append(f"{check.name}: {check.status.value}: {check.summary}")
+        reasons += [f"{check.name}: {finding}" for finding in check.findings[:6]]
+    measurements = tuple(m for check in checks for m in check.measurements)
+    details: dict[str, Any] = {c.name: {"status": c.status.value, "rows": c.rows} for c in checks}
+    return Verdict(status=worst([c.status for c in checks]), reasons=tuple(reasons), measurements=measurements, details=details)
+
+
+class ObservabilityGate(Gate):
+    """G6: metrics, logs, alert rules and dashboards checked against a real Prometheus and G6's own traffic."""
+
+    spec: ClassVar[GateSpec] = GateSpec(
+        id="G6",
+        title="Observability",
+        requirements=("G6", "O1", "O2", "O3", "O4", "O5"),
+        needs_service=True,
+        timeout_s=3600.0,
+        documents=(REPORT, DASHBOARD_EXPORT, LOGS_SAMPLE),
+    )
+    policy_model: ClassVar[type[Policy]] = ObservabilityPolicy
+
+    def planned_duration_s(self, policy: Policy, mode: str) -> float:
+        """Load window, fault window, drains and overhead (release: at least the configured fault length)."""
+        assert isinstance(policy, ObservabilityPolicy)  # noqa: S101 - the registry pairs gate and policy
+        ci = mode == "ci"
+        load = policy.ci_load_s if ci else policy.load_s
+        fault = policy.fault.ci_duration_s if ci else policy.fault.duration_s
+        return load + fault + 2 * policy.drain_s + 2 * policy.quiet_s + OVERHEAD_S
+
+    def plan_lines(self, policy: Policy, mode: str) -> list[str]:
+        """The two traffic windows."""
+        assert isinstance(policy, ObservabilityPolicy)  # noqa: S101 - the registry pairs gate and policy
+        ci = mode == "ci"
+        fault = policy.fault.ci_duration_s if ci else policy.fault.duration_s
+        zero = " (alerts loaded with for: 0s)" if ci and policy.ci_zero_for else ""
+        return [
+            f"load: {policy.rate_per_min:g}/min for {policy.ci_load_s if ci else policy.load_s:g} s",
+            f"fault: {fault:g} s{zero}; expected alerts: {', '.join(policy.fault.expect_alerts) or 'none declared'}",
+        ]
+
+    def collect(self, ctx: GateContext, policy: Policy) -> None:
+        """Run Prometheus, load and fault against one instance; write the evidence and the documents."""
+        assert isinstance(policy, ObservabilityPolicy)  # noqa: S101 - the registry pairs gate and policy
+        recorder = ev.Recorder(ctx)
+        facts = ObservabilityRun(ctx, policy, recorder).run()
+        checks = assess(recorder, policy)
+        status = worst([c.status for c in checks]).value
+        ctx.write_document(REPORT, render_report(checks, facts, status).encode("utf-8"))
+        dashboards = next(c for c in checks if c.name == "dashboards")
+        ctx.write_document(DASHBOARD_EXPORT, dump_json(dashboard_export(recorder, facts, dashboards)))
+        if facts["log"].get("file"):
+            text = recorder.read_text(facts["log"]["file"])
+            sample = log_sample(text, facts, policy.log_sample_lines, policy.log_ts_field)
+            name = facts["log"]["file"].removeprefix("logs/")
+            ctx.write_document(f"{LOGS_SAMPLE}/{name}", sample.encode("utf-8"))
+
+    def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
+        """Every check recomputed from the evidence; the worst status wins."""
+        assert isinstance(policy, ObservabilityPolicy)  # noqa: S101 - the registry pairs gate and policy
+        if not evidence.exists(ev.RUN):
+            return Verdict.of(Status.INCONCLUSIVE, "G6 recorded no run facts")
+        return verdict_of(assess(evidence, policy))

@@ -1,0 +1,107 @@
+"""G6's thresholds table `[gates.G6]`: required metrics, cross-checks, traffic, the fault, logs, rules, dashboards."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.gate import Policy
+
+
+class _Table(BaseModel):
+    """A frozen sub-table; unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class CrossCheck(_Table):
+    """One target counter (delta over the load window) against what the load generator counted."""
+
+    name: str = Field(description="Row title in the cross-check table.")
+    metric: str = Field(description="Sample name as exposed, e.g. app_requests_total or app_latency_seconds_count.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Label -> regex (full match); samples summed.")
+    rows: Literal["http", "tasks"] = Field("http", description="http: requests the generator sent; tasks: polled tasks.")
+    kinds: tuple[str, ...] = Field(("arrival", "poll", "follow"), description="http rows: arrival, poll, follow.")
+    requests: tuple[str, ...] = Field((), description="Request names ([gates.G2.requests]) counted; empty: all.")
+    status: str = Field("", description="Regex (full match) on the HTTP status the generator saw; empty: any.")
+    ok: bool | None = Field(None, description="Only successful (true) or failed (false) rows; unset: both.")
+    may_be_zero: bool = Field(False, description="A zero generator count is a valid comparison (e.g. 5xx errors).")
+
+
+class LatencyCheck(_Table):
+    """The target's latency histogram p99 bucket against the generator's measured p99."""
+
+    name: str
+    histogram: str = Field(description="Histogram family name, e.g. app_http_request_duration_seconds.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Label -> regex (full match), le excluded.")
+    kinds: tuple[str, ...] = ("arrival",)
+    requests: tuple[str, ...] = ()
+    quantile: float = Field(0.99, gt=0, lt=1)
+
+
+class HttpAction(_Table):
+    """An HTTP request sent to start or end a fault; url may use {base_url}, {data_dir}, {<dep>_url}."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str
+    json_body: dict[str, Any] | None = None
+
+
+class KillAction(_Table):
+    """Signals sent during the fault to processes named by pid files under the instance's data dir."""
+
+    pid_file: str = Field(description="Glob relative to the data dir, e.g. pids/worker-*.pid (round-robin).")
+    signal: Literal["SIGKILL", "SIGTERM", "SIGSEGV", "SIGABRT"] = "SIGKILL"
+    times: int = Field(1, ge=1, le=100)
+    interval_s: float = Field(2.0, gt=0)
+
+
+class FaultSpec(_Table):
+    """The fault window: actions, its traffic and the alerts that must fire during it."""
+
+    start: tuple[HttpAction, ...] = Field((), description="Requests that start the fault.")
+    stop: tuple[HttpAction, ...] = Field((), description="Requests that end it (always sent).")
+    kill: KillAction | None = Field(None, description="Process kills during the fault.")
+    duration_s: float = Field(120.0, gt=0, description="release: fault length (raised to the longest `for:` + margin).")
+    ci_duration_s: float = Field(25.0, gt=0, description="ci: fault length (alerts loaded with for: 0s).")
+    rate_per_min: float = Field(120.0, gt=0, description="Arrivals per minute during the fault.")
+    mix: dict[str, float] = Field(default_factory=dict, description="Request mix during the fault; empty: load mix.")
+    expect_alerts: tuple[str, ...] = Field((), description="Alerts that must fire during the fault.")
+    log_levels: tuple[str, ...] = Field(
+        ("WARNING", "ERROR", "CRITICAL"), description="At least one log line at these levels during the fault."
+    )
+
+
+class ObservabilityPolicy(Policy):
+    """G6: metrics exposed and true (cross-checked with the load), JSON logs, alert rules that fire, dashboards with data."""
+
+    required_families: dict[str, str] = Field(
+        default_factory=dict, description="Family -> type (counter, gauge, histogram, summary); counters without _total."
+    )
+    moving_families: tuple[str, ...] | None = Field(
+        None, description="Families that must change during the run; unset: every required counter and histogram."
+    )
+    cross_checks: tuple[CrossCheck, ...] = Field((), description="Target counters vs generator counts.")
+    latency_checks: tuple[LatencyCheck, ...] = Field((), description="Histogram p99 bucket vs measured p99.")
+    tolerance: float = Field(0.01, ge=0, lt=1, description="Allowed relative difference of a cross-check (1%).")
+    mix: dict[str, float] = Field(default_factory=dict, description="Load request mix ([gates.G2.requests] names).")
+    rate_per_min: float = Field(240.0, gt=0, description="Load arrivals per minute.")
+    load_s: float = Field(120.0, gt=0, description="release: load window length.")
+    ci_load_s: float = Field(30.0, gt=0, description="ci: load window length.")
+    drain_s: float = Field(15.0, ge=0, description="After the last arrival, time for in-flight requests and polls.")
+    quiet_s: float = Field(3.0, ge=0, description="Idle time before each direct scrape, so counters are settled.")
+    fault: FaultSpec = Field(FaultSpec(), description="The fault window.")
+    alert_rules: tuple[str, ...] = Field((), description="Globs of Prometheus rule files, relative to the target.")
+    rule_tests: tuple[str, ...] = Field((), description="Globs of `promtool test rules` files, if the target ships any.")
+    dashboards: tuple[str, ...] = Field((), description="Globs of Grafana dashboard JSON files.")
+    ci_zero_for: bool = Field(True, description="ci: load a labelled copy of the rules with every `for:` set to 0s.")
+    prometheus: str = Field("prometheus", description="Prometheus server binary (name on PATH or path).")
+    promtool: str = Field("promtool", description="promtool binary (name on PATH or path).")
+    scrape_interval_s: float = Field(1.0, ge=0.5, le=15, description="Prometheus scrape and rule evaluation interval.")
+    log_required_fields: tuple[str, ...] = Field(("ts", "level", "msg", "service"), description="Per log line.")
+    log_ts_field: str = Field("ts", description="Field holding the ISO-8601 time.")
+    log_level_field: str = Field("level", description="Field holding the level name.")
+    log_msg_field: str = Field("msg", description="Field holding the message.")
+    min_valid_log_share: float = Field(1.0, gt=0, le=1, description="Share of log lines that must be valid JSON.")
+    log_sample_lines: int = Field(200, ge=10, le=5000, description="Lines copied to logs_sample/.")

@@ -1,0 +1,226 @@
+"""Gate PB: every playbook of the target verified end to end on its own instance, trusting nothing it says.
+
+For each playbook the target lists: inject its fault, see it with the harness's own probes, check the
+dry-run changes nothing, check tier 2/3 refusals, wait for the harness's probes (not the playbook's
+verify) to see health back, roll back and compare with the state before execute, reconcile a ledger
+of work submitted throughout. Then governance on a separate instance: out-of-bounds parameters and a
+run forced past the watchdog. `evaluate` recomputes everything from the stored raw observations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from gates.playbooks.config import PlaybookPolicy
+from gates.playbooks.governance import collect_governance, judge_governance
+from gates.playbooks.instances import PlaybookInstances
+from gates.playbooks.judge import judge_playbook, judge_run
+from gates.playbooks.observe import field
+from gates.playbooks.report import render_json, render_markdown, render_svg
+from gates.playbooks.scenario import PlaybookRun
+from harness.context import GateContext
+from harness.errors import TargetError
+from harness.evidence import dump_json
+from harness.gate import Evidence, Gate, GateSpec, Policy
+from harness.model import Measurement, Status, Verdict, worst
+
+PLAN = "plan.json"
+GOVERNANCE = "governance.json"
+DOCUMENTS = ("playbooks_report.md", "playbooks_report.json", "playbooks_mttr.svg")
+
+
+def _listed(policy: PlaybookPolicy, governance: dict[str, Any]) -> list[dict[str, Any]]:
+    """The playbooks the target listed: id, tier, fault (pure)."""
+    items = field((governance.get("list") or {}).get("body"), policy.api.list_items)
+    api = policy.api
+    return [
+        {
+            "id": str(item.get(api.id_field)),
+            "tier": int(item.get(api.tier_field) or 1),
+            "fault": item.get(api.fault_field, ""),
+        }
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict)
+    ]
+
+
+def _unverified(reason: str) -> dict[str, Any]:
+    """The report row of a listed playbook that was not verified."""
+    return {
+        "checks": {},
+        "verdict": "NOT_RUN",
+        "recovery_s": [],
+        "target_recovery_s": [],
+        "ledger": [],
+        "reasons": [reason],
+    }
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+
+
+class PlaybookGate(Gate):
+    """Verifies the target's self-healing playbooks end to end."""
+
+    spec: ClassVar[GateSpec] = GateSpec(
+        id="PB",
+        title="Self-healing playbooks",
+        requirements=("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13"),
+        needs_service=True,
+        timeout_s=3600,
+        documents=DOCUMENTS,
+    )
+    policy_model: ClassVar[type[Policy]] = PlaybookPolicy
+
+    def planned_duration_s(self, policy: Policy, mode: str) -> float:
+        """About 20 s per playbook run, spread over the parallel instances, plus the governance instance."""
+        assert isinstance(policy, PlaybookPolicy)  # noqa: S101 - the registry pairs gate and policy
+        reps = policy.repetitions_ci if mode == "ci" else policy.repetitions
+        count = max(len(policy.playbooks), 1)
+        return 40.0 + 20.0 * count * reps / policy.parallel
+
+    def collect(self, ctx: GateContext, policy: Policy) -> None:
+        """Governance instance first (the list), then every declared and listed playbook on its own instance."""
+        assert isinstance(policy, PlaybookPolicy)  # noqa: S101 - the registry pairs gate and policy
+        started = time.monotonic()
+        instances = PlaybookInstances(ctx, policy)
+        ctx.progress("governance instance: list, parameters, watchdog")
+        governance = collect_governance(instances, policy, ctx.cancel)
+        ctx.write_json(GOVERNANCE, governance)
+        if governance.get("start_error"):
+            raise TargetError(f"the target did not start for the playbook gate: {governance['start_error']}")
+        listed = _listed(policy, governance)
+        reps = policy.repetitions_ci if ctx.mode == "ci" else policy.repetitions
+        jobs = [(item, rep) for item in listed if item["id"] in policy.playbooks for rep in range(1, reps + 1)]
+
+        def one(job: tuple[dict[str, Any], int]) -> tuple[str, dict[str, Any]] | None:
+            item, rep = job
+            if ctx.cancel.is_set():
+                return None
+            ctx.progress(f"{item['id']} run {rep}/{reps}")
+            record = PlaybookRun(policy, item["id"], item["tier"], rep, ctx.cancel).execute(instances)
+            name = f"runs/{item['id']}-r{rep}.json"
+            ctx.write_json(name, record)
+            return name, json.loads(dump_json(record))
+
+        with ThreadPoolExecutor(max_workers=policy.parallel, thread_name_prefix="pb") as pool:
+            done = [result for result in pool.map(one, jobs) if result is not None]
+        plan = {
+            "mode": ctx.mode,
+            "repetitions": reps,
+            "parallel": policy.parallel,
+            "runs": [n for n, _ in done],
+            "elapsed_s": round(time.monotonic() - started, 1),
+        }
+        ctx.write_json(PLAN, plan)
+        stored_governance = json.loads(dump_json(governance))
+        summary = self.summarize(stored_governance, [record for _, record in done], plan, policy)
+        ctx.write_document("playbooks_report.json", render_json(summary))
+        ctx.write_document("playbooks_report.md", render_markdown(summary))
+        ctx.write_document("playbooks_mttr.svg", render_svg(summary))
+
+    def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
+        """Recompute every check from the stored raw records; the documents must match the recomputation."""
+        assert isinstance(policy, PlaybookPolicy)  # noqa: S101 - the registry pairs gate and policy
+        plan = evidence.read_json(PLAN)
+        governance = evidence.read_json(GOVERNANCE)
+        runs = [evidence.read_json(name) for name in plan["runs"]]
+        summary = self.summarize(governance, runs, plan, policy)
+        if evidence.exists("playbooks_report.json") and evidence.read_bytes("playbooks_report.json") != render_json(
+            summary
+        ):
+            return Verdict.of(Status.FAIL, "playbooks_report.json does not match the recomputed summary")
+        mttr = summary["mttr_s"]
+        measurements = [
+            Measurement.judged("playbooks listed", summary["listed"], "==", policy.expected_count),
+            Measurement(name="playbooks verified (PASS)", value=summary["passed"]),
+            Measurement(name="MTTR p50", value=mttr["p50"], unit="s"),
+            Measurement(name="MTTR p95", value=mttr["p95"], unit="s"),
+        ]
+        if mttr["max"] is not None:
+            measurements.append(Measurement.judged("MTTR max", mttr["max"], "<", policy.recovery_budget_s, "s"))
+        return Verdict(
+            status=Status(summary["status"]),
+            reasons=(summary["headline"], *summary["reasons"][:40]),
+            measurements=tuple(measurements),
+            details={
+                "playbooks": {row["id"]: row["verdict"] for row in summary["playbooks"]},
+                "elapsed_s": plan["elapsed_s"],
+                "parallel": plan["parallel"],
+            },
+        )
+
+    @staticmethod
+    def summarize(
+        governance: dict[str, Any], runs: list[dict[str, Any]], plan: dict[str, Any], policy: PlaybookPolicy
+    ) -> dict[str, Any]:
+        """Pure: the whole judgement, the input of the verdict and of every document."""
+        listed = _listed(policy, governance)
+        judged: dict[str, list[dict[str, Any]]] = {}
+        for run in runs:
+            judged.setdefault(run["playbook"], []).append(judge_run(policy, run))
+        rows: list[dict[str, Any]] = []
+        reasons: list[str] = []
+        statuses: list[Status] = []
+        for item in listed:
+            if item["id"] not in policy.playbooks:
+                row = _unverified(f"{item['id']}: no probes declared for it in [gates.PB.playbooks]: not verified")
+            elif not judged.get(item["id"]):
+                row = _unverified(f"{item['id']}: not run (interrupted)")
+            else:
+                row = judge_playbook(judged[item["id"]])
+            rows.append({**item, **row})
+            reasons.extend(row["reasons"])
+            statuses.append(Status(row["verdict"]))
+        ids = {item["id"] for item in listed}
+        missing = sorted(set(policy.playbooks) - ids)
+        if missing:
+            reasons.insert(0, f"declared in certify.toml but not listed by the target: {', '.join(missing)}")
+            statuses.append(Status.FAIL)
+        gov = judge_governance(policy, governance)
+        reasons.extend(gov["reasons"])
+        statuses.extend(Status("INCONCLUSIVE" if v == "INCONCLUSIVE" else v) for v in gov["checks"].values())
+        count_ok = len(listed) == policy.expected_count
+        if not count_ok:
+            reasons.insert(0, f"the target lists {len(listed)} of {policy.expected_count} playbooks (requirement H1)")
+            statuses.append(Status.FAIL)
+        recoveries = [value for row in rows for value in row["recovery_s"]]
+        high = max(recoveries) if recoveries else None
+        status = worst(statuses) if statuses else Status.INCONCLUSIVE
+        passed = sum(1 for row in rows if row["verdict"] == "PASS")
+        under = high is not None and high < 120.0 and passed == len(rows) and bool(rows)
+        return {
+            "status": status.value,
+            "headline": f"{passed} of {len(listed)} listed playbooks verified end to end; "
+            f"{len(listed)} listed, {policy.expected_count} expected",
+            "listed": len(listed),
+            "expected_count": policy.expected_count,
+            "passed": passed,
+            "mode": plan["mode"],
+            "repetitions": plan["repetitions"],
+            "parallel": plan["parallel"],
+            "elapsed_s": plan["elapsed_s"],
+            "runs": len(runs),
+            "budget_s": policy.recovery_budget_s,
+            "mttr_s": {
+                "count": len(recoveries),
+                "p50": _percentile(recoveries, 50),
+                "p95": _percentile(recoveries, 95),
+                "max": high,
+            },
+            "mttr_claim": "MTTR < 2 min: every playbook verified and the largest measured recovery is under 120 s"
+            if under
+            else "No MTTR < 2 min claim: it needs every playbook verified and the largest recovery < 120 s",
+            "playbooks": rows,
+            "governance": gov,
+            "reasons": reasons,
+        }

@@ -1,0 +1,215 @@
+"""The playbook gate's config model: how the target lists, injects, heals and reports, and the harness's own probes.
+
+Everything the gate does to a target is declared here as data in `[gates.PB]` of certify.toml: HTTP
+request templates (`{id}`, `{incident_id}`, `{approval_id}`, `{request_id}` are filled), JSON field paths
+(dotted, e.g. `checks.store.ok`), and probes the harness runs itself (HTTP, files in the data dir, a
+process named by a pid file, a read-only SQLite query). The harness never imports target code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.gate import Policy
+
+
+class Spec(BaseModel):
+    """Base of every table: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Request(Spec):
+    """One HTTP request template sent to the instance on 127.0.0.1."""
+
+    method: Literal["GET", "POST", "PUT", "DELETE"] = "GET"
+    path: str = Field(description="Path with placeholders such as {id}, {incident_id}, {approval_id}, {request_id}.")
+    body: dict[str, Any] | None = Field(None, description="JSON body (playbook options are merged into inject).")
+
+
+class TargetApi(Spec):
+    """How the harness talks to the target's self-healing interface (defaults: guardian's API)."""
+
+    list_playbooks: Request = Request(path="/api/guardian/playbooks")
+    list_items: str = Field("playbooks", description="Field of the list answer holding the playbooks.")
+    id_field: str = "id"
+    tier_field: str = "tier"
+    fault_field: str = Field("fault", description="Field describing the injected fault (reported only).")
+    inject: Request = Request(method="POST", path="/api/guardian/faults/{id}")
+    dry_run: Request = Request(method="POST", path="/api/guardian/playbooks/{id}/dry-run")
+    incidents: Request = Request(path="/api/guardian/incidents?limit=1000")
+    incidents_items: str = "incidents"
+    incident_id_field: str = "id"
+    incident_playbook_field: str = "playbook_id"
+    incident_status_field: str = "status"
+    incident_recovery_field: str = Field("recovery_s", description="The target's own recovery figure (reported).")
+    healed: tuple[str, ...] = ("healed",)
+    final: tuple[str, ...] = ("healed", "rolled_back", "failed", "timed_out", "rejected", "cleared")
+    approvals: Request = Request(path="/api/guardian/approvals?status=pending")
+    approvals_items: str = "approvals"
+    approval_id_field: str = "id"
+    approval_playbook_field: str = "playbook_id"
+    approve: Request = Request(
+        method="POST",
+        path="/api/guardian/approvals/{approval_id}/approve",
+        body={"by": "release-harness", "reason": "playbook gate"},
+    )
+    rollback: Request | None = Request(method="POST", path="/api/guardian/incidents/{incident_id}/rollback")
+    rollback_request_field: str = "request_id"
+    rollback_status: Request = Request(path="/api/guardian/heal_requests/{request_id}")
+    rollback_status_field: str = "status"
+    rollback_done: tuple[str, ...] = ("done",)
+    rollback_failed: tuple[str, ...] = ("failed",)
+    clock: Request | None = Field(
+        Request(method="POST", path="/api/guardian/clock"),
+        description="Sets the governance clock; body {<clock_field>: epoch} (null clears).",
+    )
+    clock_field: str = "epoch"
+    stats: Request | None = Request(path="/api/guardian/healer/stats")
+    audit_verify: Request | None = Request(path="/api/guardian/audit/verify")
+    audit_intact_field: str = "intact"
+
+
+class HttpProbe(Spec):
+    """Healthy when GET path answers an expected status (and a JSON field holds a value)."""
+
+    kind: Literal["http"]
+    path: str
+    status: tuple[int, ...] = (200,)
+    field: str = Field("", description="Dotted JSON field to read; empty: status only.")
+    equals: Any = None
+
+
+class FileProbe(Spec):
+    """Healthy when files under the data dir (a glob; newest match) satisfy every given check."""
+
+    kind: Literal["file"]
+    path: str = Field(description="Glob relative to the data dir; '.' is the data dir itself.")
+    absent: bool = Field(False, description="Healthy only when nothing matches.")
+    max_bytes: int | None = Field(None, description="Newest match at most this size (no match counts as healthy).")
+    max_age_s: float | None = Field(None, description="Newest match modified at most this long ago (needs a match).")
+    mode_forbid: int | None = Field(None, description="Permission bits that must be clear, e.g. 18 (0o022).")
+
+
+class ProcessProbe(Spec):
+    """Healthy when the pid a pid file names is alive, not stopped, and within a memory bound."""
+
+    kind: Literal["process"]
+    pid_file: str = Field(description="Pid file relative to the data dir (glob; first match).")
+    max_rss_mb: float | None = None
+
+
+class SqliteProbe(Spec):
+    """Healthy when a read-only query's first value meets the expectation; `write` probes the write lock."""
+
+    kind: Literal["sqlite"]
+    database: str = Field(description="Database relative to the data dir (glob; newest match).")
+    query: str = ""
+    equals: Any = None
+    max: float | None = None
+    write: bool = Field(False, description="Instead: can BEGIN IMMEDIATE within write_timeout_ms.")
+    write_timeout_ms: int = Field(300, ge=10, le=5000)
+
+
+Probe = Annotated[HttpProbe | FileProbe | ProcessProbe | SqliteProbe, Field(discriminator="kind")]
+
+
+class PlaybookCheck(Spec):
+    """How one playbook is exercised: injector options, the probes that see its fault, rollback meaning."""
+
+    probes: tuple[str, ...] = Field(min_length=1, description="Probe names: unhealthy after injection, healthy after.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Injector options sent with inject.")
+    dry_run_params: dict[str, Any] | None = Field(
+        None, description="Parameters of the dry-run request (none: defaults)."
+    )
+    observe_s: float = Field(10.0, gt=0, le=120, description="How long the fault may take to become observable.")
+    rollback: Literal["exact", "none"] = Field(
+        "exact", description="exact: state after rollback must equal the snapshot before execute."
+    )
+    rollback_ignore: tuple[str, ...] = Field((), description="Extra volatile globs for the rollback comparison.")
+    rollback_probes: tuple[str, ...] = Field(
+        (), description="Probes whose health after rollback must equal their health before execute; default: probes."
+    )
+    recovery_budget_s: float | None = Field(None, gt=0, description="Override of the gate's recovery budget.")
+
+
+class SqliteSnapshot(Spec):
+    """One read-only query whose rows are part of the observable state."""
+
+    database: str
+    query: str
+    rollback: bool = Field(False, description="Also compared after rollback with the state before execute.")
+
+
+class WatchdogCheck(Spec):
+    """A run forced past the target's watchdog on a separate instance, and the outcome expected."""
+
+    playbook: str
+    instance_env: dict[str, str] = Field(default_factory=dict, description="Environment that shortens the watchdog.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Injector options that make the run overrun.")
+    expect_status: tuple[str, ...] = ("timed_out",)
+    audit_action: str = "timed_out"
+    timeout_s: float = Field(90.0, gt=0)
+
+
+class ParamsCheck(Spec):
+    """Out-of-bounds parameters sent with a dry-run request; a 4xx answer is a rejection."""
+
+    playbook: str
+    params: dict[str, Any]
+    audit_action: str = Field("", description="Audit action recording the refusal; empty: the target declares none.")
+
+
+class WorkStream(Spec):
+    """The ledger's unit of work, submitted throughout each playbook run and reconciled by id."""
+
+    submit: Request = Request(
+        method="POST", path="/api/tasks", body={"kind": "orchestrate", "payload": {"steps": 1, "cost_ms": 5}}
+    )
+    id_field: str = "id"
+    status: Request = Request(path="/api/tasks/{id}")
+    status_field: str = "status"
+    completed: tuple[str, ...] = ("completed",)
+    failed: tuple[str, ...] = ("failed", "cancelled")
+    rate_per_s: float = Field(4.0, gt=0, le=50)
+    drain_s: float = Field(60.0, gt=0, le=600)
+
+
+class PlaybookPolicy(Policy):
+    """Thresholds and the target's declarations for the playbook gate (requirements H1, H2, H5, H8-H11, H13)."""
+
+    expected_count: int = Field(31, ge=0, description="Playbooks the target must list (requirement H1: 31).")
+    parallel: int = Field(2, ge=1, le=16, description="Playbooks verified at once, each on its own instance.")
+    repetitions: int = Field(3, ge=1, le=20, description="Runs per playbook in release mode.")
+    repetitions_ci: int = Field(1, ge=1, le=20, description="Runs per playbook in ci mode.")
+    recovery_budget_s: float = Field(120.0, gt=0, description="Requirement H5: recovery within 2 minutes.")
+    refusal_observe_s: float = Field(4.0, gt=0, le=120, description="How long a refused action must stay refused.")
+    settle_s: float = Field(30.0, gt=0, description="Wait for start-up incidents to close before injecting.")
+    service_args: tuple[str, ...] = Field((), description="Arguments appended to the [service] command.")
+    service_env: dict[str, str] = Field(default_factory=dict, description="Environment added for the instances.")
+    hold_pid_file: str = Field(
+        "",
+        description="Pid file (glob) of the process that executes playbooks; SIGSTOPped while the harness "
+        "takes the pre-execute snapshot and runs the dry-run. Empty: those checks cannot run.",
+    )
+    volatile: tuple[str, ...] = Field((), description="Globs (data dir) left out of file snapshots: live logs, db.")
+    rollback_ignore: tuple[str, ...] = Field((), description="Globs left out of every rollback comparison.")
+    audit: SqliteSnapshot | None = Field(None, description="Query listing the audit log: (seq, actor, action, detail).")
+    window_tier: int = Field(3, ge=1, description="Lowest tier the change window applies to.")
+    in_window_epoch: float | None = Field(None, description="Governance time inside the window; default: Monday 10:00.")
+    out_of_window_epoch: float | None = Field(None, description="Outside the window; default: Saturday 12:00.")
+    audit_actions: dict[str, str] = Field(
+        default_factory=lambda: {"needs_approval": "blocked", "outside_window": "blocked"},
+        description="Audit action expected for each refusal.",
+    )
+    api: TargetApi = TargetApi()
+    work: WorkStream = WorkStream()
+    probes: dict[str, Probe] = Field(default_factory=dict, description="The harness's own probes, by name.")
+    health: tuple[str, ...] = Field((), description="Probes that must be healthy for any playbook to count healed.")
+    snapshot_sqlite: tuple[SqliteSnapshot, ...] = Field((), description="Queries part of the dry-run snapshot.")
+    snapshot_api: tuple[Request, ...] = Field((), description="GET requests whose answers are part of the snapshot.")
+    playbooks: dict[str, PlaybookCheck] = Field(default_factory=dict, description="Per-playbook declarations.")
+    watchdog: WatchdogCheck | None = Field(None, description="How to force a run past the watchdog; none: NOT_RUN.")
+    params: tuple[ParamsCheck, ...] = Field((), description="Out-of-bounds parameter cases.")

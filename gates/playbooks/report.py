@@ -1,0 +1,122 @@
+"""The gate's documents: playbooks_report.md, playbooks_report.json and the MTTR chart (deterministic SVG).
+
+Pure functions of the summary `evaluate` computes, so the documents say exactly what the verdict says.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+COLUMNS = (
+    "dry_run",
+    "needs_approval",
+    "outside_window",
+    "recovered",
+    "right_playbook",
+    "rollback",
+    "audit_chain",
+    "ledger",
+)
+
+
+def render_json(summary: dict[str, Any]) -> bytes:
+    """The summary as stable JSON."""
+    return (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _cell(checks: dict[str, str], name: str) -> str:
+    """A table cell for one check ('-' when not applicable)."""
+    return checks.get(name, "-")
+
+
+def render_markdown(summary: dict[str, Any]) -> bytes:
+    """The human report: verdict, count, MTTR, one row per playbook, governance, reasons."""
+    mttr = summary["mttr_s"]
+    lines = [
+        "# Self-healing playbooks report",
+        "",
+        f"**Verdict: {summary['status']}** — {summary['headline']}",
+        "",
+        f"- Playbooks listed by the target: {summary['listed']} (expected {summary['expected_count']})",
+        f"- Runs: {summary['runs']} ({summary['repetitions']} per playbook, mode {summary['mode']}, "
+        f"{summary['parallel']} in parallel, {summary['elapsed_s']:.0f} s)",
+        f"- MTTR measured by the harness's own probes (s): p50 {_num(mttr['p50'])}, p95 {_num(mttr['p95'])}, "
+        f"max {_num(mttr['max'])} over {mttr['count']} recoveries; budget {summary['budget_s']:g} s",
+        f"- {summary['mttr_claim']}",
+        "",
+        "| playbook | tier | fault | detected | "
+        + " | ".join(c.replace("_", " ") for c in COLUMNS)
+        + " | recovery s (max) | lost/dup | verdict |",
+        "|" + "---|" * (len(COLUMNS) + 8),
+    ]
+    for row in summary["playbooks"]:
+        checks = row["checks"]
+        recovery = max(row["recovery_s"]) if row["recovery_s"] else None
+        lost = sum((item or {}).get("lost", 0) for item in row["ledger"])
+        dup = sum((item or {}).get("duplicated", 0) for item in row["ledger"])
+        cells = [row["id"], str(row["tier"]), _md(str(row["fault"]))[:60], _cell(checks, "detected")]
+        cells += [_cell(checks, c) for c in COLUMNS] + [_num(recovery), f"{lost}/{dup}", f"**{row['verdict']}**"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Governance", ""]
+    lines += [f"- {name}: {value}" for name, value in sorted(summary["governance"]["checks"].items())]
+    lines += ["", "## Reasons", ""]
+    lines += [f"- {_md(reason)}" for reason in summary["reasons"]] or ["- none"]
+    lines += [
+        "",
+        "MTTR is measured from the injection (tier 1) or from the approval that allowed the run (tier 2/3) to the",
+        "first of at least 1 s of samples in which every probe of the playbook and every health probe is healthy.",
+        "",
+    ]
+    return "\n".join(lines).encode()
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value: float | None) -> str:
+    """A figure with two decimals, or n/a."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def render_svg(summary: dict[str, Any]) -> bytes:
+    """Horizontal bars: max recovery per playbook, p50 tick, the budget line; same input, same bytes."""
+    rows = summary["playbooks"]
+    budget = float(summary["budget_s"])
+    worst = max([budget, *[max(r["recovery_s"]) for r in rows if r["recovery_s"]]])
+    width, left, bar_h, top = 760, 190, 16, 40
+    scale = (width - left - 30) / worst if worst else 1.0
+    height = top + len(rows) * (bar_h + 6) + 40
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+        f'<text x="10" y="20" font-size="14">MTTR per playbook (harness-observed, s); budget {budget:g} s</text>',
+    ]
+    for index, row in enumerate(rows):
+        y = top + index * (bar_h + 6)
+        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(row["id"])}</text>')
+        values = sorted(row["recovery_s"])
+        if not values:
+            parts.append(f'<text x="{left + 4}" y="{y + 12}" fill="#a00">{escape(row["verdict"])}: no recovery</text>')
+            continue
+        high, median = values[-1], values[(len(values) - 1) // 2]
+        colour = "#3a7" if row["verdict"] == "PASS" else "#c44"
+        parts.append(
+            f'<rect x="{left}" y="{y}" width="{max(1.0, high * scale):.1f}" height="{bar_h}" fill="{colour}"/>'
+        )
+        parts.append(
+            f'<line x1="{left + median * scale:.1f}" y1="{y}" x2="{left + median * scale:.1f}" '
+            f'y2="{y + bar_h}" stroke="#000"/>'
+        )
+        parts.append(f'<text x="{left + high * scale + 4:.1f}" y="{y + 12}">{high:.2f}</text>')
+    x_budget = left + budget * scale
+    parts.append(
+        f'<line x1="{x_budget:.1f}" y1="{top - 6}" x2="{x_budget:.1f}" y2="{height - 30}" '
+        'stroke="#a00" stroke-dasharray="4 3"/>'
+    )
+    parts.append(f'<text x="{x_budget:.1f}" y="{height - 16}" text-anchor="middle" fill="#a00">budget</text>')
+    parts.append("</svg>")
+    return ("\n".join(parts) + "\n").encode()
