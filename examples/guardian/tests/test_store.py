@@ -221,3 +221,19 @@ def test_rollback_outside_a_transaction_is_a_no_op(store: Store) -> None:
     assert not store.conn.in_transaction
     store._rollback()
     assert not store.conn.in_transaction
+
+
+def test_store_provider_reopen_gives_a_fresh_writable_connection(tmp_path: Path) -> None:
+    """reopen() drops this thread's connection; the next get() opens a new one that can write."""
+    from guardian.api.context import StoreProvider
+    from guardian.paths import DataDir
+
+    data_dir = DataDir(tmp_path / "d")
+    data_dir.ensure()
+    provider = StoreProvider(data_dir)
+    first = provider.get()
+    provider.reopen()
+    second = provider.get()
+    assert second is not first
+    second.probe_write()
+    provider.close_all()

@@ -43,6 +43,21 @@ class StoreProvider:
                 self._all.append(store)
         return store
 
+    def reopen(self) -> None:
+        """Drop this thread's connection so the next `get` opens a fresh one.
+
+        SQLite keeps a connection read-only once it opened the file while it was not writable
+        (permission drift, an immutable file); after the cause is fixed only a new connection
+        can write again.
+        """
+        store: Store | None = getattr(self._local, "store", None)
+        if store is not None:
+            self._local.store = None
+            with self._lock:
+                if store in self._all:
+                    self._all.remove(store)
+            store.close()
+
     def close_all(self) -> None:
         """Close every connection opened through this provider."""
         with self._lock:
@@ -74,6 +89,9 @@ def readiness(state: AppState) -> tuple[int, dict[str, Any]]:
         checks["store"] = {"ok": True}
     except StoreError as exc:
         checks["store"] = {"ok": False, "error": str(exc)}
+        if "readonly" in str(exc):
+            state.stores.reopen()
+            store = state.stores.get()
     try:
         alive = live_workers(store, state.config.heartbeat_max_age_s)
         checks["workers"] = {
