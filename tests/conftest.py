@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +24,12 @@ RunCertify = Callable[..., "subprocess.CompletedProcess[str]"]
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run one git command in `repo` and fail loudly if it does not succeed."""
     return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
+        ["git", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
     )
 
 
@@ -54,9 +61,35 @@ def certify(
     """Run the real `certify` entry point in a subprocess and capture its output as text."""
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", *(os.fspath(arg) for arg in args)],
-        cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout_s,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
         check=False,
     )
+
+
+def run_gate_verified(
+    gate_id: str, target: Path, out: Path, cache: Path, *extra: str, timeout_s: float = CERTIFY_TIMEOUT_S
+) -> dict[str, Any]:
+    """Run one gate alone; assert no traceback and that `certify verify` accepts the pack; return its verdict."""
+    proc = certify(
+        "run", "--target", target, "--gates", gate_id, "--out", out, "--cache-dir", cache, *extra, timeout_s=timeout_s
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    check = certify("verify", out)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (result,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
+    verdict: dict[str, Any] = result["verdict"]
+    verdict["exit_code"] = proc.returncode
+    return verdict
+
+
+def measurement(verdict: dict[str, Any], name: str) -> dict[str, Any]:
+    """The named measurement of a verdict."""
+    (found,) = [m for m in verdict["measurements"] if m["name"] == name]
+    return found
 
 
 @pytest.fixture
@@ -75,7 +108,9 @@ def run_certify(tmp_path: Path) -> RunCertify:
     cache_home = tmp_path / "xdg-cache"
 
     def run(
-        *args: str | os.PathLike[str], env: Mapping[str, str] | None = None, cwd: Path | None = None,
+        *args: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return certify(*args, env={"XDG_CACHE_HOME": str(cache_home), **(env or {})}, cwd=cwd or tmp_path)
 

@@ -14,7 +14,14 @@ from gates.observability import evidence as ev
 from gates.observability.check import Check
 from gates.observability.judge import assess
 from gates.observability.policy import ObservabilityPolicy
-from gates.observability.report import DASHBOARD_EXPORT, LOGS_SAMPLE, REPORT, dashboard_export, log_sample, render_report
+from gates.observability.report import (
+    DASHBOARD_EXPORT,
+    LOGS_SAMPLE,
+    REPORT,
+    dashboard_export,
+    log_sample,
+    render_report,
+)
 from gates.observability.run import ObservabilityRun
 from harness.context import GateContext
 from harness.evidence import dump_json
@@ -33,7 +40,9 @@ def verdict_of(checks: list[Check]) -> Verdict:
         reasons += [f"{check.name}: {finding}" for finding in check.findings[:6]]
     measurements = tuple(m for check in checks for m in check.measurements)
     details: dict[str, Any] = {c.name: {"status": c.status.value, "rows": c.rows} for c in checks}
-    return Verdict(status=worst([c.status for c in checks]), reasons=tuple(reasons), measurements=measurements, details=details)
+    return Verdict(
+        status=worst([c.status for c in checks]), reasons=tuple(reasons), measurements=measurements, details=details
+    )
 
 
 class ObservabilityGate(Gate):

@@ -32,7 +32,11 @@ ALERT_GRACE_S = 5.0
 
 def scrapes(view: ev.EvidenceView) -> dict[str, Scrape]:
     """The direct scrapes recorded, parsed."""
-    return {label: parse_scrape(view.read_text(ev.scrape_name(label))) for label in ev.SCRAPES if view.exists(ev.scrape_name(label))}
+    return {
+        label: parse_scrape(view.read_text(ev.scrape_name(label)))
+        for label in ev.SCRAPES
+        if view.exists(ev.scrape_name(label))
+    }
 
 
 def family_key(name: str, types: dict[str, str]) -> str:
@@ -124,7 +128,9 @@ def check_cross(
             findings.append(f"{item.name}: the generator counted nothing to compare with")
         elif not _within(direct, harness, policy.tolerance):
             status = Status.FAIL
-            findings.append(f"{item.name}: target counted {direct:g}, the generator {harness} (> {policy.tolerance:.0%})")
+            findings.append(
+                f"{item.name}: target counted {direct:g}, the generator {harness} (> {policy.tolerance:.0%})"
+            )
         if via_prom is None and prom is not None:
             status = worst([status, Status.FAIL])
             findings.append(f"{item.name}: Prometheus could not answer the query")
@@ -135,13 +141,22 @@ def check_cross(
         table.append(row)
         statuses.append(status)
         measures.append(
-            Measurement.judged(f"{item.name}: |target - generator|", abs(direct - harness), "<=", policy.tolerance * max(harness, 1))
+            Measurement.judged(
+                f"{item.name}: |target - generator|", abs(direct - harness), "<=", policy.tolerance * max(harness, 1)
+            )
         )
     if prom is None:
         statuses.append(Status.NOT_RUN)
         findings.append("the Prometheus column was not measured (prometheus not installed)")
     agreed = sum(1 for row in table if row["status"] == "PASS")
-    return Check("cross-check", worst(statuses), f"{agreed} of {len(table)} counters agree with the generator", findings, measures, table)
+    return Check(
+        "cross-check",
+        worst(statuses),
+        f"{agreed} of {len(table)} counters agree with the generator",
+        findings,
+        measures,
+        table,
+    )
 
 
 def check_latency(parsed: dict[str, Scrape], rows: list[RawRow], policy: ObservabilityPolicy) -> Check:
@@ -154,7 +169,11 @@ def check_latency(parsed: dict[str, Scrape], rows: list[RawRow], policy: Observa
         before = bucket_counts(parsed.get("before-load", Scrape()), item.histogram, item.labels)
         buckets = bucket_delta(before, bucket_counts(parsed.get("after-load", Scrape()), item.histogram, item.labels))
         index = quantile_bucket(buckets, item.quantile)
-        row: dict[str, Any] = {"name": item.name, "n_harness": len(samples), "n_target": buckets[-1][1] if buckets else 0}
+        row: dict[str, Any] = {
+            "name": item.name,
+            "n_harness": len(samples),
+            "n_target": buckets[-1][1] if buckets else 0,
+        }
         if not samples:
             statuses.append(Status.INCONCLUSIVE)
             findings.append(f"{item.name}: the generator has no samples")
@@ -170,12 +189,15 @@ def check_latency(parsed: dict[str, Scrape], rows: list[RawRow], policy: Observa
             statuses.append(Status.PASS if ok else Status.FAIL)
             if not ok:
                 findings.append(
-                    f"{item.name}: measured p{item.quantile * 100:g} {measured_s * 1000:.1f} ms is {abs(mine - index)} buckets "
+                    f"{item.name}: measured p{item.quantile * 100:g} {measured_s * 1000:.1f} ms is "
+                    f"{abs(mine - index)} buckets "
                     f"from the histogram's ({low * 1000:g}, {high * 1000:g}] ms bucket"
                 )
         row["status"] = statuses[-1].value
         table.append(row)
-    return Check("latency", worst(statuses), f"{len(table)} histogram(s) against the measured quantile", findings, [], table)
+    return Check(
+        "latency", worst(statuses), f"{len(table)} histogram(s) against the measured quantile", findings, [], table
+    )
 
 
 def check_movement(parsed: dict[str, Scrape], policy: ObservabilityPolicy) -> Check:
@@ -196,7 +218,14 @@ def check_movement(parsed: dict[str, Scrape], policy: ObservabilityPolicy) -> Ch
         if moved == 0:
             findings.append(f"{name} did not change while the load and the fault ran (frozen or placeholder)")
     status = Status.FAIL if findings else Status.PASS
-    return Check("live metrics", status, f"{len(families) - len(findings)} of {len(families)} families moved", findings, [], table)
+    return Check(
+        "live metrics",
+        status,
+        f"{len(families) - len(findings)} of {len(families)} families moved",
+        findings,
+        [],
+        table,
+    )
 
 
 def check_logs(view: ev.EvidenceView, facts: dict[str, Any], policy: ObservabilityPolicy) -> Check:
@@ -205,13 +234,21 @@ def check_logs(view: ev.EvidenceView, facts: dict[str, Any], policy: Observabili
     if not log.get("file"):
         return Check("logs", Status.INCONCLUSIVE, f"no log checked: {log.get('why', 'no [service] log_file')}")
     result = check_lines(
-        view.read_text(log["file"]), policy.log_required_fields, policy.log_ts_field, policy.log_level_field, policy.log_msg_field
+        view.read_text(log["file"]),
+        policy.log_required_fields,
+        policy.log_ts_field,
+        policy.log_level_field,
+        policy.log_msg_field,
     )
     findings = [f"{n} line(s): {why}" for why, n in sorted(result.problems.items())] + result.examples
-    measures = [Measurement.judged("valid JSON log lines", round(result.valid_share, 6), ">=", policy.min_valid_log_share)]
+    measures = [
+        Measurement.judged("valid JSON log lines", round(result.valid_share, 6), ">=", policy.min_valid_log_share)
+    ]
     times = facts["times"]
     fault_lines = result.at_levels(policy.fault.log_levels, times["fault_start"], times["fault_end"] + ALERT_GRACE_S)
-    measures.append(Measurement.judged(f"{'/'.join(policy.fault.log_levels)} lines during the fault", len(fault_lines), ">=", 1))
+    measures.append(
+        Measurement.judged(f"{'/'.join(policy.fault.log_levels)} lines during the fault", len(fault_lines), ">=", 1)
+    )
     status = Status.PASS
     if result.lines == 0:
         status, findings = Status.FAIL, ["the log file had no line during the run", *findings]
@@ -220,7 +257,10 @@ def check_logs(view: ev.EvidenceView, facts: dict[str, Any], policy: Observabili
     if not fault_lines:
         status = Status.FAIL
         findings.append(f"nothing logged at {'/'.join(policy.fault.log_levels)} during the fault window")
-    summary = f"{result.valid} of {result.lines} lines valid ({result.valid_share:.2%}); {len(fault_lines)} warning/error lines in the fault"
+    summary = (
+        f"{result.valid} of {result.lines} lines valid ({result.valid_share:.2%}); "
+        f"{len(fault_lines)} warning/error lines in the fault"
+    )
     messages = sorted({msg for _, _, msg in fault_lines})[:8]
     return Check("logs", status, summary, findings, measures, [{"fault_messages": messages}])
 
@@ -250,7 +290,10 @@ def check_alerts(view: ev.EvidenceView, facts: dict[str, Any], policy: Observabi
             }
         )
         if baseline:
-            findings.append(f"{name} fired during the quiet baseline ({times['fault_start'] - min(baseline):.0f} s before the fault)")
+            findings.append(
+                f"{name} fired during the quiet baseline "
+                f"({times['fault_start'] - min(baseline):.0f} s before the fault)"
+            )
     fired = {row["alert"] for row in table if row["in_fault"]}
     findings += [f"{name} did not fire during the fault" for name in policy.fault.expect_alerts if name not in fired]
     status = Status.FAIL if findings else Status.PASS
@@ -260,7 +303,11 @@ def check_alerts(view: ev.EvidenceView, facts: dict[str, Any], policy: Observabi
     zero = " (ci: labelled copy with for: 0s)" if any(r["zero_for"] for r in facts["rules"]) else ""
     expected = [n for n in policy.fault.expect_alerts if n in fired]
     summary = f"{len(expected)} of {len(policy.fault.expect_alerts)} expected alerts fired during the fault{zero}"
-    measures = [Measurement.judged("expected alerts fired during the fault", len(expected), ">=", len(policy.fault.expect_alerts))]
+    measures = [
+        Measurement.judged(
+            "expected alerts fired during the fault", len(expected), ">=", len(policy.fault.expect_alerts)
+        )
+    ]
     return Check("alerts", status, summary, findings, measures, table)
 
 
@@ -288,7 +335,9 @@ def check_scrape(view: ev.EvidenceView, facts: dict[str, Any], policy: Observabi
     ]
     status = Status.PASS if all(m.passed for m in measures) else Status.FAIL
     findings = [] if status is Status.PASS else [f"{len(values)} up samples for ~{expected} expected, {down} down"]
-    return Check("scrape", status, f"{len(values)} scrapes at {policy.scrape_interval_s:g} s, {down} failed", findings, measures)
+    return Check(
+        "scrape", status, f"{len(values)} scrapes at {policy.scrape_interval_s:g} s, {down} failed", findings, measures
+    )
 
 
 def assess(view: ev.EvidenceView, policy: ObservabilityPolicy) -> list[Check]:

@@ -12,7 +12,7 @@ MAX_EXAMPLES = 5
 
 def parse_ts(value: Any) -> float | None:
     """Unix time of an ISO-8601 timestamp string ('Z' accepted; a naive time is read as UTC); else None."""
-    if not isinstance(value, str) or "T" not in value and " " not in value:
+    if not isinstance(value, str) or ("T" not in value and " " not in value):
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)

@@ -21,7 +21,9 @@ class CrossCheck(_Table):
     name: str = Field(description="Row title in the cross-check table.")
     metric: str = Field(description="Sample name as exposed, e.g. app_requests_total or app_latency_seconds_count.")
     labels: dict[str, str] = Field(default_factory=dict, description="Label -> regex (full match); samples summed.")
-    rows: Literal["http", "tasks"] = Field("http", description="http: requests the generator sent; tasks: polled tasks.")
+    rows: Literal["http", "tasks"] = Field(
+        "http", description="http: requests the generator sent; tasks: polled tasks."
+    )
     kinds: tuple[str, ...] = Field(("arrival", "poll", "follow"), description="http rows: arrival, poll, follow.")
     requests: tuple[str, ...] = Field((), description="Request names ([gates.G2.requests]) counted; empty: all.")
     status: str = Field("", description="Regex (full match) on the HTTP status the generator saw; empty: any.")
@@ -74,10 +76,11 @@ class FaultSpec(_Table):
 
 
 class ObservabilityPolicy(Policy):
-    """G6: metrics exposed and true (cross-checked with the load), JSON logs, alert rules that fire, dashboards with data."""
+    """G6: metrics true under load (cross-checked), JSON logs, alert rules that fire, dashboards with data."""
 
     required_families: dict[str, str] = Field(
-        default_factory=dict, description="Family -> type (counter, gauge, histogram, summary); counters without _total."
+        default_factory=dict,
+        description="Family -> type (counter, gauge, histogram, summary); counters without _total.",
     )
     moving_families: tuple[str, ...] | None = Field(
         None, description="Families that must change during the run; unset: every required counter and histogram."
@@ -93,7 +96,9 @@ class ObservabilityPolicy(Policy):
     quiet_s: float = Field(3.0, ge=0, description="Idle time before each direct scrape, so counters are settled.")
     fault: FaultSpec = Field(FaultSpec(), description="The fault window.")
     alert_rules: tuple[str, ...] = Field((), description="Globs of Prometheus rule files, relative to the target.")
-    rule_tests: tuple[str, ...] = Field((), description="Globs of `promtool test rules` files, if the target ships any.")
+    rule_tests: tuple[str, ...] = Field(
+        (), description="Globs of `promtool test rules` files, if the target ships any."
+    )
     dashboards: tuple[str, ...] = Field((), description="Globs of Grafana dashboard JSON files.")
     ci_zero_for: bool = Field(True, description="ci: load a labelled copy of the rules with every `for:` set to 0s.")
     prometheus: str = Field("prometheus", description="Prometheus server binary (name on PATH or path).")

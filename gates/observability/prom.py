@@ -39,9 +39,7 @@ def find_binary(name: str) -> Path:
 
 def binary_version(binary: Path) -> str:
     """The first line of `<binary> --version` (e.g. 'prometheus, version 2.42.0+ds ...')."""
-    proc = subprocess.run(  # noqa: S603 - argv list of a located binary
-        [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
-    )
+    proc = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False)
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     return lines[0].strip() if lines else "unknown"
 
@@ -87,7 +85,7 @@ class PrometheusServer:
 
     @classmethod
     def start(
-        cls, binary: Path, workdir: Path, target: str, metrics_path: str, interval_s: float, rule_files: list[Path]
+        cls, binary: Path, workdir: Path, *, target: str, metrics_path: str, interval_s: float, rule_files: list[Path]
     ) -> PrometheusServer:
         """Write the config, start the server on a free loopback port and wait until it is ready."""
         workdir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +120,7 @@ class PrometheusServer:
                 raise ToolFailedError(msg)
             try:
                 with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as resp:  # noqa: S310 - loopback
-                    if resp.status == 200:  # noqa: PLR2004 - HTTP OK
+                    if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 pass

@@ -41,7 +41,8 @@ def render_report(checks: list[Check], facts: dict[str, Any], status: str) -> st
         f"- Prometheus: {prom['version'] if prom['available'] else 'NOT RUN — ' + prom['why']}, scraping the instance "
         f"from {_utc(t['start'])} to {_utc(t['end'])} ({t['end'] - t['start']:.0f} s).",
         f"- Load window: {t['load_start'] - t['start']:.0f} s to {t['load_end'] - t['start']:.0f} s; "
-        f"fault window: {t['fault_start'] - t['start']:.0f} s to {t['fault_end'] - t['start']:.0f} s (times from Prometheus start).",
+        f"fault window: {t['fault_start'] - t['start']:.0f} s to {t['fault_end'] - t['start']:.0f} s "
+        "(times from Prometheus start).",
     ]
     if zero:
         lines.append(
@@ -67,9 +68,13 @@ def render_report(checks: list[Check], facts: dict[str, Any], status: str) -> st
 def _cross_table(check: Check) -> list[str]:
     """Harness vs target vs Prometheus, side by side."""
     lines = ["", "## Cross-check over the load window", ""]
-    lines += ["| counter | load generator | target /metrics delta | Prometheus delta | status |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['name']} | {r['harness']} | {_num(r['target'])} | {_num(r['prometheus'])} | {r['status']} |" for r in check.rows
+        "| counter | load generator | target /metrics delta | Prometheus delta | status |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['name']} | {r['harness']} | {_num(r['target'])} | {_num(r['prometheus'])} | {r['status']} |"
+        for r in check.rows
     ]
     return lines if check.rows else [*lines[:3], check.summary]
 
@@ -82,7 +87,9 @@ def _latency_table(check: Check) -> list[str]:
     for r in check.rows:
         bucket = f"({r['bucket'][0] * 1000:g}, {r['bucket'][1] * 1000:g}] ms" if "bucket" in r else "-"
         measured = f"{r['harness_s'] * 1000:.2f} ms" if "harness_s" in r else "-"
-        lines.append(f"| {r['name']} | {r['n_harness']} | {_num(r['n_target'])} | {measured} | {bucket} | {r['status']} |")
+        lines.append(
+            f"| {r['name']} | {r['n_harness']} | {_num(r['n_target'])} | {measured} | {bucket} | {r['status']} |"
+        )
     return lines
 
 
@@ -93,7 +100,8 @@ def _alert_table(check: Check, facts: dict[str, Any]) -> list[str]:
         return [*lines, check.summary]
     lines += ["| alert | first firing | last firing | in baseline | in fault |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['alert']} | {r['first_firing_s']:+g} s | {r['last_firing_s']:+g} s | {r['in_baseline']} | {r['in_fault']} |"
+        f"| {r['alert']} | {r['first_firing_s']:+g} s | {r['last_firing_s']:+g} s "
+        f"| {r['in_baseline']} | {r['in_fault']} |"
         for r in check.rows
     ]
     return lines if check.rows else [*lines, "| (no alert fired) | | | | |"]
@@ -139,7 +147,9 @@ def dashboard_export(view: ev.EvidenceView, facts: dict[str, Any], check: Check)
                         "queries": [{k: r[k] for k in ("refId", "expr", "points", "error", "missing")} for r in mine],
                     }
                 )
-        export["dashboards"].append({"file": item["source"], "parses": True, "dashboard": dashboard, "panels": panel_data})
+        export["dashboards"].append(
+            {"file": item["source"], "parses": True, "dashboard": dashboard, "panels": panel_data}
+        )
     return export
 
 

@@ -1,4 +1,4 @@
-"""G6 alert-rule and dashboard checks: promtool's verdicts, referenced metrics exist, panel queries parse and have data."""
+"""G6 alert-rule and dashboard checks: promtool's verdicts, metrics exposed, panel queries parse and have data."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def _promtool_findings(view: ev.EvidenceView) -> tuple[list[str], list[Status], 
         statuses.append(Status.PASS if ok else Status.FAIL)
         if not ok:
             why = "timed out" if run["timed_out"] else f"exit {run['returncode']}"
-            findings.append(f"promtool {run['kind']} rules {run['file']}: {why}: {' '.join(run['output'].split())[:400]}")
+            findings.append(
+                f"promtool {run['kind']} rules {run['file']}: {why}: {' '.join(run['output'].split())[:400]}"
+            )
     return findings, statuses, record["runs"]
 
 
@@ -80,10 +82,14 @@ def assess_rules_static(view: ev.EvidenceView, facts: dict[str, Any], names: set
             table.append({"file": item["source"], "rule": label, "for": entry.get("for", "0s"), "missing": missing})
             if missing:
                 statuses.append(Status.FAIL)
-                findings.append(f"{item['source']}: rule {label} reads {', '.join(missing)}, which the target does not expose")
+                findings.append(
+                    f"{item['source']}: rule {label} reads {', '.join(missing)}, which the target does not expose"
+                )
     tests = sum(1 for run in runs if run["kind"] == "test")
     summary = f"{len(table)} rules in {len(facts['rules'])} file(s); promtool check rules; {tests} rule test file(s)"
-    measure = Measurement.judged("rules reading metrics the target does not expose", sum(1 for r in table if r["missing"]), "==", 0)
+    measure = Measurement.judged(
+        "rules reading metrics the target does not expose", sum(1 for r in table if r["missing"]), "==", 0
+    )
     return Check("alert rules", worst(statuses or [Status.PASS]), summary, findings, [measure], table)
 
 
@@ -155,12 +161,16 @@ def assess_dashboards(view: ev.EvidenceView, facts: dict[str, Any], names: set[s
             row = _panel_row(item["source"], query, names, answers)
             table.append(row)
             if row["missing"]:
-                findings.append(f"{item['source']} panel {query['title']!r}: reads {', '.join(row['missing'])}, not exposed")
+                findings.append(
+                    f"{item['source']} panel {query['title']!r}: reads {', '.join(row['missing'])}, not exposed"
+                )
             if row["error"]:
                 findings.append(f"{item['source']} panel {query['title']!r} ({query['refId']}): {row['error']}")
             elif row["points"] == 0 and answers:
                 findings.append(f"{item['source']} panel {query['title']!r} ({query['refId']}): no data for the run")
-            statuses.append(Status.FAIL if row["missing"] or row["error"] or (answers and not row["points"]) else Status.PASS)
+            statuses.append(
+                Status.FAIL if row["missing"] or row["error"] or (answers and not row["points"]) else Status.PASS
+            )
     if not facts["prometheus"]["available"]:
         statuses.append(Status.NOT_RUN)
         findings.append(not_run_prometheus("dashboards", facts).summary)

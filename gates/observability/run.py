@@ -23,7 +23,7 @@ from gates.observability import evidence as ev
 from gates.observability.policy import CrossCheck, LatencyCheck, ObservabilityPolicy
 from gates.observability.prom import INSTALL_HINT, PrometheusServer, binary_version
 from gates.observability.rulecheck import panel_queries
-from gates.observability.traffic import Killer, http_action, run_phase
+from gates.observability.traffic import Killer, Phase, http_action, run_phase
 from harness.context import GateContext
 from harness.errors import ConfigError, ToolMissingError
 from harness.lifecycle import Instance, fill
@@ -53,7 +53,10 @@ def _tool(binary: str) -> dict[str, Any]:
 
 def prom_selector(metric: str, labels: dict[str, str]) -> str:
     """`metric{label=~"regex",...}` (Prometheus regexes are anchored, like fullmatch)."""
-    inner = ",".join(f'{name}=~"{pattern.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for name, pattern in sorted(labels.items()))
+    inner = ",".join(
+        f'{name}=~"{pattern.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for name, pattern in sorted(labels.items())
+    )
     return f"{metric}{{{inner}}}"
 
 
@@ -94,7 +97,8 @@ class ObservabilityRun:
             raise ToolMissingError(msg, hint="e.g. mix = { orchestrate = 3, dependency = 1 }")
         unknown = sorted((set(self.policy.mix) | set(self.policy.fault.mix)) - set(requests))
         if unknown:
-            msg = f"[gates.G6] mix names undeclared request(s) {', '.join(unknown)}; declared: {', '.join(sorted(requests))}"
+            declared = ", ".join(sorted(requests))
+            msg = f"[gates.G6] mix names undeclared request(s) {', '.join(unknown)}; declared: {declared}"
             raise ConfigError(msg)
 
     def _glob(self, patterns: tuple[str, ...], kind: str) -> list[Path]:
@@ -184,9 +188,13 @@ class ObservabilityRun:
         if prometheus["available"]:
             target = f"127.0.0.1:{instance.port}"
             server = PrometheusServer.start(
-                Path(prometheus["path"]), self.ctx.scratch / "prometheus", target, service.metrics,
-                self.policy.scrape_interval_s, loaded,
-            )  # fmt: skip
+                Path(prometheus["path"]),
+                self.ctx.scratch / "prometheus",
+                target=target,
+                metrics_path=service.metrics,
+                interval_s=self.policy.scrape_interval_s,
+                rule_files=loaded,
+            )
         try:
             self._timeline(instance, requests, values, server, service.metrics)
             if server is not None:
@@ -215,7 +223,12 @@ class ObservabilityRun:
         self.times[f"{label}_prom"] = time.time()
 
     def _timeline(
-        self, instance: Instance, requests: dict[str, Any], values: dict[str, str], server: PrometheusServer | None, path: str
+        self,
+        instance: Instance,
+        requests: dict[str, Any],
+        values: dict[str, str],
+        server: PrometheusServer | None,
+        path: str,
     ) -> None:
         """First scrape, quiet scrape, load, quiet scrape, fault, last scrape."""
         metrics_url = instance.base_url + path
@@ -224,7 +237,8 @@ class ObservabilityRun:
         load_s = self.policy.ci_load_s if self.ctx.mode == "ci" else self.policy.load_s
         self.ctx.progress(f"load: {self.policy.rate_per_min:g} arrivals/min for {load_s:g} s")
         self.times["load_start"] = time.time()
-        phases = {"load": self._phase("load", instance, requests, self.policy.mix, self.policy.rate_per_min, load_s)}
+        load = Phase("load", dict(self.policy.mix), self.policy.rate_per_min, load_s, self.policy.drain_s)
+        phases = {"load": self._phase(load, instance, requests)}
         self.times["load_end"] = time.time()
         self._settle_and_scrape("after-load", metrics_url)
         fault = self.policy.fault
@@ -237,7 +251,8 @@ class ObservabilityRun:
             actions += [http_action(action, values) for action in fault.start]
             mix = dict(fault.mix) or dict(self.policy.mix)
             during = killer.tick if killer is not None else None
-            phases["fault"] = self._phase("fault", instance, requests, mix, fault.rate_per_min, fault_s, during)
+            phase = Phase("fault", mix, fault.rate_per_min, fault_s, self.policy.drain_s)
+            phases["fault"] = self._phase(phase, instance, requests, during)
         finally:
             self.times["fault_end"] = time.time()
             actions += [http_action(action, values) for action in fault.stop]
@@ -248,16 +263,12 @@ class ObservabilityRun:
         self.rec.write_text(ev.scrape_name("after-fault"), _get_text(metrics_url))
         self.times["end"] = time.time()
 
-    def _phase(
-        self, name: str, instance: Instance, requests: dict[str, Any], mix: dict[str, float], rate: float,
-        seconds: float, during: Any = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        """One traffic phase; its raw CSV, plan and driver report go into the evidence."""
-        out = self.ctx.scratch / "traffic" / name
-        record = run_phase(name, instance, requests, mix, rate, seconds, self.policy.drain_s, out, self.ctx.cancel, during)
-        raw = out / "raw-w0.csv"
-        self.rec.write_bytes(ev.raw_name(name), raw.read_bytes())
-        self.ctx.copy_in(f"traffic/{name}/locust.stderr.txt", out / "locust.stderr.txt")
+    def _phase(self, phase: Phase, instance: Instance, requests: dict[str, Any], during: Any = None) -> dict[str, Any]:
+        """One traffic phase; its raw CSV and Locust's stderr go into the evidence."""
+        out = self.ctx.scratch / "traffic" / phase.name
+        record = run_phase(phase, instance, requests, out, cancel=self.ctx.cancel, during=during)
+        self.rec.write_bytes(ev.raw_name(phase.name), (out / "raw-w0.csv").read_bytes())
+        self.ctx.copy_in(f"traffic/{phase.name}/locust.stderr.txt", out / "locust.stderr.txt")
         return record
 
     def _ask_prometheus(self, server: PrometheusServer) -> None:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +34,30 @@ STARTUP_MARGIN_S = 60.0
 HTTP_ACTION_TIMEOUT_S = 10.0
 
 
-def run_phase(  # noqa: PLR0913, PLR0917 - one phase's complete definition
-    name: str,
+@dataclass(frozen=True)
+class Phase:
+    """One traffic window: constant-rate open-model arrivals of a request mix."""
+
+    name: str
+    mix: dict[str, float]
+    rate_per_min: float
+    duration_s: float
+    drain_s: float
+
+
+def run_phase(
+    phase: Phase,
     instance: Instance,
     requests: dict[str, RequestSpec],
-    mix: dict[str, float],
-    rate_per_min: float,
-    duration_s: float,
-    drain_s: float,
     out_dir: Path,
+    *,
     cancel: Any,
     during: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Run one open-model traffic phase; `during(elapsed_s)` is called while it runs; returns its record."""
+    name, mix, duration_s, drain_s = phase.name, phase.mix, phase.duration_s, phase.drain_s
     out_dir.mkdir(parents=True, exist_ok=True)
-    arrivals = plan_arrivals(ArrivalShape(kind="constant", rate_per_min=rate_per_min), duration_s, mix)
+    arrivals = plan_arrivals(ArrivalShape(kind="constant", rate_per_min=phase.rate_per_min), duration_s, mix)
     plan = {
         "profile": f"G6-{name}",
         "base_url": instance.base_url,
@@ -89,12 +99,14 @@ def run_phase(  # noqa: PLR0913, PLR0917 - one phase's complete definition
     driver_path = out_dir / "driver-w0.json"
     if interrupted or proc.returncode != 0 or not driver_path.is_file():
         why = interrupted or f"exited {proc.returncode}"
-        msg = f"G6 {name} traffic: Locust {why}; stderr: {tail(out_dir / 'locust.stderr.txt', 800).strip() or '(empty)'}"
+        msg = (
+            f"G6 {name} traffic: Locust {why}; stderr: {tail(out_dir / 'locust.stderr.txt', 800).strip() or '(empty)'}"
+        )
         raise ToolFailedError(msg)
     return {
         "phase": name,
         "planned_arrivals": len(arrivals),
-        "rate_per_min": rate_per_min,
+        "rate_per_min": phase.rate_per_min,
         "duration_s": duration_s,
         "mix": mix,
         "driver": json.loads(driver_path.read_text(encoding="utf-8")),

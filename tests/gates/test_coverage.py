@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import certify, commit_all, copy_target, git
+from tests.conftest import commit_all, copy_target, git, measurement, run_gate_verified
 
 pytestmark = pytest.mark.integration
 
@@ -28,28 +27,10 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("venvs")
 
 
-def run_g1(target: Path, out: Path, cache: Path, *extra: str) -> dict[str, Any]:
-    """Run gate G1 alone; assert no traceback and that `certify verify` accepts the pack."""
-    proc = certify("run", "--target", target, "--gates", "G1", "--out", out, "--cache-dir", cache, *extra)
-    assert "Traceback" not in proc.stdout + proc.stderr
-    check = certify("verify", out)
-    assert check.returncode == 0, check.stdout + check.stderr
-    (result,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
-    verdict: dict[str, Any] = result["verdict"]
-    verdict["exit_code"] = proc.returncode
-    return verdict
-
-
-def measurement(verdict: dict[str, Any], name: str) -> dict[str, Any]:
-    """The named measurement of a verdict."""
-    (found,) = [m for m in verdict["measurements"] if m["name"] == name]
-    return found
-
-
 def test_well_covered_target_passes_with_its_evidence(tmp_path: Path, cache_dir: Path) -> None:
     """cov-pass PASSes at 100 %, keeps coverage.json/xml and the JUnit XML, and writes coverage_report.html."""
     out = tmp_path / "pack"
-    verdict = run_g1(copy_target(tmp_path, "cov-pass"), out, cache_dir)
+    verdict = run_gate_verified("G1", copy_target(tmp_path, "cov-pass"), out, cache_dir)
     assert verdict["status"] == "PASS", verdict["reasons"]
     assert verdict["exit_code"] == 0
     overall = measurement(verdict, "overall line coverage")
@@ -67,7 +48,7 @@ def test_well_covered_target_passes_with_its_evidence(tmp_path: Path, cache_dir:
 
 def test_failing_test_fails_whatever_the_coverage(tmp_path: Path, cache_dir: Path) -> None:
     """cov-failing is fully covered, yet its failing test makes G1 FAIL, naming the test."""
-    verdict = run_g1(copy_target(tmp_path, "cov-failing"), tmp_path / "pack", cache_dir)
+    verdict = run_gate_verified("G1", copy_target(tmp_path, "cov-failing"), tmp_path / "pack", cache_dir)
     assert verdict["status"] == "FAIL"
     assert verdict["exit_code"] == 1
     assert "test_fee::test_large_amounts_pay_two_percent" in verdict["reasons"][0]
@@ -76,7 +57,7 @@ def test_failing_test_fails_whatever_the_coverage(tmp_path: Path, cache_dir: Pat
 
 def test_low_critical_coverage_fails_naming_the_lines(tmp_path: Path, cache_dir: Path) -> None:
     """cov-lowcrit meets its lowered overall bar but FAILs the 90 % critical bar, with the uncovered lines."""
-    verdict = run_g1(copy_target(tmp_path, "cov-lowcrit"), tmp_path / "pack", cache_dir)
+    verdict = run_gate_verified("G1", copy_target(tmp_path, "cov-lowcrit"), tmp_path / "pack", cache_dir)
     assert verdict["status"] == "FAIL"
     assert measurement(verdict, "overall line coverage")["passed"] is True
     critical = measurement(verdict, "line coverage of covlow/__init__.py (critical)")
@@ -89,7 +70,7 @@ def test_low_critical_coverage_fails_naming_the_lines(tmp_path: Path, cache_dir:
 def test_no_test_collected_is_inconclusive(tmp_path: Path, cache_dir: Path) -> None:
     """cov-notests (pytest exit code 5) is INCONCLUSIVE; the gate installed the missing pytest-cov itself."""
     out = tmp_path / "pack"
-    verdict = run_g1(copy_target(tmp_path, "cov-notests"), out, cache_dir)
+    verdict = run_gate_verified("G1", copy_target(tmp_path, "cov-notests"), out, cache_dir)
     assert verdict["status"] == "INCONCLUSIVE"
     assert verdict["exit_code"] == 3
     assert verdict["reasons"][0].startswith("no test ran (0 collected, 0 skipped; exit code 5)")
@@ -107,7 +88,7 @@ def test_venv_without_pytest_or_pip_is_not_run(tmp_path: Path, cache_dir: Path) 
         encoding="utf-8",
     )
     commit_all(target, "bare venv")
-    verdict = run_g1(target, tmp_path / "pack", cache_dir)
+    verdict = run_gate_verified("G1", target, tmp_path / "pack", cache_dir)
     assert verdict["status"] == "NOT_RUN"
     assert "pytest-cov is not in the target's venv and could not be installed" in verdict["reasons"][0]
     assert "hint: add pytest-cov" in verdict["reasons"][0]
@@ -117,7 +98,7 @@ def test_ci_mode_without_the_base_ref_says_why(tmp_path: Path, cache_dir: Path) 
     """In ci mode with no `main` branch, diff coverage is recorded as not computed, and G1 still PASSes."""
     target = copy_target(tmp_path, "cov-pass")
     git(target, "branch", "-M", "trunk")
-    verdict = run_g1(target, tmp_path / "pack", cache_dir, "--mode", "ci")
+    verdict = run_gate_verified("G1", target, tmp_path / "pack", cache_dir, "--mode", "ci")
     assert verdict["status"] == "PASS", verdict["reasons"]
     assert "diff coverage not computed: ref 'main' does not exist in the target's git repository" in verdict["reasons"]
     assert measurement(verdict, "changed-line coverage")["value"] == "not computed"
@@ -132,7 +113,7 @@ def test_ci_mode_lists_uncovered_changed_lines(tmp_path: Path, cache_dir: Path) 
     module.write_text(module.read_text(encoding="utf-8") + WAIVE, encoding="utf-8")
     commit_all(target, "add waive")
     out = tmp_path / "pack"
-    verdict = run_g1(target, out, cache_dir, "--mode", "ci")
+    verdict = run_gate_verified("G1", target, out, cache_dir, "--mode", "ci")
     assert verdict["status"] == "FAIL"
     diff = measurement(verdict, "changed-line coverage")
     assert (diff["value"], diff["passed"]) == (25.0, False)  # 1 of 4 changed statements (the def) ran

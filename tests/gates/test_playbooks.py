@@ -117,6 +117,7 @@ def _policy() -> Any:
                 "ready": {"kind": "http", "path": "/readyz"},
             },
             "health": ["ready"],
+            "api": {"audit_verify": None},
             "playbooks": {"flag": {"probes": ["no-flag"], "rollback": "none"}},
         }
     )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import FIXTURE_TARGETS, certify, commit_all, copy_target
+from tests.conftest import FIXTURE_TARGETS, commit_all, copy_target, measurement, run_gate_verified
 
 pytestmark = pytest.mark.integration
 
@@ -41,28 +40,10 @@ def target_with(tmp_path: Path, name: str, g5: str = "", extra: str = "") -> Pat
     return target
 
 
-def run_g5(target: Path, out: Path, cache: Path) -> dict[str, Any]:
-    """Run gate G5 alone; assert no traceback and that `certify verify` accepts the pack."""
-    proc = certify("run", "--target", target, "--gates", "G5", "--out", out, "--cache-dir", cache, timeout_s=300)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    check = certify("verify", out)
-    assert check.returncode == 0, check.stdout + check.stderr
-    (result,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
-    verdict: dict[str, Any] = result["verdict"]
-    verdict["exit_code"] = proc.returncode
-    return verdict
-
-
-def measurement(verdict: dict[str, Any], name: str) -> dict[str, Any]:
-    """The named measurement of a verdict."""
-    (found,) = [m for m in verdict["measurements"] if m["name"] == name]
-    return found
-
-
 def test_clean_target_passes_with_sbom_sarif_and_report(tmp_path: Path, cache_dir: Path) -> None:
     """sec-clean PASSes against a fresh-enough database, every scanner covering something; 3 documents written."""
     out = tmp_path / "pack"
-    verdict = run_g5(target_with(tmp_path, "sec-clean", FRESH_ENOUGH), out, cache_dir)
+    verdict = run_gate_verified("G5", target_with(tmp_path, "sec-clean", FRESH_ENOUGH), out, cache_dir)
     assert verdict["status"] == "PASS", verdict["reasons"]
     assert verdict["exit_code"] == 0
     assert set(verdict["details"]["scanners"].values()) == {"PASS"}
@@ -83,7 +64,7 @@ def test_clean_target_passes_with_sbom_sarif_and_report(tmp_path: Path, cache_di
 def test_stale_advisory_database_is_inconclusive(tmp_path: Path, cache_dir: Path) -> None:
     """With the default max_advisory_age_days the 2024-10-10 snapshot is too old: INCONCLUSIVE, naming its date."""
     target = target_with(tmp_path, "sec-clean", f'advisory_db = "{ADVISORY_DB}"\n')
-    verdict = run_g5(target, tmp_path / "pack", cache_dir)
+    verdict = run_gate_verified("G5", target, tmp_path / "pack", cache_dir)
     assert verdict["status"] == "INCONCLUSIVE", verdict["reasons"]
     assert verdict["exit_code"] == 3
     (reason,) = verdict["reasons"]
@@ -111,7 +92,7 @@ owner = "legal@example.invalid"
 expires = 2020-01-01
 """
     out = tmp_path / "pack"
-    verdict = run_g5(target_with(tmp_path, "sec-bad", FRESH_ENOUGH, waivers), out, cache_dir)
+    verdict = run_gate_verified("G5", target_with(tmp_path, "sec-bad", FRESH_ENOUGH, waivers), out, cache_dir)
     assert verdict["status"] == "FAIL", verdict["reasons"]
     assert verdict["exit_code"] == 1
     reasons = "\n".join(verdict["reasons"])
@@ -130,7 +111,7 @@ expires = 2020-01-01
 
 def test_unparsable_source_is_inconclusive(tmp_path: Path, cache_dir: Path) -> None:
     """A syntax error makes bandit skip a file while exiting 0: the gate says INCONCLUSIVE and names the file."""
-    verdict = run_g5(target_with(tmp_path, "sec-broken"), tmp_path / "pack", cache_dir)
+    verdict = run_gate_verified("G5", target_with(tmp_path, "sec-broken"), tmp_path / "pack", cache_dir)
     assert verdict["status"] == "INCONCLUSIVE", verdict["reasons"]
     assert "SAST (bandit): bandit could not scan 1 file(s): broken/parser.py: syntax error" in "\n".join(
         verdict["reasons"]
@@ -140,7 +121,7 @@ def test_unparsable_source_is_inconclusive(tmp_path: Path, cache_dir: Path) -> N
 
 def test_empty_source_tree_and_empty_venv_are_inconclusive(tmp_path: Path, cache_dir: Path) -> None:
     """Nothing to scan is never a pass: 0 lines for bandit, 0 audited packages, an SBOM without components."""
-    verdict = run_g5(target_with(tmp_path, "sec-empty"), tmp_path / "pack", cache_dir)
+    verdict = run_gate_verified("G5", target_with(tmp_path, "sec-empty"), tmp_path / "pack", cache_dir)
     assert verdict["status"] == "INCONCLUSIVE", verdict["reasons"]
     reasons = "\n".join(verdict["reasons"])
     assert "bandit scanned 0 lines of code in empty" in reasons
