@@ -82,6 +82,12 @@ def chaos(session: nox.Session) -> None:
 
 
 @nox.session
+def playbooks(session: nox.Session) -> None:
+    """Gate PB alone: every playbook injected, dry-run, governed, healed, rolled back, on its own instance."""
+    _certify(session, "ci", "PB")
+
+
+@nox.session
 def e2e(session: nox.Session) -> None:
     """Gate E2E alone: browser and CLI journeys in headless Chromium; screenshots, traces, visual diffs."""
     require_system(session, "chromium")
