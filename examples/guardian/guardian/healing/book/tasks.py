@@ -307,7 +307,12 @@ class QueueBacklog(BasePlaybook):
     def execute(self, ctx: RunContext) -> PlaybookOutcome:
         """Persist the higher worker count (the supervisor scales within a second)."""
         current, new = self._target(ctx)
-        settings_mod.save(ctx.env.store(), {"worker_count": new})
+        store = ctx.env.store()
+        # Remember whether the setting was explicit, so rollback can restore "default" exactly.
+        ctx.undo["worker_count_explicit"] = bool(
+            store.read("SELECT 1 FROM settings WHERE key = 'worker_count'")
+        )
+        settings_mod.save(store, {"worker_count": new})
         ctx.undo["worker_count"] = current
         ctx.undo["target"] = new
         return PlaybookOutcome(True, f"worker_count {current} -> {new}")
@@ -321,8 +326,12 @@ class QueueBacklog(BasePlaybook):
     def rollback(self, context: RunContext) -> PlaybookOutcome:
         """Restore the previous worker count."""
         previous = context.undo.get("worker_count")
-        if previous is not None:
-            settings_mod.save(context.env.store(), {"worker_count": int(previous)})
+        store = context.env.store()
+        if previous is not None and context.undo.get("worker_count_explicit", True):
+            settings_mod.save(store, {"worker_count": int(previous)})
+        elif previous is not None:
+            with store.write() as conn:
+                conn.execute("DELETE FROM settings WHERE key = 'worker_count'")
         return PlaybookOutcome(True, f"worker_count back to {previous}")
 
     def inject(self, env: HealEnv, options: dict[str, Any]) -> dict[str, Any]:
