@@ -308,10 +308,8 @@ class QueueBacklog(BasePlaybook):
         """Persist the higher worker count (the supervisor scales within a second)."""
         current, new = self._target(ctx)
         store = ctx.env.store()
-        # Remember whether the setting was explicit, so rollback can restore "default" exactly.
-        ctx.undo["worker_count_explicit"] = bool(
-            store.read("SELECT 1 FROM settings WHERE key = 'worker_count'")
-        )
+        # The stored rows as they were (saving writes every setting), so rollback restores them exactly.
+        ctx.undo["settings_rows"] = [list(row) for row in store.read("SELECT key, value FROM settings")]
         settings_mod.save(store, {"worker_count": new})
         ctx.undo["worker_count"] = current
         ctx.undo["target"] = new
@@ -326,12 +324,13 @@ class QueueBacklog(BasePlaybook):
     def rollback(self, context: RunContext) -> PlaybookOutcome:
         """Restore the previous worker count."""
         previous = context.undo.get("worker_count")
-        store = context.env.store()
-        if previous is not None and context.undo.get("worker_count_explicit", True):
-            settings_mod.save(store, {"worker_count": int(previous)})
+        rows = context.undo.get("settings_rows")
+        if rows is not None:
+            with context.env.store().write() as conn:
+                conn.execute("DELETE FROM settings")
+                conn.executemany("INSERT INTO settings(key, value) VALUES (?, ?)", rows)
         elif previous is not None:
-            with store.write() as conn:
-                conn.execute("DELETE FROM settings WHERE key = 'worker_count'")
+            settings_mod.save(context.env.store(), {"worker_count": int(previous)})
         return PlaybookOutcome(True, f"worker_count back to {previous}")
 
     def inject(self, env: HealEnv, options: dict[str, Any]) -> dict[str, Any]:
