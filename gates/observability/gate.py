@@ -84,7 +84,8 @@ class ObservabilityGate(Gate):
         facts = ObservabilityRun(ctx, policy, recorder).run()
         checks = assess(recorder, policy)
         status = worst([c.status for c in checks]).value
-        ctx.write_document(REPORT, render_report(checks, facts, status).encode("utf-8"))
+        actions = recorder.read_json(ev.FAULTS) if recorder.exists(ev.FAULTS) else []
+        ctx.write_document(REPORT, render_report(checks, facts, status, actions).encode("utf-8"))
         dashboards = next(c for c in checks if c.name == "dashboards")
         ctx.write_document(DASHBOARD_EXPORT, dump_json(dashboard_export(recorder, facts, dashboards)))
         if facts["log"].get("file"):

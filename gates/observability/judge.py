@@ -95,6 +95,14 @@ def _prom_delta(prom: dict[str, Any], name: str) -> float | None:
     return values[1] - values[0]
 
 
+def _prom_value(prom: dict[str, Any] | None, name: str) -> float | None:
+    """The value of a check's Prometheus query at the end of the load window (informative; None if absent)."""
+    body = (prom or {}).get(name, {}).get("after", {})
+    result = body.get("data", {}).get("result", []) if body.get("status") == "success" else []
+    value = float(result[0]["value"][1]) if result else math.nan
+    return round(value, 6) if math.isfinite(value) else None
+
+
 def _within(value: float, reference: float, tolerance: float) -> bool:
     """|value - reference| <= tolerance x max(reference, 1)."""
     return abs(value - reference) <= tolerance * max(abs(reference), 1.0) + 1e-9
@@ -159,7 +167,9 @@ def check_cross(
     )
 
 
-def check_latency(parsed: dict[str, Scrape], rows: list[RawRow], policy: ObservabilityPolicy) -> Check:
+def check_latency(
+    parsed: dict[str, Scrape], rows: list[RawRow], prom: dict[str, Any] | None, policy: ObservabilityPolicy
+) -> Check:
     """The histogram's quantile bucket holds (or neighbours) the generator's measured quantile."""
     if not policy.latency_checks:
         return Check("latency", Status.INCONCLUSIVE, "no latency checks declared ([[gates.G6.latency_checks]])")
@@ -173,6 +183,7 @@ def check_latency(parsed: dict[str, Scrape], rows: list[RawRow], policy: Observa
             "name": item.name,
             "n_harness": len(samples),
             "n_target": buckets[-1][1] if buckets else 0,
+            "prometheus_s": _prom_value(prom, item.name),
         }
         if not samples:
             statuses.append(Status.INCONCLUSIVE)
@@ -351,7 +362,7 @@ def assess(view: ev.EvidenceView, policy: ObservabilityPolicy) -> list[Check]:
         check_scrape(view, facts, policy),
         check_metrics(parsed, policy),
         check_cross(parsed, rows, prom, policy),
-        check_latency(parsed, rows, policy),
+        check_latency(parsed, rows, prom, policy),
         check_movement(parsed, policy),
         check_logs(view, facts, policy),
         assess_rules_static(view, facts, names),

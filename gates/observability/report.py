@@ -28,7 +28,7 @@ def _utc(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def render_report(checks: list[Check], facts: dict[str, Any], status: str) -> str:
+def render_report(checks: list[Check], facts: dict[str, Any], status: str, actions: list[dict[str, Any]]) -> str:
     """The markdown report: verdict, each check, the cross-check table, alert times, panels, logs."""
     t = facts["times"]
     prom = facts["prometheus"]
@@ -44,6 +44,11 @@ def render_report(checks: list[Check], facts: dict[str, Any], status: str) -> st
         f"fault window: {t['fault_start'] - t['start']:.0f} s to {t['fault_end'] - t['start']:.0f} s "
         "(times from Prometheus start).",
     ]
+    if not zero and facts["rules"]:
+        lines.append(
+            f"- Alert rules were loaded as shipped (their `for:` durations honoured); the fault lasted "
+            f"{facts.get('fault_s', 0):g} s to cover the longest `for:` of the expected alerts."
+        )
     if zero:
         lines.append(
             "- **Alert rules were loaded as a generated copy with every `for:` set to 0s** (ci mode): the shipped "
@@ -57,7 +62,7 @@ def render_report(checks: list[Check], facts: dict[str, Any], status: str) -> st
     by_name = {c.name: c for c in checks}
     lines += _cross_table(by_name["cross-check"]) + _latency_table(by_name["latency"])
     lines += _alert_table(by_name["alerts"], facts) + _panel_table(by_name["dashboards"])
-    lines += _rule_table(by_name["alert rules"])
+    lines += _rule_table(by_name["alert rules"]) + _action_list(actions, t["fault_start"])
     logs = by_name["logs"]
     if logs.rows:
         lines += ["", "## Messages logged at warning or above during the fault", ""]
@@ -82,14 +87,23 @@ def _cross_table(check: Check) -> list[str]:
 def _latency_table(check: Check) -> list[str]:
     """Measured quantile against the histogram bucket."""
     lines = ["", "## Latency histogram vs measured latency", ""]
-    lines += ["| histogram | generator samples | target observations | measured | histogram bucket | status |"]
-    lines += ["|---|---|---|---|---|---|"]
+    lines += [
+        "| histogram | generator samples | target observations | measured | histogram bucket | Prometheus | status |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|"]
     for r in check.rows:
         bucket = f"({r['bucket'][0] * 1000:g}, {r['bucket'][1] * 1000:g}] ms" if "bucket" in r else "-"
         measured = f"{r['harness_s'] * 1000:.2f} ms" if "harness_s" in r else "-"
+        prom = "-" if r.get("prometheus_s") is None else f"{r['prometheus_s'] * 1000:.2f} ms"
         lines.append(
-            f"| {r['name']} | {r['n_harness']} | {_num(r['n_target'])} | {measured} | {bucket} | {r['status']} |"
+            f"| {r['name']} | {r['n_harness']} | {_num(r['n_target'])} | {measured} | {bucket} | {prom} "
+            f"| {r['status']} |"
         )
+    lines += [
+        "",
+        "Measured: the generator's quantile from send to response (the server cannot see client-side queueing). "
+        "Prometheus: `histogram_quantile` over `increase()` of the load window (interpolated; informative).",
+    ]
     return lines
 
 
@@ -114,6 +128,20 @@ def _panel_table(check: Check) -> list[str]:
         problem = r["error"] or (", ".join(r["missing"]) and "missing " + ", ".join(r["missing"])) or ""
         lines.append(f"| {r['title']} | {r['refId']} | {r['points']} | {problem} |")
     return lines
+
+
+def _action_list(actions: list[dict[str, Any]], fault_start: float) -> list[str]:
+    """What the fault did, in order (seconds from the fault's start)."""
+    lines = ["", "## Fault actions", ""]
+    for action in actions:
+        when = f"{action['at_unix'] - fault_start:+.1f} s"
+        if action["action"] == "http":
+            outcome = action.get("status") or action.get("error")
+            lines.append(f"- {when}: {action['method']} {action['url']} -> {outcome}")
+        else:
+            outcome = f"pid {action['pid']}" if action.get("ok") else f"not sent: {action.get('why')}"
+            lines.append(f"- {when}: {action['signal']} {action.get('pid_file', '')} ({outcome})")
+    return lines if actions else [*lines, "- (none)"]
 
 
 def _rule_table(check: Check) -> list[str]:

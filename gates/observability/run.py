@@ -243,6 +243,7 @@ class ObservabilityRun:
         self._settle_and_scrape("after-load", metrics_url)
         fault = self.policy.fault
         fault_s = self.fault_s()
+        self.facts["fault_s"] = fault_s
         self.ctx.progress(f"fault window: {fault_s:g} s")
         killer = Killer(fault.kill, instance) if fault.kill is not None else None
         actions: list[dict[str, Any]] = []

@@ -56,6 +56,19 @@ def test_dry_run_and_bad_params(client: TestClient) -> None:
     assert client.post("/api/guardian/playbooks/nope/dry-run").status_code == 404
 
 
+def test_rejected_parameters_are_audited(client: TestClient, data_dir: DataDir) -> None:
+    """An out-of-bounds parameter is refused with 409 and the refusal is in the audit chain (H13)."""
+    answer = client.post("/api/guardian/playbooks/queue-backlog/dry-run", json={"scale_step": 9})
+    assert answer.status_code == 409
+    store = Store(data_dir.db_path)
+    try:
+        rows = store.read("SELECT action, detail FROM audit_log WHERE action = 'params_rejected'")
+    finally:
+        store.close()
+    assert len(rows) == 1 and "queue-backlog" in rows[0][1]
+    assert client.get("/api/guardian/audit/verify").json()["intact"] is True
+
+
 def test_approval_pages_escape_and_decide(client: TestClient, data_dir: DataDir) -> None:
     """The approvals page escapes text, and its form approves a pending request."""
     store = Store(data_dir.db_path)

@@ -139,7 +139,14 @@ def build_healing_router(state: AppState) -> APIRouter:  # noqa: PLR0915 - one c
     async def dry_run(playbook_id: str, request: Request) -> dict[str, Any]:
         """Detect and plan, with no side effects."""
         playbook = surface.playbook(playbook_id)
-        params = gov.validate_params(playbook.spec, await _json_body(request))
+        try:
+            params = gov.validate_params(playbook.spec, await _json_body(request))
+        except gov.GovernanceError as exc:
+            # H13: a refusal is a decision too, so it goes into the audit log before the 409.
+            AuditLog(state.stores.get()).append(
+                "api", "params_rejected", {"playbook": playbook_id, "reason": str(exc)[:300]}
+            )
+            raise
         detection = playbook.detect(surface.env, params)
         outcome = playbook.dry_run(RunContext(surface.env, params, detection))
         return {

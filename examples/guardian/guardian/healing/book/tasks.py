@@ -308,8 +308,9 @@ class QueueBacklog(BasePlaybook):
         """Persist the higher worker count (the supervisor scales within a second)."""
         current, new = self._target(ctx)
         store = ctx.env.store()
-        # The stored rows as they were (saving writes every setting), so rollback restores them exactly.
-        ctx.undo["settings_rows"] = [list(row) for row in store.read("SELECT key, value FROM settings")]
+        # The rows as they were (saving writes every setting): rollback restores them exactly.
+        rows = store.read("SELECT key, value FROM settings")
+        ctx.undo["settings_rows"] = [list(row) for row in rows]
         settings_mod.save(store, {"worker_count": new})
         ctx.undo["worker_count"] = current
         ctx.undo["target"] = new
