@@ -49,7 +49,7 @@ def render_markdown(summary: dict[str, Any]) -> bytes:
         "| playbook | tier | fault | detected | "
         + " | ".join(c.replace("_", " ") for c in COLUMNS)
         + " | recovery s (max) | lost/dup | verdict |",
-        "|" + "---|" * (len(COLUMNS) + 8),
+        "|" + "---|" * (len(COLUMNS) + 7),
     ]
     for row in summary["playbooks"]:
         checks = row["checks"]
