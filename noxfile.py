@@ -24,6 +24,8 @@ ARTIFACTS = REPO / "release" / "artifacts"
 SYSTEM_TOOLS = {
     "git": "apt-get install -y git",
     "chromium": "apt-get install -y chromium",
+    "prometheus": "apt-get install -y prometheus",
+    "promtool": "apt-get install -y prometheus",
 }
 
 
@@ -92,6 +94,13 @@ def e2e(session: nox.Session) -> None:
     """Gate E2E alone: browser and CLI journeys in headless Chromium; screenshots, traces, visual diffs."""
     require_system(session, "chromium")
     _certify(session, "ci", "E2E")
+
+
+@nox.session
+def observability(session: nox.Session) -> None:
+    """Gate G6 alone: a real Prometheus scrapes the target under load and fault; cross-check, logs, alerts, dashboards."""
+    require_system(session, "prometheus", "promtool")
+    _certify(session, "ci", "G6")
 
 
 @nox.session
