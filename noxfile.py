@@ -98,7 +98,7 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session
 def observability(session: nox.Session) -> None:
-    """Gate G6 alone: a real Prometheus scrapes the target under load and fault; cross-check, logs, alerts, dashboards."""
+    """Gate G6 alone: a real Prometheus scrapes the target under load and fault; cross-check, alerts, dashboards."""
     require_system(session, "prometheus", "promtool")
     _certify(session, "ci", "G6")
 
