@@ -57,7 +57,7 @@ def test_dry_run_and_bad_params(client: TestClient) -> None:
 
 
 def test_rejected_parameters_are_audited(client: TestClient, data_dir: DataDir) -> None:
-    """An out-of-bounds parameter is refused with 409 and the refusal is in the audit chain (H13)."""
+    """An out-of-bounds parameter is refused with 409 and the refusal is audited (H13)."""
     answer = client.post("/api/guardian/playbooks/queue-backlog/dry-run", json={"scale_step": 9})
     assert answer.status_code == 409
     store = Store(data_dir.db_path)

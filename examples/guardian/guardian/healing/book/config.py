@@ -10,6 +10,7 @@ import httpx
 
 from guardian import settings as settings_mod
 from guardian.errors import SettingsError
+from guardian.healing.book.tasks import insert_task_rows
 from guardian.healing.env import HealEnv
 from guardian.healing.playbooks import (
     BasePlaybook,
@@ -20,7 +21,6 @@ from guardian.healing.playbooks import (
     RiskTier,
     RunContext,
 )
-from guardian.store import NewTask
 
 
 def _invalid_rows(env: HealEnv) -> dict[str, str]:
@@ -167,13 +167,23 @@ class LogFlood(BasePlaybook):
         return PlaybookOutcome(True, f"log_level back to {previous}")
 
     def inject(self, env: HealEnv, options: dict[str, Any]) -> dict[str, Any]:
-        """DEBUG plus a burst of light tasks (each completion logs at DEBUG)."""
+        """DEBUG plus a stream of light tasks (each completion logs at DEBUG).
+
+        The tasks are scheduled evenly over `spread_s` seconds, starting after the processes have
+        applied the new level (they re-read settings within two seconds): a flood is sustained
+        log growth, not one burst that a fast worker clears before DEBUG is even in effect.
+        """
         settings_mod.save(env.store(), {"log_level": "DEBUG"})
         count = int(options.get("count", 3000))
-        env.store().submit_many(
-            [NewTask("orchestrate", {"steps": 1, "cost_ms": 0}) for _ in range(count)]
-        )
-        return {"log_level": "DEBUG", "submitted": count}
+        spread_s = float(options.get("spread_s", 10.0))
+        start = time.time() + 2.5
+        payload = json.dumps({"steps": 1, "cost_ms": 0})
+        rows = [
+            ("orchestrate", payload, "queued", 0, start + spread_s * i / count, None, None)
+            for i in range(count)
+        ]
+        insert_task_rows(env, rows)
+        return {"log_level": "DEBUG", "submitted": count, "spread_s": spread_s}
 
 
 class CircuitStuckOpen(BasePlaybook):

@@ -25,7 +25,7 @@ from guardian.store import NewTask, bump_count, new_task_id
 HEARTBEAT_MAX_AGE_S = 10.0
 
 
-def _insert_tasks(
+def insert_task_rows(
     env: HealEnv, rows: list[tuple[str, str, str, int, float, str | None, float | None]]
 ) -> list[str]:
     """Insert raw task rows: (kind, payload json, status, attempts, not_before, owner, expires)."""
@@ -110,7 +110,7 @@ class StaleLease(BasePlaybook):
         """Three running tasks leased for an hour to a worker whose process has exited."""
         owner = f"worker-9-{dead_pid()}"
         now = time.time()
-        ids = _insert_tasks(
+        ids = insert_task_rows(
             env, [("orchestrate", '{"steps": 1}', "running", 1, now, owner, now + 3600)] * 3
         )
         return {"owner": owner, "task_ids": ids}
@@ -186,7 +186,7 @@ class PoisonTask(BasePlaybook):
 
     def inject(self, env: HealEnv, options: dict[str, Any]) -> dict[str, Any]:
         """Insert a task whose payload passed an older schema but crashes today's worker."""
-        ids = _insert_tasks(
+        ids = insert_task_rows(
             env, [("orchestrate", '{"steps": "poison"}', "queued", 0, time.time(), None, None)]
         )
         return {"task_ids": ids}
@@ -250,7 +250,7 @@ class ScheduleStall(BasePlaybook):
     def inject(self, env: HealEnv, options: dict[str, Any]) -> dict[str, Any]:
         """Three tasks scheduled a day ahead."""
         ahead = time.time() + 86_400
-        ids = _insert_tasks(
+        ids = insert_task_rows(
             env, [("orchestrate", '{"steps": 1}', "queued", 0, ahead, None, None)] * 3
         )
         return {"task_ids": ids}
