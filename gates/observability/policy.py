@@ -40,6 +40,11 @@ class LatencyCheck(_Table):
     kinds: tuple[str, ...] = ("arrival",)
     requests: tuple[str, ...] = ()
     quantile: float = Field(0.99, gt=0, lt=1)
+    client_overhead_ms: float = Field(
+        50.0,
+        ge=0,
+        description="Time the generator may see above the histogram's bucket (loopback, queueing, a busy host).",
+    )
 
 
 class HttpAction(_Table):

@@ -13,6 +13,7 @@ from gates.observability.exposition import (
     quantile_bucket,
     selected_sum,
 )
+from gates.observability.judge import compare_quantile
 from gates.observability.logs import check_lines, parse_ts
 from gates.observability.prom import render_config
 from gates.observability.promql import grafana_to_promql, metric_names
@@ -73,6 +74,21 @@ def test_quantile_bucket_of_a_histogram_delta() -> None:
     assert index == 2
     assert bucket_range(buckets, index) == (0.1, 1.0)
     assert quantile_bucket(bucket_delta(before, before), 0.99) is None
+
+
+def test_measured_quantile_may_exceed_the_histogram_by_client_overhead_only() -> None:
+    """Generator above the histogram passes within the overhead allowance; beyond it, or below the histogram, fails."""
+    buckets = [(0.001, 0.0), (0.0025, 99.0), (0.005, 99.0), (0.01, 99.0), (0.1, 100.0), (float("inf"), 100.0)]
+    assert compare_quantile(buckets, 1, 0.002, 0.05) == (0, "")
+    assert compare_quantile(buckets, 1, 0.004, 0.0) == (1, "")
+    assert compare_quantile(buckets, 1, 0.030, 0.05) == (3, "")
+    distance, finding = compare_quantile(buckets, 1, 0.080, 0.05)
+    assert distance == 3
+    assert "more than 50 ms of client-side overhead" in finding
+    slow_histogram = [(0.001, 0.0), (0.01, 0.0), (0.1, 0.0), (1.0, 100.0), (float("inf"), 100.0)]
+    distance, finding = compare_quantile(slow_histogram, 3, 0.0005, 0.05)
+    assert distance == -3
+    assert "below the histogram's (100, 1000] ms bucket" in finding
 
 
 def test_changed_samples_counts_only_moved_values() -> None:
