@@ -194,6 +194,18 @@ def _judge_governance(
             reasons.append(f"{pb}: refusal ({key.replace('_', ' ')}) not in the audit log (action {action!r})")
 
 
+def cleared_elsewhere(
+    policy: PlaybookPolicy,
+    names: tuple[str, ...],
+    run: dict[str, Any],
+    mine: list[dict[str, Any]],
+    others: list[str],
+) -> bool:
+    """No incident at all, yet the first sample after the hold was already healthy: not the playbook's work."""
+    samples = run.get("samples", [])
+    return bool(not mine and not others and samples and sample_healthy(policy, names, samples[0]))
+
+
 def _judge_heal(policy: PlaybookPolicy, run: dict[str, Any], names: tuple[str, ...], out: dict[str, Any]) -> None:
     """Healed by the right playbook only, health back by the harness's probes, within budget."""
     pb, api = run["playbook"], policy.api
@@ -204,7 +216,13 @@ def _judge_heal(policy: PlaybookPolicy, run: dict[str, Any], names: tuple[str, .
     healed = [i for i in mine if i.get(api.incident_status_field) in api.healed]
     out["target_recovery_s"] = healed[0].get(api.incident_recovery_field) if healed else None
     checks["right_playbook"] = "PASS" if healed and not others else "FAIL"
-    if not healed:
+    if cleared_elsewhere(policy, names, run, mine, others):
+        checks["right_playbook"] = "INCONCLUSIVE"
+        reasons.append(
+            f"{pb}: the fault was already gone when the harness released the healer and no incident of {pb} "
+            "was opened: something else cleared it (e.g. a supervisor), so the playbook was not exercised"
+        )
+    elif not healed:
         seen = ", ".join(f"#{i.get(api.incident_id_field)} {i.get(api.incident_status_field)}" for i in mine)
         reasons.append(f"{pb}: no incident of {pb} reached {'/'.join(api.healed)} (seen: {seen or 'none'})")
     if others:

@@ -140,3 +140,26 @@ def test_probe_unhealthy_before_injection_is_inconclusive() -> None:
     row = judge_playbook([judge_run(_policy(), _run_record(baseline_flag=True, observed_flag=True))])
     assert row["verdict"] == "INCONCLUSIVE"
     assert any("unhealthy before injection" in reason for reason in row["reasons"])
+
+
+def test_fault_cleared_by_something_else_is_inconclusive_not_pass() -> None:
+    """Health already back after the hold with no incident of any playbook: INCONCLUSIVE, never credited."""
+    from gates.playbooks.judge import judge_playbook, judge_run  # noqa: PLC0415
+
+    record = {**_run_record(baseline_flag=False, observed_flag=True), "incidents": []}
+    row = judge_playbook([judge_run(_policy(), record)])
+    assert row["verdict"] != "PASS"
+    assert row["checks"]["right_playbook"] == "INCONCLUSIVE"
+    assert any("something else cleared it" in reason for reason in row["reasons"])
+
+
+def test_fault_still_present_and_no_incident_fails() -> None:
+    """No incident and the fault still there after the hold: the playbook did not heal, FAIL."""
+    from gates.playbooks.judge import judge_playbook, judge_run  # noqa: PLC0415
+
+    record = {**_run_record(baseline_flag=False, observed_flag=True), "incidents": []}
+    flagged = {"t": 0.25, "obs": {"no-flag": {"matches": 1}, "ready": {"status": 200, "value": None}}}
+    record["samples"] = [flagged, *record["samples"]]
+    row = judge_playbook([judge_run(_policy(), record)])
+    assert row["verdict"] == "FAIL"
+    assert any("no incident of flag reached" in reason for reason in row["reasons"])
