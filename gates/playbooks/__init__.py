@@ -22,6 +22,7 @@ from gates.playbooks.judge import judge_playbook, judge_run
 from gates.playbooks.observe import field
 from gates.playbooks.report import render_json, render_markdown, render_svg
 from gates.playbooks.scenario import PlaybookRun
+from gates.playbooks.stats import judge_claims
 from harness.context import GateContext
 from harness.errors import TargetError
 from harness.evidence import dump_json
@@ -167,7 +168,7 @@ class PlaybookGate(Gate):
         listed = _listed(policy, governance)
         judged: dict[str, list[dict[str, Any]]] = {}
         for run in runs:
-            judged.setdefault(run["playbook"], []).append(judge_run(policy, run))
+            judged.setdefault(run["playbook"], []).append(judge_claims(policy, run, judge_run(policy, run)))
         rows: list[dict[str, Any]] = []
         reasons: list[str] = []
         statuses: list[Status] = []

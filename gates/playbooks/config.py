@@ -67,7 +67,16 @@ class TargetApi(Spec):
         description="Sets the governance clock; body {<clock_field>: epoch} (null clears).",
     )
     clock_field: str = "epoch"
-    stats: Request | None = Request(path="/api/guardian/healer/stats")
+    incident_detected_field: str = Field("detected_at", description="Epoch seconds of detection; empty: unknown.")
+    incident_resolved_field: str = Field("resolved_at", description="Epoch seconds of resolution; empty: unknown.")
+    stats: Request | None = Field(
+        Request(path="/api/guardian/healer/stats"),
+        description="The target's healing statistics, cross-checked against its incident list; none: not checked.",
+    )
+    stats_incidents_field: str = Field("incidents", description="Stats field: total incidents (empty: unchecked).")
+    stats_outcomes_field: str = Field("outcomes", description="Stats field: {status: count} (empty: unchecked).")
+    stats_recovery_count_field: str = Field("mttr_s.count", description="Stats field: healed recoveries counted.")
+    stats_recovery_max_field: str = Field("mttr_s.max", description="Stats field: the largest recovery (s).")
     audit_verify: Request | None = Request(path="/api/guardian/audit/verify")
     audit_intact_field: str = "intact"
 

@@ -15,6 +15,8 @@ COLUMNS = (
     "outside_window",
     "recovered",
     "right_playbook",
+    "timeline",
+    "stats",
     "rollback",
     "audit_chain",
     "ledger",
@@ -67,6 +69,9 @@ def render_markdown(summary: dict[str, Any]) -> bytes:
         "",
         "MTTR is measured from the injection (tier 1) or from the approval that allowed the run (tier 2/3) to the",
         "first of at least 1 s of samples in which every probe of the playbook and every health probe is healthy.",
+        "timeline: the target's detected/resolved times of the incident fit the probes (detected after the",
+        "injection, resolved after the probes last saw the fault). stats: the target's healer stats equal what",
+        "its own incident list says, read just before and after them.",
         "",
     ]
     return "\n".join(lines).encode()

@@ -241,6 +241,9 @@ class PlaybookRun:
                 if i.get(self.api.incident_playbook_field) == self.playbook
                 and i.get(self.api.incident_status_field) in self.api.final
             ]
+            seen = self.record.setdefault("final_seen_at", {})
+            for item in mine_final:
+                seen.setdefault(str(item.get(self.api.incident_id_field)), round(time.time(), 3))
             if mine_final and recovered_at(self.policy, self.all_names, samples) is not None:
                 break
             time.sleep(SAMPLE_S)
@@ -282,6 +285,9 @@ class PlaybookRun:
         assert self.instance is not None  # noqa: S101 - only called while an instance runs
         if self.policy.audit is not None:
             self.record["audit"] = query_rows(self.instance.data_dir, self.policy.audit)
-        for name, request in (("audit_verify", self.api.audit_verify), ("stats", self.api.stats)):
-            if request is not None:
-                self.record[name] = call(self.port, request)
+        if self.api.audit_verify is not None:
+            self.record["audit_verify"] = call(self.port, self.api.audit_verify)
+        if self.api.stats is not None:
+            before = self.incidents()
+            stats = call(self.port, self.api.stats)
+            self.record["stats_read"] = {"before": before, "stats": stats, "after": self.incidents()}

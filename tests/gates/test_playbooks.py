@@ -163,3 +163,67 @@ def test_fault_still_present_and_no_incident_fails() -> None:
     row = judge_playbook([judge_run(_policy(), record)])
     assert row["verdict"] == "FAIL"
     assert any("no incident of flag reached" in reason for reason in row["reasons"])
+
+
+def _claims_policy(**api: Any) -> Any:
+    """The flag policy with the stats request declared (fields as guardian's)."""
+    from gates.playbooks.config import PlaybookPolicy  # noqa: PLC0415
+
+    data = _policy().model_dump()
+    data["api"] |= api
+    return PlaybookPolicy.model_validate(data)
+
+
+def _incident(ident: int, status: str, recovery: float | None) -> dict[str, Any]:
+    """One incident as guardian lists it."""
+    return {"id": ident, "playbook_id": "flag", "status": status, "recovery_s": recovery}
+
+
+def test_stats_that_disagree_with_the_incident_list_fail() -> None:
+    """A stats answer that is constant or stubbed (3 healed claimed, 1 listed) FAILs the stats check."""
+    from gates.playbooks.stats import stats_findings  # noqa: PLC0415
+
+    incidents = [_incident(1, "healed", 0.5), _incident(2, "failed", None)]
+    honest = {"incidents": 2, "outcomes": {"healed": 1, "failed": 1, "open": 0}, "mttr_s": {"count": 1, "max": 0.5}}
+    run = {"playbook": "flag", "stats_read": {"before": incidents, "after": incidents, "stats": {"body": honest}}}
+    assert stats_findings(_claims_policy(), run)[0] == "PASS"
+    stub = {"incidents": 3, "outcomes": {"healed": 3}, "mttr_s": {"count": 3, "max": 0.2}}
+    run["stats_read"]["stats"] = {"body": stub}
+    status, reasons, _ = stats_findings(_claims_policy(), run)
+    assert status == "FAIL"
+    assert "flag: healer stats say outcome healed = 3.0, its incident list says 1" in reasons
+
+
+def test_stats_read_while_an_incident_opened_may_lie_between_the_two_lists() -> None:
+    """An incident opened between the two reads: a stats figure between them is accepted."""
+    from gates.playbooks.stats import stats_findings  # noqa: PLC0415
+
+    before = [_incident(1, "healed", 0.5)]
+    after = [*before, _incident(2, "open", None)]
+    stats = {"incidents": 2, "outcomes": {"healed": 1, "open": 1}, "mttr_s": {"count": 1, "max": 0.5}}
+    run = {"playbook": "flag", "stats_read": {"before": before, "after": after, "stats": {"body": stats}}}
+    assert stats_findings(_claims_policy(), run)[0] == "PASS"
+
+
+def test_resolution_claimed_before_the_probes_saw_health_fails_the_timeline() -> None:
+    """A target dating its resolution before the harness last saw the fault claims too short an MTTR: FAIL."""
+    from gates.playbooks.stats import timeline_findings  # noqa: PLC0415
+
+    run = _run_record(baseline_flag=False, observed_flag=True)
+    t0 = 1000.0
+    run["inject_at"] = t0
+    run["observed"] = [{"t": 0.1, "at": t0 + 0.1, "obs": {"no-flag": {"matches": 1}}}]
+    faulty = [{"t": t, "at": t0 + t, "obs": {"no-flag": {"matches": 1}}} for t in (1.0, 2.0, 3.0, 4.0)]
+    healthy = [{"t": t, "at": t0 + t, "obs": {"no-flag": {"matches": 0}}} for t in (5.0, 6.0, 7.0)]
+    run["samples"] = faulty + healthy
+    run["final_seen_at"] = {"2": t0 + 5.5}
+    honest = {"id": 2, "playbook_id": "flag", "status": "healed", "detected_at": t0 + 0.5, "resolved_at": t0 + 4.6}
+    run["incidents"] = [honest]
+    assert timeline_findings(_policy(), run)[0] == "PASS"
+    run["incidents"] = [{**honest, "resolved_at": t0 + 1.0}]
+    status, reasons, facts = timeline_findings(_policy(), run)
+    assert status == "FAIL"
+    assert "MTTR is shorter than what happened" in reasons[0]
+    assert facts["last_fault_sample_at"] == t0 + 4.0
+    run["incidents"] = [{**honest, "detected_at": t0 - 30}]
+    assert "before the injection" in timeline_findings(_policy(), run)[1][0]

@@ -270,7 +270,7 @@ class QueueBacklog(BasePlaybook):
             ParamSpec("scale_step", int, 2, 1, 3, "workers to add (bounded ±3)"),
             ParamSpec("max_workers", int, 8, 1, 16, "never scale above this"),
         ),
-        verify_timeout_s=30.0,
+        verify_timeout_s=120.0,
         fault="submits 150 compute tasks of 250 ms each",
     )
 
@@ -317,10 +317,18 @@ class QueueBacklog(BasePlaybook):
         return PlaybookOutcome(True, f"worker_count {current} -> {new}")
 
     def verify(self, context: RunContext) -> PlaybookOutcome:
-        """Pass when the added workers are alive and heart-beating."""
-        alive = len(live_workers(context.env.store(), 5.0))
+        """Pass when the added workers are alive and the backlog has drained below max_queued."""
+        store = context.env.store()
+        alive = len(live_workers(store, 5.0))
         target = int(context.undo.get("target", 0))
-        return PlaybookOutcome(alive >= target, f"{alive} live worker(s), want {target}")
+        depth = store.read(
+            "SELECT COUNT(*) FROM tasks WHERE status = 'queued' AND not_before <= ?", (time.time(),)
+        )[0][0]
+        limit = context.params["max_queued"]
+        return PlaybookOutcome(
+            alive >= target and depth < limit,
+            f"{alive} live worker(s), want {target}; {depth} queued, want < {limit}",
+        )
 
     def rollback(self, context: RunContext) -> PlaybookOutcome:
         """Restore the previous worker count."""
