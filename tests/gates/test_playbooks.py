@@ -52,12 +52,13 @@ def test_honest_fixture_passes_and_writes_the_documents(
         ("pb-dirty-dry-run", "flag", "flag: dry-run changed state: dry-run-was-here.txt added"),
         ("pb-sticky-rollback", "flag", "rollback-leftover.txt added"),
         ("pb-no-approval", "config", "config: tier 3 fault was healed needs approval"),
+        ("pb-stub-stats", "flag", "flag: healer stats say incidents = 12.0, its incident list says"),
     ],
 )
 def test_broken_playbooks_fail(  # noqa: PLR0917 - pytest fixtures plus the parametrized case
     git_target: GitTarget, run_certify: RunCertify, tmp_path: Path, fixture: str, playbook: str, reason: str
 ) -> None:
-    """A verify that lies, a dry-run that writes, a rollback that leaves a file, a tier 3 run unapproved: FAIL."""
+    """A lying verify, a writing dry-run, a sticky rollback, an unapproved tier 3 run, constant healer stats: FAIL."""
     verdict = run_pb(run_certify, git_target(fixture), tmp_path / "pack")
     assert verdict["status"] == "FAIL"
     assert verdict["exit_code"] == 1
