@@ -36,6 +36,13 @@ class LoadPolicy(Policy):
     )
     profiles: ProfilesTable = Field(ProfilesTable(), description="P1-P5; each table merges over its defaults.")
     ci_scale: float = Field(1.0, gt=0, le=10, description="ci mode: multiplier on every profile's ci_duration_s.")
+    ci_min_arrivals: int = Field(
+        400,
+        ge=0,
+        description="ci mode: a profile planning fewer arrivals after its warm-up runs at a higher rate (stated "
+        "with every result) so its p99 can be bounded (>= 368 samples at 95 %); a profile may set its own floor "
+        "(P4: 2100, for G3's 0.2 % soak limit); 0: never scale any rate.",
+    )
     workers: int = Field(0, ge=0, le=32, description="0: one Locust process; N: a master and N local workers.")
     max_in_flight: int = Field(200, ge=1, description="Open-model concurrency bound per worker; beyond it, drops.")
     http_timeout_s: float = Field(30.0, gt=0, description="Connect and network timeout of each request.")
@@ -59,7 +66,7 @@ def _planned_s(policy: LoadPolicy, mode: str) -> float:
     """Wall time of every profile in a mode, overhead included."""
     total = 0.0
     for pid, spec in policy.profiles.items():
-        run = effective(pid, spec, mode, policy.ci_scale, dict(policy.requests))
+        run = effective(pid, spec, mode, policy.ci_scale, dict(policy.requests), ci_min_arrivals=policy.ci_min_arrivals)
         total += run.duration_s + PROFILE_OVERHEAD_S
     return total
 
@@ -110,7 +117,12 @@ def _scaled_note(pid: str, record: dict[str, Any]) -> str:
     """The ci-mode scaling statement that goes with every profile's result."""
     if not record["scaled"]:
         return ""
-    return f" [ci mode: ran {record['duration_s']:g} s of the {record['release_duration_s']:g} s release duration]"
+    rate = record.get("rate_scale", 1.0)
+    at_rate = f" at {rate:g}x the profile's arrival rate" if rate != 1 else ""
+    return (
+        f" [ci mode: ran {record['duration_s']:g} s of the {record['release_duration_s']:g} s release duration"
+        f"{at_rate}]"
+    )
 
 
 def judge_quantile(value: float | None, upper: float | None, threshold: float) -> Status:
@@ -158,8 +170,11 @@ class LatencyGate(Gate):
         assert isinstance(policy, LoadPolicy)  # noqa: S101 - the registry pairs gate and policy
         lines = []
         for pid, spec in policy.profiles.items():
-            run = effective(pid, spec, mode, policy.ci_scale, dict(policy.requests))
-            scaled = f" (ci-scaled; release: {run.release_duration_s:g} s)" if run.scaled else ""
+            run = effective(
+                pid, spec, mode, policy.ci_scale, dict(policy.requests), ci_min_arrivals=policy.ci_min_arrivals
+            )
+            rate = f", {run.rate_scale:g}x rate" if run.rate_scale != 1 else ""
+            scaled = f" (ci-scaled; release: {run.release_duration_s:g} s{rate})" if run.scaled else ""
             lines.append(f"{pid} {run.title}: {run.duration_s:g} s{scaled}, p99 <= {run.p99_ms:g} ms")
         return lines
 

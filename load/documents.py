@@ -69,8 +69,10 @@ def write_documents(ctx: GateContext, out: Path, policy: Any) -> None:
         rows = parse_raw((pdir / "raw.csv.gz").read_bytes())
         stats = profile_stats(rows, len(plan), record["warmup_s"], record["late_bound_s"], policy.confidence)
         resources_csv = (pdir / "resources.csv").read_text(encoding="utf-8")
+        rate = record.get("rate_scale", 1.0)
         note = (
             f"ci mode: {record['duration_s']:g} s of the {record['release_duration_s']:g} s release duration"
+            + (f", at {rate:g}x the profile's arrival rate" if rate != 1 else "")
             if record["scaled"]
             else f"release mode: {record['duration_s']:g} s"
         )
@@ -84,6 +86,8 @@ def write_documents(ctx: GateContext, out: Path, policy: Any) -> None:
             "release_duration_s": record["release_duration_s"],
             "warmup_s_excluded": record["warmup_s"],
             "shape": record["shape"],
+            "rate_scale": rate,
+            "release_shape": record.get("release_shape"),
             "mix": record["mix"],
             "thresholds": {"p99_ms": record["p99_ms"], "task_p99_ms": record["task_p99_ms"]},
             "statistics": stats,

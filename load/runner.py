@@ -79,7 +79,8 @@ class LoadRun:
         self.requests: dict[str, RequestSpec] = dict(settings.requests)
         profiles: ProfilesTable = settings.profiles
         self.profiles = [
-            effective(pid, spec, ctx.mode, settings.ci_scale, self.requests) for pid, spec in profiles.items()
+            effective(pid, spec, ctx.mode, settings.ci_scale, self.requests, ci_min_arrivals=settings.ci_min_arrivals)
+            for pid, spec in profiles.items()
         ]
 
     def run(self) -> None:
@@ -102,7 +103,9 @@ class LoadRun:
                 msg = "the load run was cancelled"
                 raise ToolFailedError(msg)
             self.ctx.progress(
-                f"{profile.id}: {profile.title}, {profile.duration_s:g} s" + (" (ci-scaled)" if profile.scaled else "")
+                f"{profile.id}: {profile.title}, {profile.duration_s:g} s"
+                + (" (ci-scaled)" if profile.scaled else "")
+                + (f" at {profile.rate_scale:g}x rate" if profile.rate_scale != 1 else "")
             )
             self._profile(profile)
             index["profiles"].append(profile.id)

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from load.charts import line_chart
-from load.profiles import PROFILE_DEFAULTS, ArrivalShape, ProfilesTable, effective
+from load.profiles import PROFILE_DEFAULTS, ArrivalShape, ProfilesTable, effective, planned_count
 from load.schedule import plan_arrivals
 from load.stats import (
     RawRow,
@@ -137,6 +137,22 @@ def test_profile_tables_merge_over_defaults_and_ci_scales() -> None:
     assert run.release_duration_s == 28800.0
     assert run.mix == {"a": 1.0, "b": 1.0}
     assert effective("P4", table.P4, "release", 0.5, {"a": {}}).duration_s == 28800.0
+
+
+def test_ci_mode_raises_the_rate_of_a_profile_too_short_for_a_p99_bound() -> None:
+    """ci mode scales a thin profile's rate to the planned-arrival floor and records it; release never does."""
+    table = ProfilesTable()
+    run = effective("P1", table.P1, "ci", 1.0, {"a": {}}, ci_min_arrivals=400)
+    assert run.rate_scale == pytest.approx(64.9)
+    assert run.release_shape == table.P1.shape
+    after_warmup = plan_arrivals(run.shape, run.duration_s, run.mix)
+    assert sum(1 for t, _ in after_warmup if float(str(t)) >= run.warmup_s) >= 400
+    spike = effective("P3", table.P3, "ci", 1.0, {"a": {}}, ci_min_arrivals=400)
+    assert spike.shape.burst_arrivals == 400
+    assert effective("P1", table.P1, "release", 1.0, {"a": {}}, ci_min_arrivals=400).rate_scale == 1.0
+    assert effective("P1", table.P1, "ci", 1.0, {"a": {}}).rate_scale == 1.0
+    soak = effective("P4", table.P4, "ci", 1.0, {"a": {}}, ci_min_arrivals=400)
+    assert planned_count(soak.shape, soak.duration_s) * (soak.duration_s - soak.warmup_s) / soak.duration_s >= 2100
 
 
 def test_charts_are_deterministic() -> None:
