@@ -17,7 +17,7 @@ from harness.context import GateContext
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict, worst
 from load.documents import write_documents
-from load.profiles import PROFILE_IDS, ProfilesTable, RequestSpec, effective
+from load.profiles import PROFILE_IDS, ProfilesTable, RequestSpec, effective, planned_count
 from load.runner import publish, shared_load_run
 from load.stats import parse_raw, profile_stats, wilson
 
@@ -175,7 +175,15 @@ class LatencyGate(Gate):
             )
             rate = f", {run.rate_scale:g}x rate" if run.rate_scale != 1 else ""
             scaled = f" (ci-scaled; release: {run.release_duration_s:g} s{rate})" if run.scaled else ""
-            lines.append(f"{pid} {run.title}: {run.duration_s:g} s{scaled}, p99 <= {run.p99_ms:g} ms")
+            line = f"{pid} {run.title}: {run.duration_s:g} s{scaled}, p99 <= {run.p99_ms:g} ms"
+            arrivals = planned_count(run.shape, run.duration_s) * (run.duration_s - run.warmup_s) / run.duration_s
+            needed = _min_n(policy.confidence)
+            if arrivals < needed:
+                line += (
+                    f"; WARNING: ~{arrivals:.0f} planned arrivals after the warm-up, a p99 bound needs {needed}: "
+                    "expect INCONCLUSIVE unless polls make up the HTTP samples (lengthen the profile)"
+                )
+            lines.append(line)
         return lines
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
