@@ -7,10 +7,8 @@ pack always renders to the same bytes and `certify verify` can re-render and com
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import json
-import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,14 +18,24 @@ import jinja2
 from pydantic import ValidationError
 
 from harness.errors import PackError
-from harness.model import GateResult, Measurement, Status, compare
+from harness.model import GateResult, Status
+from harness.render_rows import (
+    VERIFY_COMMAND,
+    InconsistentResultsError,
+    fact_text,
+    gate_row,
+    host_summary,
+    markdown_text,
+    run_day,
+    target_facts,
+    waivers,
+    xml_text,
+)
 
 RUN_FORMAT = "release-harness-run/1"
 RESULTS_FORMAT = "release-harness-results/1"
 CERTIFICATE_STEM = "production_readiness_certificate"
 MERGE_REPORT_STEM = "merge_gate_report"
-VERIFY_COMMAND = "certify verify <pack>"
-MISSING = "missing"
 
 #: What the exit code recorded in results.json means; the same table as `certify --help` prints.
 EXIT_CODE_MEANINGS: dict[int, str] = {
@@ -39,20 +47,7 @@ EXIT_CODE_MEANINGS: dict[int, str] = {
 }
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-# Characters XML 1.0 cannot carry at all; tool output sometimes holds them (ANSI escapes, NUL).
-_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# Markdown: backslash-escape what would split a table cell or start emphasis or code; an `_`
-# between two letters or digits cannot start emphasis, so `p99_ms` stays readable.
-_MD_PUNCTUATION = re.compile(r"([\\|*`]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
-# Only a `<` that could open raw HTML (tag, closing tag, comment) is neutralised; `<=` stays.
-_MD_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
-_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
-_NEWLINES = re.compile(r"\r\n|\r|\n")
 _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
-
-
-class InconsistentResultsError(PackError, ValueError):
-    """results.json claims more than its own gate results support; nothing is rendered."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,65 +66,6 @@ class Overall:
     exit_code: int
     certified: bool
     blocking: tuple[Blocker, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class MeasurementLine:
-    """One measurement as printed: `name: value unit comparator threshold unit` and its mark."""
-
-    text: str
-    mark: str
-
-
-@dataclasses.dataclass(frozen=True)
-class GateRow:
-    """One row of the per-gate table, every cell already formatted."""
-
-    gate: str
-    title: str
-    requirements: tuple[str, ...]
-    required: bool
-    status: str
-    duration_s: str
-    measurements: tuple[MeasurementLine, ...]
-    reasons: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class WaiverLine:
-    """A waiver from the resolved config, and whether it was in force on the run date."""
-
-    gate: str
-    finding: str
-    reason: str
-    owner: str
-    expires: str
-    active: bool
-
-
-def format_number(value: object) -> str:
-    """Format a number the same way everywhere: at most 4 decimals, no trailing zeros, no `-0`."""
-    if value is None:
-        return MISSING
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    text = f"{value:.4f}".rstrip("0").rstrip(".")
-    if text in {"0", "-0"}:
-        # Keep tiny non-zero values visible instead of printing a false zero.
-        return "0" if value == 0 else f"{value:.4g}"
-    return text
-
-
-def markdown_text(value: object) -> str:
-    """Make text safe anywhere in Markdown: one line, no table-cell split, no raw HTML."""
-    text = _MD_PUNCTUATION.sub(r"\\\1", str(value))
-    text = _MD_ENTITY.sub("&amp;", text)
-    text = _MD_TAG_START.sub("&lt;", text)
-    return _NEWLINES.sub("<br>", text)
 
 
 def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
@@ -166,11 +102,11 @@ def render_summary(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> str:
         headline = f"merge gate: {_merge_gate_status(run_doc, required_ids, blockers, overall)}"
     context = {
         "headline": headline,
-        "mode": _text(run_doc.get("mode")),
-        "state": _text(run_doc.get("state")),
-        "target": _target(run_doc),
+        "mode": fact_text(run_doc.get("mode")),
+        "state": fact_text(run_doc.get("state")),
+        "target": target_facts(run_doc),
         "scaled": run_doc.get("scaled_durations") is not False,
-        "rows": [_gate_row(result) for result in results],
+        "rows": [gate_row(result) for result in results],
         "blockers": blockers,
         "exit_code": overall.exit_code,
         "exit_meaning": exit_code_meaning(overall.exit_code),
@@ -195,8 +131,8 @@ def render_junit(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> bytes:
     )
     properties = ET.SubElement(suite, "properties")
     for name in ("mode", "state", "harness_version", "scaled_durations"):
-        ET.SubElement(properties, "property", {"name": name, "value": _xml(_text(run_doc.get(name)))})
-    classname = f"certify.{_target(run_doc)['name']}"
+        ET.SubElement(properties, "property", {"name": name, "value": xml_text(fact_text(run_doc.get(name)))})
+    classname = f"certify.{target_facts(run_doc)['name']}"
     for result in results:
         _junit_testcase(suite, classname, result)
     ET.indent(suite)
@@ -215,28 +151,23 @@ def _junit_testcase(suite: ET.Element, classname: str, result: GateResult) -> No
         suite,
         "testcase",
         {
-            "classname": _xml(classname),
-            "name": _xml(f"{result.gate} {result.title}"),
+            "classname": xml_text(classname),
+            "name": xml_text(f"{result.gate} {result.title}"),
             "time": f"{result.duration_s:.3f}",
         },
     )
     status = result.verdict.status
     if status is Status.PASS:
         return
-    first_reason = _xml(result.verdict.reasons[0]) if result.verdict.reasons else status.value
+    first_reason = xml_text(result.verdict.reasons[0]) if result.verdict.reasons else status.value
     if status is Status.NOT_RUN:
         ET.SubElement(case, "skipped", {"message": first_reason})
         return
     tag = "error" if status is Status.ERROR else "failure"
     outcome = ET.SubElement(case, tag, {"message": first_reason, "type": status.value})
     lines = [f"status: {status.value}", *result.verdict.reasons]
-    lines += [f"{line.text} [{line.mark}]" for line in _gate_row(result).measurements]
-    outcome.text = _xml("\n".join(lines))
-
-
-def _xml(text: str) -> str:
-    """Replace characters XML 1.0 cannot represent with a visible backslash-x escape."""
-    return _XML_INVALID.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    lines += [f"{line.text} [{line.mark}]" for line in gate_row(result).measurements]
+    outcome.text = xml_text("\n".join(lines))
 
 
 def _read_pack_json(pack_root: Path, name: str, expected_format: str | None) -> dict[str, Any]:
@@ -378,115 +309,6 @@ def _merge_gate_status(
     return "PASS"
 
 
-def _recomputed_pass(measurement: Measurement) -> bool | None:
-    """Re-judge a numeric measurement against its threshold; None when it cannot be judged."""
-    value, threshold, comparator = measurement.value, measurement.threshold, measurement.comparator
-    if isinstance(value, float) and isinstance(threshold, float) and comparator is not None:
-        return compare(value, comparator, threshold)
-    return None
-
-
-def _measurement_line(gate_id: str, measurement: Measurement) -> MeasurementLine:
-    """Format one measurement, refusing a pass/fail mark its own numbers contradict."""
-    value, threshold, comparator = measurement.value, measurement.threshold, measurement.comparator
-    unit = f" {measurement.unit}" if measurement.unit else ""
-    text = f"{measurement.name}: {MISSING if value is None else format_number(value) + unit}"
-    if comparator is not None and threshold is not None:
-        text += f" {comparator} {format_number(threshold)}{unit}"
-    recomputed = _recomputed_pass(measurement)
-    contradicted = recomputed is not None and measurement.passed not in {None, recomputed}
-    if contradicted or (measurement.passed and value is None):
-        msg = f"gate {gate_id}: measurement {text!r} is marked passed={measurement.passed}"
-        raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
-    mark = {True: "pass", False: "fail", None: "not judged"}[measurement.passed]
-    return MeasurementLine(text=text, mark=mark)
-
-
-def _gate_row(result: GateResult) -> GateRow:
-    """Format one gate result for the tables."""
-    return GateRow(
-        gate=result.gate,
-        title=result.title,
-        requirements=result.requirements,
-        required=result.required,
-        status=result.verdict.status.value,
-        duration_s=format_number(result.duration_s),
-        measurements=tuple(_measurement_line(result.gate, m) for m in result.verdict.measurements),
-        reasons=result.verdict.reasons,
-    )
-
-
-def _waivers(config_doc: dict[str, Any], run_day: dt.date) -> tuple[WaiverLine, ...]:
-    """Waivers from the resolved config, marked active when unexpired on the run's start date."""
-    lines = []
-    for raw in config_doc.get("waivers") or ():
-        try:
-            expires = dt.date.fromisoformat(str(raw["expires"]))
-            lines.append(
-                WaiverLine(
-                    gate=str(raw["gate"]),
-                    finding=str(raw["finding"]),
-                    reason=str(raw["reason"]),
-                    owner=str(raw["owner"]),
-                    expires=expires.isoformat(),
-                    active=expires >= run_day,
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"config.resolved.json: a waiver is malformed: {exc}"
-            raise PackError(msg) from exc
-    return tuple(sorted(lines, key=lambda w: (w.gate, w.finding, w.expires, w.owner, w.reason)))
-
-
-def _run_day(run_doc: dict[str, Any]) -> dt.date:
-    """Return the UTC date the run started: waivers are judged against it, never today."""
-    try:
-        started = dt.datetime.fromisoformat(str(run_doc["started_at"]))
-    except (KeyError, ValueError) as exc:
-        msg = f"run.json: started_at is missing or not ISO-8601: {exc}"
-        raise PackError(msg) from exc
-    if started.tzinfo is not None:
-        started = started.astimezone(dt.UTC)
-    return started.date()
-
-
-def _text(value: object) -> str:
-    """Format a run fact; an absent fact reads `missing`, never a plausible default."""
-    if value is None or value == "":
-        return MISSING
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return format_number(value)
-
-
-def _target(run_doc: dict[str, Any]) -> dict[str, str]:
-    """Return the target identity block; `dirty` is `yes`, `no` or `missing`."""
-    target = run_doc.get("target") or {}
-    dirty = target.get("dirty")
-    return {
-        "name": _text(target.get("name")),
-        "version": _text(target.get("version")),
-        "commit": _text(target.get("commit")),
-        "dirty": MISSING if not isinstance(dirty, bool) else ("yes" if dirty else "no"),
-    }
-
-
-def _host_summary(run_doc: dict[str, Any]) -> str:
-    """One line describing the machine the run measured on."""
-    host = run_doc.get("host") or {}
-    memory_bytes = host.get("memory_bytes")
-    memory = (
-        f"{format_number(memory_bytes / 2**30)} GiB"
-        if isinstance(memory_bytes, int) and not isinstance(memory_bytes, bool)
-        else MISSING
-    )
-    return (
-        f"{_text(host.get('os'))} (kernel {_text(host.get('kernel'))}), "
-        f"Python {_text(host.get('python'))}, CPU {_text(host.get('cpu_model'))} "
-        f"x {_text(host.get('cpu_count'))}, memory {memory}, GPU {_text(host.get('gpu'))}"
-    )
-
-
 def _report_context(
     run_doc: dict[str, Any],
     results_doc: dict[str, Any],
@@ -499,7 +321,7 @@ def _report_context(
     overall = _overall(results_doc)
     required_ids = _required_gate_ids(results, tuple(certificate_section.get("required_gates") or ()))
     blockers = _blockers(results, required_ids, overall)
-    waivers = _waivers(config_doc, _run_day(run_doc))
+    waiver_lines = waivers(config_doc, run_day(run_doc))
     tools = run_doc.get("tools") or {}
     release = run_doc.get("mode") == "release"
     return {
@@ -508,20 +330,20 @@ def _report_context(
         "merge_status": _merge_gate_status(run_doc, required_ids, blockers, overall),
         "blockers": blockers,
         "required_ids": required_ids,
-        "target": _target(run_doc),
-        "started_at": _text(run_doc.get("started_at")),
-        "ended_at": _text(run_doc.get("ended_at")),
-        "mode": _text(run_doc.get("mode")),
-        "harness_version": _text(run_doc.get("harness_version")),
-        "host": _host_summary(run_doc),
-        "tools": [(str(name), _text(tools[name])) for name in sorted(tools)],
+        "target": target_facts(run_doc),
+        "started_at": fact_text(run_doc.get("started_at")),
+        "ended_at": fact_text(run_doc.get("ended_at")),
+        "mode": fact_text(run_doc.get("mode")),
+        "harness_version": fact_text(run_doc.get("harness_version")),
+        "host": host_summary(run_doc),
+        "tools": [(str(name), fact_text(tools[name])) for name in sorted(tools)],
         "scaled": run_doc.get("scaled_durations") is not False,
-        "rows": [_gate_row(result) for result in results],
-        "active_waivers": [waiver for waiver in waivers if waiver.active],
-        "expired_waivers": [waiver for waiver in waivers if not waiver.active],
+        "rows": [gate_row(result) for result in results],
+        "active_waivers": [waiver for waiver in waiver_lines if waiver.active],
+        "expired_waivers": [waiver for waiver in waiver_lines if not waiver.active],
         "sign_off": [str(role) for role in certificate_section.get("sign_off") or ()],
         "manifest_digest": manifest_digest,
-        "config_digest": _text(run_doc.get("config_digest")),
+        "config_digest": fact_text(run_doc.get("config_digest")),
         "verify_command": VERIFY_COMMAND,
         "exit_code": overall.exit_code,
         "exit_meaning": exit_code_meaning(overall.exit_code),

@@ -12,14 +12,8 @@ import pytest
 
 from harness.errors import PackError
 from harness.model import GateResult, Measurement, Status, Verdict
-from harness.render import (
-    InconsistentResultsError,
-    format_number,
-    markdown_text,
-    render_junit,
-    render_reports,
-    render_summary,
-)
+from harness.render import render_junit, render_reports, render_summary
+from harness.render_rows import InconsistentResultsError, format_number, markdown_text
 
 MANIFEST_DIGEST = "ab" * 32
 CONFIG_DIGEST = "cd" * 32
