@@ -3,14 +3,19 @@
 Where things run: pytest and Playwright run in the *target's* venv (installed there with pip when
 missing, as G1 installs pytest-cov); the plugin (e2e/plugin.py) is copied into the run as
 ``certify_e2e_plugin`` and put on PYTHONPATH, so neither side imports the other. The journeys
-drive an isolated instance from ``ctx.instance()``; journeys marked ``after_shutdown`` run once the
-harness has stopped it. Screenshots, diff images and trace zips go to ``e2e/`` at the pack root.
+drive an isolated instance from ``ctx.instance()`` (or, with [gates.E2E] service_args, the same
+launcher on a copy of [service] with those arguments appended); journeys marked ``after_shutdown``
+run once the harness has stopped it. Screenshots, diff images and trace zips go to ``e2e/`` at
+the pack root.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
+import string
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,14 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from e2e import browser
 from e2e.pixeldiff import compare
-from harness.errors import ToolMissingError
-from harness.lifecycle import fill, target_env
+from harness.config import BASE_PLACEHOLDERS
+from harness.errors import ConfigError, TargetError, ToolMissingError
+from harness.lifecycle import Instance, InstanceLauncher, fill, target_env
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from harness.context import GateContext
     from harness.procs import ToolRun
 
 PLUGIN_MODULE = "certify_e2e_plugin"
+DEPENDENCY_PLACEHOLDER = re.compile(r"^[A-Za-z_]\w*_(url|port|host)$")
 PYTEST_NO_TESTS = 5
 TAIL_CHARS = 1500
 _PROBE_TOOLS = (
@@ -101,6 +110,62 @@ def choose_browser(ctx: GateContext, python: Path, setting: str) -> dict[str, An
         raise ToolMissingError(msg, hint=browser.INSTALL_HINT)
     ctx.record_tool("chromium", str(found["chosen"]["version"]))
     return found
+
+
+def check_placeholders(argument: str) -> None:
+    """Raise ValueError unless every placeholder of a service argument is one [service] fills."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(argument)]
+    except ValueError as exc:
+        msg = f"{argument!r} is not a valid template: {exc}"
+        raise ValueError(msg) from None
+    for name, spec, conversion in fields:
+        if name is None:
+            continue
+        if spec or conversion or not (name in BASE_PLACEHOLDERS or DEPENDENCY_PLACEHOLDER.match(name)):
+            known = ", ".join(f"{{{item}}}" for item in sorted(BASE_PLACEHOLDERS))
+            msg = f"unknown placeholder {{{name}}} in {argument!r}; known: {known}, {{<dependency>_url|port|host}}"
+            raise ValueError(msg)
+
+
+@contextlib.contextmanager
+def instance(ctx: GateContext, service_args: tuple[str, ...]) -> Iterator[Instance]:
+    """`ctx.instance()`, with `service_args` appended to the [service] command when there are any.
+
+    The harness's context starts the command as written; extra arguments need a launcher built
+    from a copy of the config (as the PB gate does). Start-up output and the instance's output
+    are kept under instances/ exactly as `ctx.instance()` keeps them.
+    """
+    if not service_args:
+        with ctx.instance() as started:
+            yield started
+        return
+    service = ctx.config.service
+    if service is None:
+        msg = "certify.toml has no [service] table: the E2E gate needs to start the target"
+        raise ToolMissingError(msg)
+    known = {f"{dep}_{part}" for dep in service.dependencies for part in ("url", "port", "host")}
+    for argument in service_args:
+        for _, name, _, _ in string.Formatter().parse(argument):
+            if name is not None and name not in BASE_PLACEHOLDERS | known:
+                msg = f"[gates.E2E] service_args: {{{name}}} names no dependency of [service]"
+                raise ConfigError(msg)
+    config = ctx.config.model_copy(
+        update={"service": service.model_copy(update={"command": (*service.command, *service_args)})}
+    )
+    launcher = InstanceLauncher(config, ctx.target_dir, ctx.scratch / "work")
+    try:
+        started = launcher.start(ctx.target_python(), ctx.spec.id)
+    except TargetError as exc:
+        for item in exc.output_files:
+            ctx.copy_in(f"instances/failed-start/{Path(str(item)).name}", Path(str(item)))
+        raise
+    try:
+        yield started
+    finally:
+        launcher.stop(started)
+        for path in started.output_files():
+            ctx.copy_in(f"instances/{started.name}/{path.name}", path)
 
 
 def ship_plugin(ctx: GateContext) -> Path:

@@ -1,7 +1,8 @@
 """Gate E2E: the target's browser and CLI journeys, run as a user would, with screenshots as evidence.
 
 `collect` (e2e/runner.py does the work) installs pytest and Playwright into the target's venv,
-finds a Chromium that starts, runs the journeys against an isolated instance, then the journeys
+finds a Chromium that starts, runs the journeys against an isolated instance (its [service]
+command with `service_args` appended, e.g. a healer the journeys drive), then the journeys
 marked `after_shutdown` once the harness has stopped it, runs the declared CLI journeys, and diffs
 every visual checkpoint with the target's baselines. `evaluate` judges only the stored evidence:
 JUnit XML, the journeys' findings (console errors, failed requests, unlabelled controls), the
@@ -87,6 +88,22 @@ class E2EPolicy(Policy):
         (), description="Regexes of console errors that are not findings (each ignored one is listed in the verdict)."
     )
     cli: tuple[CliJourney, ...] = Field((), description="CLI journeys run while the instance is up.")
+    service_args: tuple[str, ...] = Field(
+        (),
+        description="Arguments appended to the [service] command for the journeys' instance "
+        "(e.g. a healer and fault injection the journeys drive); placeholders as in [service].",
+    )
+
+    @field_validator("service_args")
+    @classmethod
+    def _arguments(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each argument is a non-empty string whose placeholders [service] can fill."""
+        for argument in value:
+            if not argument.strip():
+                msg = "an empty argument"
+                raise ValueError(msg)
+            runner.check_placeholders(argument)
+        return value
 
     @field_validator("ignore_console")
     @classmethod
@@ -357,7 +374,13 @@ class E2EGate(Gate):
             browser_info = {**probe["chosen"], "attempts": probe["attempts"], "tools": tools}
         written.keep(
             "context.json",
-            {"mode": ctx.mode, "journeys_dir": policy.journeys, "journey_files": files, "browser": browser_info},
+            {
+                "mode": ctx.mode,
+                "journeys_dir": policy.journeys,
+                "journey_files": files,
+                "browser": browser_info,
+                "service_args": list(policy.service_args),
+            },
         )
         phases, cli, shutdown = [], [], {"unreachable": True, "detail": "no instance started", "base_url": ""}
         artifacts = ctx.scratch / "artifacts"
@@ -371,7 +394,7 @@ class E2EGate(Gate):
                 "PYTHONPATH": str(runner.ship_plugin(ctx)),
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
-            with ctx.instance() as instance:
+            with runner.instance(ctx, policy.service_args) as instance:
                 settings["E2E_BASE_URL"] = instance.base_url
                 phases.append(runner.run_journeys(ctx, python, "live", settings, policy.run_timeout_s))
                 cli = runner.run_cli(ctx, python, policy.cli, instance.base_url)
