@@ -236,26 +236,61 @@ def snapshot_processes(pgid: int) -> list[dict[str, Any]]:
     return sorted(found, key=lambda item: item["pid"])
 
 
-class Hold:
-    """SIGSTOP / SIGCONT of the process that executes playbooks, so a snapshot is taken before execute."""
+def lock_free(data_dir: Path, pattern: str, timeout_s: float = 0.3) -> bool:
+    """Whether the newest database matching the glob can take its write lock now (nothing is written)."""
+    found = _matches(data_dir, pattern)
+    if not found:
+        return True
+    conn = sqlite3.connect(found[0], timeout=timeout_s, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return True
 
-    def __init__(self, data_dir: Path, pid_file: str, pgid: int) -> None:
-        """Bind to the pid file glob under the data dir and the instance's process group."""
+
+class Hold:
+    """SIGSTOP / SIGCONT of the process that executes playbooks, so a snapshot is taken before execute.
+
+    A process stopped inside a write transaction would keep the database locked for the whole hold
+    (the injection and the dry-run could not write), so after stopping it the hold checks that the
+    named databases' write locks are free and, if not, lets the process run briefly and stops it
+    again (a few times; `lock_retries` and `locked` record what happened).
+    """
+
+    ATTEMPTS = 6
+
+    def __init__(self, data_dir: Path, pid_file: str, pgid: int, databases: tuple[str, ...] = ()) -> None:
+        """Bind to the pid file glob under the data dir, the instance's process group and its databases."""
         self.data_dir = data_dir
         self.pid_file = pid_file
         self.pgid = pgid
+        self.databases = databases
         self.pid: int | None = None
+        self.lock_retries = 0
+        self.locked = False
 
     def __enter__(self) -> Hold:
         """Stop the process, only if the pid file names a live process of this instance."""
         self.pid = read_pid(self.data_dir, self.pid_file) if self.pid_file else None
         if self.pid is not None and proc_facts(self.pid).get("pgid") != self.pgid:
             self.pid = None
-        if self.pid is not None:
-            try:
+        if self.pid is None:
+            return self
+        try:
+            for attempt in range(self.ATTEMPTS):
                 os.kill(self.pid, signal.SIGSTOP)
-            except OSError:
-                self.pid = None
+                self.locked = not all(lock_free(self.data_dir, db) for db in self.databases)
+                if not self.locked or attempt == self.ATTEMPTS - 1:
+                    break
+                self.lock_retries += 1
+                os.kill(self.pid, signal.SIGCONT)
+                time.sleep(0.2)
+        except OSError:
+            self.pid = None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -152,8 +152,10 @@ class PlaybookRun:
         """Hold the executor, inject, wait until the harness sees the fault, snapshot, dry-run, snapshot."""
         assert self.instance is not None  # noqa: S101 - only called while an instance runs
         pgid = os.getpgid(self.instance.service.pid)
-        with Hold(self.instance.data_dir, self.policy.hold_pid_file, pgid) as hold:
+        databases = tuple(dict.fromkeys(spec.database for spec in self.policy.snapshot_sqlite))
+        with Hold(self.instance.data_dir, self.policy.hold_pid_file, pgid, databases) as hold:
             self.record["held"] = hold.pid is not None
+            self.record["hold"] = {"lock_retries": hold.lock_retries, "locked": hold.locked}
             self.t0 = time.time()
             self.record["inject_at"] = self.t0
             body = {**(self.api.inject.body or {}), **self.check.options}
