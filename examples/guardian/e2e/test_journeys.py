@@ -3,7 +3,8 @@
 The gate installs pytest and Playwright into guardian's venv, starts an isolated instance and
 runs this directory with its plugin (`-p certify_e2e_plugin`), which provides `base_url`, `page`
 and `journey` (`journey.step(name)` screenshots each step; `journey.visual(name, mask=...)` is
-compared with `baselines/<journey>/<name>.png`). Journeys run in file order on one instance.
+compared with `baselines/<journey>/<name>.png`). Journeys run in file order on one instance;
+test_self_healing.py (the approvals journeys) runs after this file.
 Refresh the baselines on purpose with `python -m e2e.update_baselines --target examples/guardian`.
 """
 
@@ -59,7 +60,8 @@ def test_dashboard(page: Page, journey, base_url: str) -> None:
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     journey.step("dashboard panels")
     nav = page.get_by_role("navigation", name="main")
-    for link, title in (("Tasks", "Tasks"), ("Settings", "Settings"), ("Logs", "Logs"), ("Dashboard", "Guardian")):
+    links = ("Tasks", "Incidents", "Approvals", "Settings", "Logs")
+    for link, title in (*((link, link) for link in links), ("Dashboard", "Guardian")):
         nav.get_by_role("link", name=link, exact=True).click()
         expect(page).to_have_title(re.compile(f"^{title}"))
         journey.step(f"navigated to {link}")
@@ -134,11 +136,6 @@ def test_logs_view(page: Page, journey, base_url: str) -> None:
     expect(page).to_have_url(re.compile(r"/ui/logs\?lines=5$"))
     expect(page.get_by_text(re.compile(r"Last [1-5] line\(s\) of"))).to_be_visible()
     journey.step("last 5 lines")
-
-
-def test_approvals() -> None:
-    """Approving a self-healing action: not applicable until guardian's playbook approvals exist."""
-    pytest.skip("not applicable: guardian's self-healing approvals UI is not built yet")
 
 
 @pytest.mark.after_shutdown

@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--healer", action="store_true", help="run the self-healing loop as a supervised process"
     )
     serve.add_argument(
+        "--tls",
+        action="store_true",
+        help="also serve HTTPS on 127.0.0.1 (self-signed certificate in <data-dir>/tls, "
+        "issued if missing; port in <data-dir>/tls/port)",
+    )
+    serve.add_argument(
         "--enable-fault-injection",
         action="store_true",
         help="TESTING ONLY: accept fault injection and the governance clock override "
@@ -96,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     healer = sub.add_parser(
         "healer", help="internal: run the self-healing loop (started by the supervisor)"
     )
-    _add_instance_flags(healer, with_port=False)
+    _add_instance_flags(healer)
     _add_healing_commands(sub)
 
     worker = sub.add_parser(
@@ -194,7 +200,7 @@ def _healing(args: argparse.Namespace) -> int:
     if args.command == "healer":
         data_dir = DataDir(args.data_dir.resolve())
         logsetup.configure("healer", data_dir.log_path)
-        return cli_support.run_healer(data_dir, args.upstream_url)
+        return cli_support.run_healer(data_dir, args.upstream_url, (args.host, args.port))
     if args.command == "playbooks":
         print(json.dumps(cli_support.playbook_list(), indent=2))
         return 0
@@ -236,6 +242,7 @@ def _run_instance_process(args: argparse.Namespace) -> int:
         workers=getattr(args, "workers", None),
         healer=bool(getattr(args, "healer", False)),
         fault_injection=bool(getattr(args, "enable_fault_injection", False)),
+        tls=bool(getattr(args, "tls", False)),
     )
     entry = {
         "serve": runtime.keeper_main,

@@ -15,7 +15,7 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from guardian.store import Store, bump_count, record_latency
 
@@ -55,6 +55,25 @@ def _exhaust_sql(where: str) -> str:
     )
 
 
+def _limits_clause(limits: dict[str, int] | None) -> tuple[str, tuple[Any, ...]]:
+    """Build the clause (constant text, values bound) skipping kinds at their in-flight limit.
+
+    A limit of 0 means none; a negative limit skips the kind entirely for now.
+    """
+    clause, params = "", cast("tuple[Any, ...]", ())
+    for kind, limit in sorted((limits or {}).items()):
+        if limit < 0:
+            clause += " AND kind != ?"
+            params += (kind,)
+        elif limit > 0:
+            clause += (
+                " AND (kind != ? OR (SELECT COUNT(*) FROM tasks AS busy "
+                "WHERE busy.status = 'running' AND busy.kind = ?) < ?)"
+            )
+            params += (kind, kind, limit)
+    return clause, params
+
+
 class LeaseManager:
     """Lease operations on one Store, for one owner (a worker id or the supervisor)."""
 
@@ -64,28 +83,40 @@ class LeaseManager:
         self.owner = owner
         self.lease_s = lease_s
 
-    def has_work(self, now: float | None = None) -> bool:
+    def has_work(
+        self, now: float | None = None, in_flight_limits: dict[str, int] | None = None
+    ) -> bool:
         """Cheap lock-free check whether any task is ready to claim (WAL readers never block)."""
         when = time.time() if now is None else now
+        clause, params = _limits_clause(in_flight_limits)
         return bool(
             self.store.read(
-                "SELECT 1 FROM tasks WHERE status = 'queued' AND not_before <= ? LIMIT 1", (when,)
+                f"SELECT 1 FROM tasks WHERE status = 'queued' AND not_before <= ?{clause} LIMIT 1",  # noqa: S608
+                (when, *params),
             )
         )
 
-    def claim(self, now: float | None = None) -> Lease | None:
-        """Atomically take the oldest ready task, or return None if the queue is empty."""
+    def claim(
+        self, now: float | None = None, in_flight_limits: dict[str, int] | None = None
+    ) -> Lease | None:
+        """Atomically take the oldest ready task, or return None if the queue is empty.
+
+        ``in_flight_limits`` (kind → n) is a bulkhead: a task of a limited kind is skipped
+        while n tasks of that kind are running (n < 0: skipped now). The count and the claim
+        share the write transaction, so concurrent workers can never exceed the limit.
+        """
         when = time.time() if now is None else now
         token = secrets.token_hex(8)
+        clause, params = _limits_clause(in_flight_limits)
         with self.store.write() as conn:
             row = conn.execute(
-                "UPDATE tasks SET status = 'running', lease_owner = ?, lease_token = ?, "
+                "UPDATE tasks SET status = 'running', lease_owner = ?, lease_token = ?, "  # noqa: S608
                 "lease_expires_at = ?, attempts = attempts + 1, "
                 "started_at = COALESCE(started_at, ?) "
-                "WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ? "
-                "ORDER BY not_before LIMIT 1) "
+                "WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND not_before <= ?"
+                f"{clause} ORDER BY not_before LIMIT 1) "
                 "RETURNING id, kind, payload, attempts, max_attempts, created_at",
-                (self.owner, token, when + self.lease_s, when, when),
+                (self.owner, token, when + self.lease_s, when, when, *params),
             ).fetchone()
         if row is None:
             return None

@@ -11,11 +11,12 @@ import contextvars
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 SERVICE = "guardian"
@@ -87,6 +88,20 @@ class AppendFileHandler(logging.Handler):
             os.close(self._fd)
         super().close()
 
+    def reopen(self) -> None:
+        """Point the descriptor at ``path`` again (after the file was deleted or moved away).
+
+        ``dup2`` swaps the open file under the same descriptor number atomically, so a line
+        written by another thread at that moment lands in the old file or the new one, never
+        nowhere.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.dup2(fresh, self._fd)
+        finally:
+            os.close(fresh)
+
 
 class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stderr handler whose write errors (closed pipe) are counted, not printed as tracebacks."""
@@ -100,6 +115,27 @@ class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _lock = threading.Lock()
+
+
+def reopen_log_files() -> int:
+    """Reopen every log file this process appends to; return how many were reopened."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, AppendFileHandler)]
+    for handler in handlers:
+        handler.reopen()
+    return len(handlers)
+
+
+def _reopen_on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGUSR2 handler: reopen the log file (the healer sends it after the log was deleted).
+
+    Not SIGHUP: a closed terminal must still stop a foreground instance; SIGUSR1 is taken by the
+    supervisor (back-off reset) and the workers (pool recycle).
+    """
+    del frame
+    count = reopen_log_files()
+    logging.getLogger("guardian.log").info(
+        "log file reopened", extra={"signal": signum, "files": count}
+    )
 
 
 def configure(role: str, log_path: Path | None, level: str = "INFO") -> None:
@@ -117,6 +153,8 @@ def configure(role: str, log_path: Path | None, level: str = "INFO") -> None:
             file_handler = AppendFileHandler(log_path)
             file_handler.setFormatter(formatter)
             root.addHandler(file_handler)
+            if hasattr(signal, "SIGUSR2") and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGUSR2, _reopen_on_signal)
         set_level(level)
         logging.captureWarnings(True)
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore"):

@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from guardian.circuit import CircuitBreaker
+from guardian.healing import canary
 from guardian.leases import live_workers
 from guardian.store import TASK_LATENCY_BUCKETS_S, TASK_STATUSES, Store
 
@@ -75,6 +76,7 @@ DEPENDENCY_RETRIES = Counter(
 
 DEPENDENCY_ERROR_REASONS = (
     "timeout",
+    "pool_timeout",
     "connect_error",
     "transport_error",
     "http_429",
@@ -129,6 +131,7 @@ class StoreCollector(Collector):
         )
         gauge.add_metric([circuit.name], circuit.value)
         yield gauge
+        yield from canary.metric_families(store)
 
     def _latency(self, store: Store) -> Iterator[HistogramMetricFamily]:
         """Yield the end-to-end task latency histogram (submission to completion)."""

@@ -46,6 +46,7 @@ class InstanceConfig:
     workers: int | None = None
     healer: bool = False
     fault_injection: bool = False
+    tls: bool = False
 
     def child_argv(self, role: str, index: int) -> list[str]:
         """Command line of a supervised child process."""
@@ -67,7 +68,8 @@ class InstanceConfig:
         if role == "worker":
             return [*base, "worker", "--data-dir", root, "--slot", str(index), *upstream]
         if role == "healer":
-            return [*base, "healer", "--data-dir", root, *upstream]
+            api = ["--host", self.host, "--port", str(self.port)]  # where the canaries look
+            return [*base, "healer", *api, "--data-dir", root, *upstream]
         if role == "supervisor":
             flags = ["--healer"] if self.healer else []
             return [
@@ -106,6 +108,7 @@ def supervisor_main(config: InstanceConfig) -> int:
     )
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
+    signal.signal(signal.SIGUSR1, supervisor.request_backoff_reset)
     log.info("supervisor started", extra={"workers": supervisor.desired_workers})
     try:
         supervisor.run()
@@ -120,10 +123,14 @@ def api_main(config: InstanceConfig) -> int:
 
     from guardian.api.app import create_app  # noqa: PLC0415
     from guardian.api.context import ApiConfig  # noqa: PLC0415
+    from guardian.tls import TlsListener  # noqa: PLC0415
 
     procutil.bind_to_parent()
     config.data_dir.write_pid("api", 0)
     app = create_app(ApiConfig(config.data_dir, config.upstream_url))
+    # HTTPS too, while a certificate is installed in <data-dir>/tls (see guardian.tls).
+    tls_listener = TlsListener(app, config.data_dir, config.host)
+    tls_listener.start()
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     server = uvicorn.Server(
         uvicorn.Config(
@@ -142,6 +149,7 @@ def api_main(config: InstanceConfig) -> int:
     try:
         server.run()
     finally:
+        tls_listener.stop()
         config.data_dir.remove_pid("api", 0)
     # uvicorn returns normally when it could not bind; make that a crash the supervisor sees.
     return 0 if server.started else 1
@@ -186,6 +194,10 @@ class Keeper:
         else:
             os.environ.pop(FAULT_INJECTION_ENV, None)
             marker.unlink(missing_ok=True)
+        if self.config.tls:
+            from guardian.tls import ensure_certificate  # noqa: PLC0415
+
+            ensure_certificate(data_dir)
         store = Store(data_dir.db_path)
         try:
             if self.config.workers is not None:

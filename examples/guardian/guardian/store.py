@@ -127,6 +127,9 @@ CREATE TABLE IF NOT EXISTS fault_requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, action TEXT NOT NULL,
     amount INTEGER NOT NULL, created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dependency_outcomes (
+    ts INTEGER NOT NULL, outcome TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (ts, outcome)
+);
 """
 
 
@@ -260,7 +263,7 @@ class Store:
                 if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self.conn.execute("PRAGMA journal_mode=WAL")
                 if not self.conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE name = 'fault_requests'"
+                    "SELECT 1 FROM sqlite_master WHERE name = 'dependency_outcomes'"
                 ).fetchone():
                     self.conn.executescript(SCHEMA)
                 return

@@ -110,6 +110,7 @@ class Supervisor:
         self.desired_workers = settings_mod.load(self.store).worker_count
         self.stopping = False
         self.finished = False
+        self.reset_requested = False
         self._next_settings = 0.0
         self._next_reap = 0.0
         self._next_probe = 0.0
@@ -121,6 +122,34 @@ class Supervisor:
         del frame
         log.info("supervisor stop requested", extra={"signal": signum})
         self.stopping = True
+
+    def request_backoff_reset(self, signum: int = signal.SIGUSR1, frame: object = None) -> None:
+        """Signal handler (SIGUSR1): forget restart histories at the next tick."""
+        del frame
+        log.info("back-off reset requested", extra={"signal": signum})
+        self.reset_requested = True
+
+    def reset_backoff(self, now: float) -> list[str]:
+        """Clear every slot's failure count; start slots in back-off or crash loop now.
+
+        Used once the cause of a crash loop is fixed: the slot restarts at once instead of
+        sitting out its cool-down, and a new failure starts from the shortest back-off again.
+        """
+        self.reset_requested = False
+        reset = []
+        for slot in self.slots.values():
+            waiting = slot.state in {"backoff", "crash_loop"}
+            if not waiting and slot.consecutive_failures == 0:
+                continue
+            detail = f"was {slot.state} after {slot.consecutive_failures} consecutive failure(s)"
+            slot.consecutive_failures = 0
+            if waiting:
+                slot.next_start_at = now
+            self._record_event(slot, "backoff_reset", detail)
+            self._persist_slot(slot)
+            reset.append(f"{slot.role}-{slot.index}")
+        log.warning("restart back-off reset", extra={"slots": reset})
+        return reset
 
     def run(self, max_duration_s: float | None = None) -> None:
         """Tick until stopped (or ``max_duration_s`` passes), then shut the children down."""
@@ -157,6 +186,8 @@ class Supervisor:
     def tick(self) -> None:
         """One supervision pass: exits, hangs, scaling, due starts, lease reaping."""
         now = self.clock()
+        if self.reset_requested:
+            self.reset_backoff(now)
         self._refresh_settings(now)
         self._scale()
         for slot in list(self.slots.values()):

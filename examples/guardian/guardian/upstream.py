@@ -6,6 +6,9 @@ counts of requests served; ``POST /control`` with ``{"mode": ..., "delay_ms": N}
 * ``ok`` — 200 with a JSON echo (after ``delay_ms`` if non-zero);
 * ``slow`` — like ok, after ``delay_ms`` (default 3000);
 * ``429`` — 429 with ``Retry-After: 1``;
+* ``quota`` — a rate limiter: ``quota_per_s`` requests per second (token bucket, burst of one
+  second's worth) are answered like ok, the rest get 429 with ``Retry-After`` (whole seconds
+  until the next token);
 * ``500`` — 500;
 * ``down`` — the connection is closed without any response.
 
@@ -17,14 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 log = logging.getLogger("guardian.upstream")
-MODES = ("ok", "slow", "429", "500", "down")
+MODES = ("ok", "slow", "429", "500", "down", "quota")
 MAX_DELAY_MS = 60_000
+MAX_QUOTA_PER_S = 10_000
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -40,8 +45,11 @@ class UpstreamState:
         self.requests = 0
         self.seen_keys: set[str] = set()
         self.duplicates = 0
+        self.quota_per_s = 0
+        self.tokens = 0.0
+        self.refilled_at = time.monotonic()
 
-    def set_mode(self, mode: object, delay_ms: object) -> None:
+    def set_mode(self, mode: object, delay_ms: object, quota_per_s: object = None) -> None:
         """Validate and apply a new mode; raises ValueError on bad input."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
@@ -51,8 +59,27 @@ class UpstreamState:
             raise ValueError("delay_ms must be an integer")
         if not 0 <= delay_ms <= MAX_DELAY_MS:
             raise ValueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}")
+        if quota_per_s is None:
+            quota_per_s = 2 if mode == "quota" else 0
+        if isinstance(quota_per_s, bool) or not isinstance(quota_per_s, int):
+            raise ValueError("quota_per_s must be an integer")
+        if not 0 <= quota_per_s <= MAX_QUOTA_PER_S or (mode == "quota" and not quota_per_s):
+            raise ValueError(f"quota_per_s must be between 1 and {MAX_QUOTA_PER_S}")
         with self.lock:
-            self.mode, self.delay_ms = str(mode), delay_ms
+            self.mode, self.delay_ms, self.quota_per_s = str(mode), delay_ms, quota_per_s
+            self.tokens, self.refilled_at = float(quota_per_s), time.monotonic()
+
+    def take_token(self) -> float | None:
+        """Quota mode: take a token (None) or return the seconds until the next one."""
+        with self.lock:
+            now = time.monotonic()
+            burst = float(max(1, self.quota_per_s))
+            self.tokens = min(burst, self.tokens + (now - self.refilled_at) * self.quota_per_s)
+            self.refilled_at = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return None
+            return (1.0 - self.tokens) / self.quota_per_s
 
     def snapshot(self) -> dict[str, Any]:
         """Return mode and counters as JSON-ready data."""
@@ -60,6 +87,7 @@ class UpstreamState:
             return {
                 "mode": self.mode,
                 "delay_ms": self.delay_ms,
+                "quota_per_s": self.quota_per_s,
                 "requests": self.requests,
                 "by_status": dict(self.by_status),
                 "distinct_keys": len(self.seen_keys),
@@ -127,7 +155,9 @@ class UpstreamHandler(BaseHTTPRequestHandler):
             try:
                 if not isinstance(body, dict):
                     raise ValueError("body must be a JSON object")
-                self.server.state.set_mode(body.get("mode"), body.get("delay_ms"))
+                self.server.state.set_mode(
+                    body.get("mode"), body.get("delay_ms"), body.get("quota_per_s")
+                )
             except ValueError as exc:
                 self._send_json(400, {"error": "invalid_mode", "message": str(exc)})
                 return
@@ -155,6 +185,12 @@ class UpstreamHandler(BaseHTTPRequestHandler):
             state.count("429", key)
             self._send_json(429, {"error": "rate_limited"}, {"Retry-After": "1"})
             return
+        wait_s = state.take_token() if mode == "quota" else None
+        if wait_s is not None:
+            state.count("429", key)
+            retry_after = str(max(1, math.ceil(wait_s)))
+            self._send_json(429, {"error": "rate_limited"}, {"Retry-After": retry_after})
+            return
         if mode == "500":
             state.count("500", key)
             self._send_json(500, {"error": "internal"})
@@ -174,6 +210,10 @@ class UpstreamServer(ThreadingHTTPServer):
         """Bind to ``address``."""
         super().__init__(address, UpstreamHandler)
         self.state = UpstreamState()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a connection dropped by a client (closed pools do that) instead of a traceback."""
+        log.debug("connection error", extra={"client": str(client_address)}, exc_info=True)
 
 
 def serve(host: str, port: int) -> UpstreamServer:

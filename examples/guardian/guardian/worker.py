@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
+import httpx
+
 from guardian import kinds, logsetup
 from guardian import settings as settings_mod
 from guardian.circuit import CircuitBreaker
@@ -27,6 +29,12 @@ from guardian.store import Store
 log = logging.getLogger("guardian.worker")
 # A dependency task that still cannot reach the upstream after this long is failed.
 DEPENDENCY_DEADLINE_S = 600.0
+# Dependency call outcomes are flushed to the database this often, and kept this long.
+OUTCOME_FLUSH_S = 1.0
+OUTCOME_RETENTION_S = 3600
+# Exit code of a worker that refuses to start because of its configuration (EX_CONFIG).
+EXIT_CONFIG = 78
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,10 @@ class Worker:
         self._next_heartbeat = 0.0
         self._next_reap = 0.0
         self._next_settings = 0.0
+        self._next_flush = 0.0
+        self.recycle_requested = False
         self._fault_hooks = os.environ.get("GUARDIAN_FAULT_INJECTION") == "1"
-        self._held_by_fault: list[bytes] = []
+        self._held_by_fault: list[object] = []
         breaker = CircuitBreaker(
             self.store,
             failure_threshold=config.circuit_failure_threshold,
@@ -80,12 +90,31 @@ class Worker:
         if not self.config.upstream_url:
             return None
         return UpstreamClient(
-            self.config.upstream_url,
+            self.settings.upstream_url or self.config.upstream_url,
             breaker,
             timeout_s=self.settings.dependency_timeout_ms / 1000,
             retries=self.settings.dependency_retries,
             checkpoint=self.checkpoint,
+            min_interval_s=self.settings.dependency_min_interval_ms / 1000,
         )
+
+    def in_flight_limits(self) -> dict[str, int]:
+        """Per-kind bulkheads from the settings (``dependency_max_in_flight``; 0 = none).
+
+        While pacing holds this worker's next upstream call back, dependency tasks are not
+        claimed at all (-1): the worker takes other work instead of sleeping on a task.
+        """
+        if self.upstream is not None and self.upstream.pacing_wait_s() > 0:
+            return {"dependency": -1}
+        return {"dependency": self.settings.dependency_max_in_flight}
+
+    def request_pool_recycle(
+        self, signum: int = signal.SIGUSR1, frame: FrameType | None = None
+    ) -> None:
+        """Signal handler (SIGUSR1): recycle the upstream connection pool between tasks."""
+        del frame
+        log.warning("pool recycle requested", extra={"signal": signum, "worker_id": self.worker_id})
+        self.recycle_requested = True
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         """Signal handler: finish or release the current task, then exit."""
@@ -111,7 +140,9 @@ class Worker:
                 break
             try:
                 self._housekeeping()
-                lease = self.leases.claim() if self.leases.has_work() else None
+                limits = self.in_flight_limits()
+                ready = self.leases.has_work(in_flight_limits=limits)
+                lease = self.leases.claim(in_flight_limits=limits) if ready else None
             except StoreError:
                 log.exception("store unavailable; backing off", extra={"worker_id": self.worker_id})
                 time.sleep(1.0)
@@ -144,24 +175,72 @@ class Worker:
                 self.settings = fresh
                 logsetup.set_level(fresh.log_level)
                 if self.upstream is not None:
-                    self.upstream.timeout_s = fresh.dependency_timeout_ms / 1000
-                    self.upstream.client.timeout = fresh.dependency_timeout_ms / 1000
-                    self.upstream.retries = fresh.dependency_retries
+                    self._apply_upstream_settings(self.upstream, fresh)
             self._next_settings = now + self.config.settings_refresh_s
             if self._fault_hooks:
                 self._serve_fault_requests()
+        if self.upstream is not None:
+            if self.recycle_requested:
+                self.recycle_requested = False
+                self.upstream.recycle()
+            if now >= self._next_flush:
+                self._flush_outcomes(now)
+                self._next_flush = now + OUTCOME_FLUSH_S
+
+    def _apply_upstream_settings(
+        self, upstream: UpstreamClient, fresh: settings_mod.Settings
+    ) -> None:
+        """Apply timeout, retries, pacing and the endpoint override to the live client."""
+        upstream.timeout_s = fresh.dependency_timeout_ms / 1000
+        upstream.client.timeout = httpx.Timeout(fresh.dependency_timeout_ms / 1000)
+        upstream.retries = fresh.dependency_retries
+        upstream.min_interval_s = fresh.dependency_min_interval_ms / 1000
+        base_url = (fresh.upstream_url or self.config.upstream_url or "").rstrip("/")
+        if base_url != upstream.base_url:
+            log.warning("upstream endpoint changed", extra={"upstream_url": base_url})
+            upstream.base_url = base_url
+
+    def _flush_outcomes(self, now: float) -> None:
+        """Add this worker's per-second call outcomes to ``dependency_outcomes``; prune old rows."""
+        assert self.upstream is not None
+        counts = self.upstream.take_outcomes()
+        if not counts:
+            return
+        with self.store.write() as conn:
+            conn.executemany(
+                "INSERT INTO dependency_outcomes(ts, outcome, n) VALUES (?, ?, ?) "
+                "ON CONFLICT(ts, outcome) DO UPDATE SET n = n + excluded.n",
+                [(ts, outcome, n) for (ts, outcome), n in sorted(counts.items())],
+            )
+            conn.execute(
+                "DELETE FROM dependency_outcomes WHERE ts < ?", (int(now) - OUTCOME_RETENTION_S,)
+            )
 
     def _serve_fault_requests(self) -> None:
-        """Fault hook (fault-injection instances only): hold memory on request, like a leak."""
+        """Fault hooks (fault-injection instances only): leak memory or pooled connections."""
         with self.store.write() as conn:
             rows = conn.execute(
-                "DELETE FROM fault_requests WHERE target = ? AND action = 'leak_mb' "
-                "RETURNING amount",
+                "DELETE FROM fault_requests WHERE target = ? "
+                "AND action IN ('leak_mb', 'leak_connections') RETURNING action, amount",
                 (f"worker-{self.config.slot}",),
             ).fetchall()
-        for (mib,) in rows:
-            self._held_by_fault.append(b"\x01" * (int(mib) * 1024 * 1024))
-            log.warning("fault hook: holding memory", extra={"mib": mib})
+        for action, amount in rows:
+            if action == "leak_mb":
+                self._held_by_fault.append(b"\x01" * (int(amount) * MIB))
+                log.warning("fault hook: holding memory", extra={"mib": amount})
+            elif self.upstream is not None:
+                self._leak_connections(self.upstream, int(amount))
+
+    def _leak_connections(self, upstream: UpstreamClient, count: int) -> None:
+        """Check ``count`` connections out of the pool and never return them (a leak)."""
+        for _ in range(count):
+            request = upstream.client.build_request("GET", f"{upstream.base_url}/healthz")
+            try:
+                self._held_by_fault.append(upstream.client.send(request, stream=True))
+            except httpx.HTTPError as exc:
+                log.warning("fault hook: pool exhausted", extra={"error": str(exc)})
+                break
+        log.warning("fault hook: holding pooled connections", extra={"count": count})
 
     def _handle(self, lease: Lease) -> None:
         """Execute one leased task and record its outcome."""
@@ -219,6 +298,47 @@ class Worker:
         )
 
 
+def memory_limit_refusal(limit_mb: int, in_use_bytes: int) -> str | None:
+    """Say why a worker using ``in_use_bytes`` of address space cannot run under ``limit_mb``."""
+    needed = int(in_use_bytes * 1.25)  # room for the sqlite cache, HTTP buffers and task data
+    if limit_mb <= 0 or limit_mb * MIB >= needed:
+        return None
+    return (
+        f"worker_memory_limit_mb={limit_mb} is below the {needed // MIB} MiB of address space "
+        "a worker needs"
+    )
+
+
+def apply_memory_limit(worker: Worker) -> str | None:
+    """Cap the address space at ``worker_memory_limit_mb``; return the refusal if it cannot run.
+
+    A limit the worker could never run under is refused at start (exit code 78) instead of
+    failing later on a random allocation; the supervisor then sees a start-time crash loop.
+    """
+    import resource  # noqa: PLC0415 - POSIX only, like the process model
+
+    import psutil  # noqa: PLC0415
+
+    limit_mb = worker.settings.worker_memory_limit_mb
+    refusal = memory_limit_refusal(limit_mb, psutil.Process().memory_info().vms)
+    if refusal is not None or limit_mb <= 0:
+        return refusal
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = limit_mb * MIB if hard == resource.RLIM_INFINITY else min(limit_mb * MIB, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return None
+
+
+def record_start_failure(worker: Worker, reason: str) -> None:
+    """Record why this worker refused to start, for operators and the healer."""
+    with worker.store.write() as conn:
+        conn.execute(
+            "INSERT INTO supervisor_events(ts, role, slot, event, detail) "
+            "VALUES (?, 'worker', ?, 'start_failed', ?)",
+            (time.time(), worker.config.slot, reason),
+        )
+
+
 def main(data_dir: DataDir, config: WorkerConfig) -> int:
     """Entry point of ``guardian worker``: run until SIGTERM; return the exit code."""
     from guardian import procutil  # noqa: PLC0415 - keeps psutil out of in-process tests
@@ -227,8 +347,16 @@ def main(data_dir: DataDir, config: WorkerConfig) -> int:
     procutil.bind_to_parent()
     data_dir.write_pid("worker", config.slot)
     worker = Worker(data_dir, config)
+    refusal = apply_memory_limit(worker)
+    if refusal is not None:
+        log.error("worker refused to start", extra={"slot": config.slot, "reason": refusal})
+        record_start_failure(worker, refusal)
+        worker.shutdown()
+        data_dir.remove_pid("worker", config.slot)
+        return EXIT_CONFIG
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
+    signal.signal(signal.SIGUSR1, worker.request_pool_recycle)
     logsetup.set_level(worker.settings.log_level)
     log.info("worker started", extra={"worker_id": worker.worker_id, "slot": config.slot})
     try:

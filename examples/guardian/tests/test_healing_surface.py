@@ -37,7 +37,7 @@ def test_empty_stats_are_real_zeros(client: TestClient) -> None:
     stats = client.get("/api/guardian/healer/stats").json()
     assert stats["incidents"] == 0 and stats["mttr_s"]["p50"] is None
     assert stats["mttr_under_2_min"] is False and stats["healer"]["running"] is False
-    assert client.get("/api/guardian/playbooks").json()["count"] == 17
+    assert client.get("/api/guardian/playbooks").json()["count"] == 31
     assert client.get("/api/meta/focus").json()["distress"] != "ok"
     assert client.get("/api/guardian/audit/verify").json()["intact"] is True
     assert client.get("/api/self_heal/learning").json()["all"]["outcomes"] == {}

@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from guardian import logsetup
 from guardian.api.app import create_app
 from guardian.api.context import ApiConfig
+from guardian.healing.book.tasks import QueueBacklog
+from guardian.healing.governance import ApprovalBook
 from guardian.paths import DataDir
 from guardian.settings import load
 from guardian.store import NewTask, Store
@@ -36,14 +38,57 @@ def assert_page(html: str) -> None:
         assert f'for="{control_id}"' in html, control_id
 
 
-@pytest.mark.parametrize(
-    "path", ["/", "/ui/tasks", "/ui/settings", "/ui/logs", "/ui/tasks?status=queued&kind=compute"]
-)
+PAGES = [
+    "/",
+    "/ui/tasks",
+    "/ui/settings",
+    "/ui/logs",
+    "/ui/incidents",
+    "/ui/approvals",
+    "/ui/tasks?status=queued&kind=compute",
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
 def test_pages_render(client: TestClient, path: str) -> None:
     """Each UI page renders with a title and labelled controls."""
     response = client.get(path)
     assert response.status_code == 200
     assert_page(response.text)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_navigation_reaches_every_page(client: TestClient, path: str) -> None:
+    """The main navigation of every page links the incidents and approvals pages with the others."""
+    html = client.get(path).text
+    nav = re.search(r'<nav aria-label="main">(.*?)</nav>', html, re.DOTALL)
+    assert nav is not None
+    links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', nav.group(1))
+    assert [label for _, label in links] == [
+        "Dashboard",
+        "Tasks",
+        "Incidents",
+        "Approvals",
+        "Settings",
+        "Logs",
+        "Metrics",
+    ]
+    for href, _ in links:
+        assert client.get(href).status_code == 200, href
+
+
+def test_approvals_page_shows_parameters(client: TestClient, store: Store) -> None:
+    """A pending request shows its playbook, tier, diagnosis and every parameter it would use."""
+    spec = QueueBacklog.spec
+    params = {"max_queued": 40, "max_workers": 8, "min_age_s": 5, "scale_step": 2}
+    ApprovalBook(store).request(spec, "queue backlog", "workers", params, None, 1.0)
+    html = client.get("/ui/approvals").text
+    row = re.search(r"<tr><td>1</td>(.*?)</tr>", html, re.DOTALL)
+    assert row is not None
+    cells = re.findall(r"<td>(.*?)</td>", row.group(1), re.DOTALL)
+    assert cells[:3] == ["queue-backlog", "2", "queue backlog"]
+    assert cells[3] == ", ".join(f"<code>{k}={v}</code>" for k, v in sorted(params.items()))
+    assert 'class="badge pending"' in row.group(1)
 
 
 def test_form_submit_redirects_to_task(client: TestClient, store: Store) -> None:

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guardian import kinds, metrics
+from guardian import kinds, metrics, tls
 from guardian.api.context import ApiConfig, AppState, readiness
 from guardian.api.middleware import RequestObservationMiddleware
 from guardian.errors import (
@@ -148,6 +148,11 @@ def create_app(config: ApiConfig) -> FastAPI:  # noqa: PLR0915 - one closure per
         """Readiness: store writable, a worker alive, dependency circuit state."""
         status, body = readiness(state)
         return JSONResponse(body, status_code=status)
+
+    @app.get("/api/tls")
+    def tls_status(min_days: int = Query(14, ge=0, le=3650)) -> dict[str, Any]:
+        """Report the certificate the HTTPS listener presents now (a real handshake)."""
+        return tls.status(config.data_dir, min_days)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:

@@ -7,6 +7,7 @@ answer 403 unless the instance was started with ``--enable-fault-injection``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 
 from guardian.api.context import AppState, readiness
 from guardian.errors import GuardianError
+from guardian.healing import canary
 from guardian.healing import governance as gov
 from guardian.healing.audit import AuditLog
 from guardian.healing.env import (
@@ -25,7 +27,13 @@ from guardian.healing.env import (
     write_state,
 )
 from guardian.healing.incidents import IncidentStore
-from guardian.healing.playbooks import BasePlaybook, PlaybookError, RunContext
+from guardian.healing.playbooks import (
+    BasePlaybook,
+    Detection,
+    PlaybookError,
+    PlaybookOutcome,
+    RunContext,
+)
 
 MAX_JSON_BYTES = 4096
 
@@ -66,6 +74,14 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HealingRequestError("body must be a JSON object")
     return data
+
+
+def _plan(
+    playbook: BasePlaybook, env: HealEnv, params: dict[str, Any]
+) -> tuple[Detection | None, PlaybookOutcome]:
+    """Detect and dry-run one playbook (no side effects)."""
+    detection = playbook.detect(env, params)
+    return detection, playbook.dry_run(RunContext(env, params, detection))
 
 
 def healer_health(surface: HealingSurface) -> dict[str, Any]:
@@ -147,8 +163,9 @@ def build_healing_router(state: AppState) -> APIRouter:  # noqa: PLR0915 - one c
                 "api", "params_rejected", {"playbook": playbook_id, "reason": str(exc)[:300]}
             )
             raise
-        detection = playbook.detect(surface.env, params)
-        outcome = playbook.dry_run(RunContext(surface.env, params, detection))
+        # Off the event loop (detection may wait on I/O), and off the route thread pool too, so
+        # a dry-run still answers while that pool is exhausted (the api-stalled fault).
+        detection, outcome = await asyncio.to_thread(_plan, playbook, surface.env, params)
         return {
             "playbook": playbook_id,
             "params": params,
@@ -252,6 +269,11 @@ def build_healing_router(state: AppState) -> APIRouter:  # noqa: PLR0915 - one c
     async def reject(approval_id: int, request: Request) -> dict[str, Any]:
         """Reject a pending request."""
         return await _decide(approval_id, request, False)
+
+    @router.get("/api/guardian/canaries")
+    def canaries() -> dict[str, Any]:
+        """Last canary result and timestamp per OSI layer (L2-L7), as the healer recorded them."""
+        return canary.json_report(state.stores.get())
 
     @router.get("/api/guardian/audit/verify")
     def audit_verify() -> dict[str, Any]:

@@ -66,15 +66,20 @@ def incidents_report(data_dir: DataDir, playbook_id: str | None) -> dict[str, An
         store.close()
 
 
-def run_healer(data_dir: DataDir, upstream_url: str | None) -> int:
-    """Run the healer process until SIGTERM."""
+def run_healer(
+    data_dir: DataDir, upstream_url: str | None, api: tuple[str, int] | None = None
+) -> int:
+    """Run the healer process until SIGTERM; with ``api`` (host, port) the canaries run too."""
     from guardian import procutil  # noqa: PLC0415
     from guardian.healing import healer  # noqa: PLC0415
+    from guardian.healing.canary import CanaryRunner, CanaryTarget  # noqa: PLC0415
 
     data_dir.ensure()
     procutil.bind_to_parent()
     data_dir.write_pid("healer", 0)
+    env = HealEnv(data_dir, upstream_url, busy_timeout_ms=3000)
+    canary = None if api is None else CanaryRunner(env, CanaryTarget(*api, upstream_url))
     try:
-        return healer.main(HealEnv(data_dir, upstream_url, busy_timeout_ms=3000))
+        return healer.main(env, canary)
     finally:
         data_dir.remove_pid("healer", 0)

@@ -42,14 +42,20 @@ def read_state(store: Store, key: str, default: Any = None) -> Any:
     return json.loads(rows[0][0]) if rows else default
 
 
-def write_state(store: Store, key: str, value: Any) -> None:
-    """Upsert one JSON value into ``healer_state``."""
+def write_state(store: Store, key: str, value: Any, counters: dict[str, int] | None = None) -> None:
+    """Upsert one JSON value into ``healer_state``; add ``counters`` in the same transaction."""
     with store.write() as conn:
         conn.execute(
             "INSERT INTO healer_state(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
+        for name, amount in (counters or {}).items():
+            conn.execute(
+                "INSERT INTO healer_counters(name, n) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET n = n + excluded.n",
+                (name, amount),
+            )
 
 
 class Clock:

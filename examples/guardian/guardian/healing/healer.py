@@ -20,6 +20,7 @@ from typing import Any
 from guardian.errors import GuardianError
 from guardian.healing import governance as gov
 from guardian.healing.audit import AuditLog
+from guardian.healing.canary import CanaryRunner
 from guardian.healing.env import HealEnv, read_state, write_state
 from guardian.healing.incidents import Incident, IncidentStore
 from guardian.healing.playbooks import (
@@ -39,7 +40,8 @@ ACTOR = "healer"
 class HealerConfig:
     """Tunables of the healer loop."""
 
-    tick_s: float = 0.25
+    tick_s: float = 0.5
+    heartbeat_s: float = 1.0
     backoff_s: float = 5.0
     pause_after_rollback_s: float = 300.0
     rollback_timeout_s: float = 30.0
@@ -63,6 +65,8 @@ class Healer:
         self.stopping = False
         self.backoff_until: dict[str, float] = {}
         self.ticks = 0
+        self.ticks_counted = 0
+        self.next_beat = 0.0
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -106,10 +110,17 @@ class Healer:
             if not playbook.spec.needs_store:
                 self.consider_storeless(playbook)
         store = self.env.store()
-        write_state(
-            store, "healer", {"pid": os.getpid(), "heartbeat_at": time.time(), "ticks": self.ticks}
-        )
-        self.incidents.bump("ticks")
+        if time.monotonic() >= self.next_beat:
+            # One write a second, not one per tick: the heartbeat is read with a 10 s staleness
+            # bound, and every write competes with the service's submissions for the lock.
+            self.next_beat = time.monotonic() + self.config.heartbeat_s
+            write_state(
+                store,
+                "healer",
+                {"pid": os.getpid(), "heartbeat_at": time.time(), "ticks": self.ticks},
+                counters={"ticks": self.ticks - self.ticks_counted},
+            )
+            self.ticks_counted = self.ticks
         self.serve_requests()
         for playbook in self.registry.healing():
             if self.stopping:
@@ -401,16 +412,20 @@ def _short(detail: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main(env: HealEnv) -> int:
-    """Entry point of the ``healer`` process."""
+def main(env: HealEnv, canary: CanaryRunner | None = None) -> int:
+    """Entry point of the ``healer`` process (with the layer canaries beside it, if given)."""
     from guardian.healing.book import default_registry  # noqa: PLC0415 - heavy imports
 
     healer = Healer(env, default_registry())
     signal.signal(signal.SIGTERM, healer.request_stop)
     signal.signal(signal.SIGINT, healer.request_stop)
     log.info("healer started", extra={"playbooks": len(healer.registry)})
+    if canary is not None:
+        canary.start()
     try:
         healer.run()
     finally:
+        if canary is not None:
+            canary.stop()
         env.close()
     return 0

@@ -6,7 +6,18 @@ with an end-to-end test proving it, are listed here (see docs/playbooks/).
 
 from __future__ import annotations
 
-from guardian.healing.book import config, files, processes, storage, tasks
+from guardian.healing.book import (
+    canaries,
+    config,
+    dependency,
+    disk,
+    files,
+    integrity,
+    network,
+    processes,
+    storage,
+    tasks,
+)
 from guardian.healing.playbooks import BasePlaybook, PlaybookRegistry
 
 PLAYBOOK_CLASSES: tuple[type[BasePlaybook], ...] = (
@@ -15,6 +26,11 @@ PLAYBOOK_CLASSES: tuple[type[BasePlaybook], ...] = (
     *tasks.PLAYBOOKS,
     *processes.PLAYBOOKS,
     *config.PLAYBOOKS,
+    *dependency.PLAYBOOKS,
+    *network.PLAYBOOKS,
+    *integrity.PLAYBOOKS,
+    *disk.PLAYBOOKS,
+    *canaries.PLAYBOOKS,
 )
 
 
