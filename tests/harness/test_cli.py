@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -210,5 +211,7 @@ def test_plan_prints_the_release_soak_up_front_and_writes_nothing(run_certify: R
     assert proc.returncode == 0, proc.stderr
     assert_no_traceback(proc)
     assert "P4 Soak" in proc.stdout
-    assert "expected total: ~9" in proc.stdout
+    total = re.search(r"expected total: ~([0-9.]+) h", proc.stdout)
+    assert total is not None, proc.stdout
+    assert float(total.group(1)) >= 8
     assert not (tmp_path / "never").exists()
