@@ -154,20 +154,26 @@ def query_rows(data_dir: Path, spec: SqliteSnapshot | SqliteProbe, limit: int = 
     return {"database": str(found[0].relative_to(data_dir)), "rows": [list(row) for row in rows]}
 
 
+def _write_lock_error(path: Path, timeout_s: float) -> str | None:
+    """Take and release the write lock of one database (writes nothing); the error, or None if it was free."""
+    conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        conn.close()
+    return None
+
+
 def can_write(data_dir: Path, probe: SqliteProbe) -> dict[str, Any]:
     """Whether the write lock can be taken within the bound (taken and released at once; writes nothing)."""
     found = _matches(data_dir, probe.database)
     if not found:
         return {"error": f"no database matches {probe.database}"}
-    conn = sqlite3.connect(found[0], timeout=probe.write_timeout_ms / 1000, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-    except sqlite3.Error as exc:
-        return {"writable": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
-    finally:
-        conn.close()
-    return {"writable": True}
+    error = _write_lock_error(found[0], probe.write_timeout_ms / 1000)
+    return {"writable": True} if error is None else {"writable": False, "error": error}
 
 
 def observe(port: int, data_dir: Path, probe: Any) -> dict[str, Any]:
@@ -239,17 +245,7 @@ def snapshot_processes(pgid: int) -> list[dict[str, Any]]:
 def lock_free(data_dir: Path, pattern: str, timeout_s: float = 0.3) -> bool:
     """Whether the newest database matching the glob can take its write lock now (nothing is written)."""
     found = _matches(data_dir, pattern)
-    if not found:
-        return True
-    conn = sqlite3.connect(found[0], timeout=timeout_s, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.close()
-    return True
+    return not found or _write_lock_error(found[0], timeout_s) is None
 
 
 class Hold:
