@@ -125,7 +125,8 @@ class ChaosGate(Gate):
         ctx.write_json(name, outcome)
         records: list[dict[str, Any]] = []
         try:
-            self._repetitions(ctx, policy, inst, exp, injector, records=records)
+            with ctx.observed(exp.id, f"http://127.0.0.1:{inst.port}"):
+                self._repetitions(ctx, policy, inst, exp, injector, records=records)
         finally:
             launcher.stop(inst)
             for path in inst.output_files():
@@ -156,6 +157,7 @@ class ChaosGate(Gate):
             records.append(record)
             carried = record["reconciliation"]["open_ids"]
             found = analyse(record, policy.healthy_latency_s, policy.stable_s)
+            _observe_window(ctx, policy, inst, exp, rep=n, t0=started.timestamp(), fault=record["fault"], found=found)
             journal = build_journal(exp, record, found, started)
             ctx.write_document(f"chaos/{exp.id}/journal-{n}.json", _json_bytes(journal))
             svg = render(f"{exp.id} repetition {n}: {exp.title}", record, found, policy.healthy_latency_s)
@@ -236,3 +238,35 @@ def _json_bytes(data: Any) -> bytes:
     import json  # noqa: PLC0415 - only documents need it
 
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _observe_window(
+    ctx: GateContext,
+    policy: ChaosPolicy,
+    inst: ChaosInstance,
+    exp: Experiment,
+    *,
+    rep: int,
+    t0: float,
+    fault: dict[str, Any],
+    found: dict[str, Any],
+) -> None:
+    """Tell the run's observer (G6) when this repetition's fault was in and until the harness saw recovery."""
+    if fault.get("injected_at_s") is None:
+        return
+    removed = fault.get("removed_at_s")
+    recovered = found.get("recovered_at_s")
+    if recovered is not None:
+        end = recovered
+    elif removed is not None:
+        end = removed + policy.recovery_budget_s
+    else:
+        end = fault["injected_at_s"] + policy.recovery_budget_s
+    info = {
+        "instance": f"127.0.0.1:{inst.port}",
+        "repetition": rep,
+        "removed_at": None if removed is None else round(t0 + removed, 3),
+        "recovered": recovered is not None,
+        "title": exp.title,
+    }
+    ctx.observe_window(f"{exp.id}#{rep}", "chaos", t0 + fault["injected_at_s"], t0 + end, info)

@@ -200,8 +200,11 @@ def format_validation_error(source: str, error: ValidationError) -> str:
         line = f"{source}: {key}: missing required key"
     elif kind == "extra_forbidden":
         line = f"{source}: {key}: unknown key (misspelt?) with value {_short(first['input'])}"
-        missing = [str(item["loc"][-1]) for item in errors if item["type"] == "missing"
-                   and tuple(item["loc"][:-1]) == tuple(first["loc"][:-1])]
+        missing = [
+            str(item["loc"][-1])
+            for item in errors
+            if item["type"] == "missing" and tuple(item["loc"][:-1]) == tuple(first["loc"][:-1])
+        ]
         guess = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1)
         if guess:
             line += f"; did you mean {guess[0]!r}?"

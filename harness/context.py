@@ -14,6 +14,7 @@ from harness.errors import PackError, TargetError
 from harness.evidence import EvidencePack
 from harness.gate import GateSpec
 from harness.lifecycle import Instance, InstanceLauncher, TargetVenv, fill, target_env
+from harness.observer import Observer
 from harness.procs import REGISTRY, ProcessRegistry, ToolRun, run_tool
 
 
@@ -32,6 +33,7 @@ class RunServices:
     registry: ProcessRegistry = REGISTRY
     tools: dict[str, str] = field(default_factory=dict)
     tools_lock: threading.Lock = field(default_factory=threading.Lock)
+    observer: Observer | None = None
 
 
 class GateContext:
@@ -148,6 +150,30 @@ class GateContext:
         """Fill a command template from certify.toml with {python}, {target_dir} and extra values."""
         base = {"python": str(self.target_python()), "target_dir": str(self.target_dir), **values}
         return [fill(part, base) for part in template]
+
+    @property
+    def observer(self) -> Observer | None:
+        """The run's observer (G6's shared Prometheus), if one is running."""
+        return self._svc.observer
+
+    @contextlib.contextmanager
+    def observed(self, name: str, base_url: str) -> Iterator[None]:
+        """Have the run's observer watch an instance for the block (nothing if none watches this gate)."""
+        observer = self._svc.observer
+        if observer is None or not observer.watching(self.spec.id):
+            yield
+            return
+        observer.watch(self.spec.id, name, base_url)
+        try:
+            yield
+        finally:
+            observer.unwatch(self.spec.id, name)
+
+    def observe_window(self, name: str, kind: str, start: float, end: float, info: dict[str, Any]) -> None:
+        """Tell the run's observer about a window (unix seconds) of a watched instance."""
+        observer = self._svc.observer
+        if observer is not None and observer.watching(self.spec.id):
+            observer.window(self.spec.id, name, kind=kind, start=start, end=end, info=info)
 
     @contextlib.contextmanager
     def instance(self, extra_env: dict[str, str] | None = None) -> Iterator[Instance]:

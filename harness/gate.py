@@ -13,7 +13,8 @@ from harness.errors import PackError
 from harness.model import Verdict
 
 if TYPE_CHECKING:
-    from harness.context import GateContext
+    from harness.context import GateContext, RunServices
+    from harness.observer import Observer
 
 
 class GateSpec(BaseModel):
@@ -97,6 +98,11 @@ class Gate(ABC):
         """Sub-items printed under the gate in the plan (e.g. load profiles and their durations)."""
         del policy, mode
         return []
+
+    def run_observer(self, policy: Policy, services: RunServices, planned: tuple[str, ...]) -> Observer | None:
+        """An observer to run for the whole run (before any gate starts), or None; `planned` lists gate ids."""
+        del policy, services, planned
+        return None
 
     @abstractmethod
     def collect(self, ctx: GateContext, policy: Policy) -> None:

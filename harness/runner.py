@@ -24,6 +24,7 @@ from harness.evidence import EvidencePack
 from harness.gate import Evidence, Gate
 from harness.lifecycle import TargetVenv
 from harness.model import GateResult, Verdict
+from harness.observer import Observer
 from harness.plan import Plan, PlanEntry, make_plan
 from harness.procs import REGISTRY
 from harness.progress import Reporter
@@ -177,13 +178,26 @@ class Runner:
             progress=self.reporter.gate_message,
         )
         try:
+            services.observer = self._start_observer(services)
             self._execute(services, interrupt.event)
         finally:
+            if services.observer is not None:
+                services.observer.stop()
             REGISTRY.kill_all(GRACE_S)
             if not os.environ.get("CERTIFY_KEEP_WORK"):
                 shutil.rmtree(work_dir, ignore_errors=True)
         complete = not interrupt.event.is_set()
         return self._finish(pack, run_doc, services, complete)
+
+    def _start_observer(self, services: RunServices) -> Observer | None:
+        """The first observer a planned gate offers (G6's shared Prometheus), started before any gate."""
+        planned = tuple(entry.gate_id for entry in self.plan.entries)
+        for entry in self.plan.entries:
+            if entry.gate is not None:
+                observer = entry.gate.run_observer(self.config.policy(entry.gate_id), services, planned)
+                if observer is not None:
+                    return observer
+        return None
 
     def _execute(self, services: RunServices, interrupted: threading.Event) -> None:
         """Start gates as slots free up (service gates alone), enforce timeouts, stop on interrupt."""

@@ -119,8 +119,11 @@ class LoadRun:
         (pdir / "plan.json.gz").write_bytes(_gzip(json.dumps(arrivals, separators=(",", ":")).encode()))
         instance_files: list[Path] = []
         death: dict[str, Any] | None = None
-        with self.ctx.instance() as instance:
+        with self.ctx.instance() as instance, self.ctx.observed(profile.id, instance.base_url):
+            started = time.time()
             record, sampler, death = self._drive(profile, instance, arrivals, pdir)
+            info = {"raw_csv_gz": str(pdir / "raw.csv.gz"), "instance": f"127.0.0.1:{instance.port}"}
+            self.ctx.observe_window(profile.id, "load", started, time.time(), info)
             instance_files = instance.output_files()
         for path in instance_files:
             (pdir / "instance").mkdir(exist_ok=True)

@@ -45,6 +45,9 @@ class EvidenceView(Protocol):
     def read_text(self, name: str) -> str:
         """A file's text."""
 
+    def read_bytes(self, name: str) -> bytes:
+        """A file's bytes."""
+
     def read_json(self, name: str) -> Any:
         """A JSON file's content."""
 
@@ -75,12 +78,16 @@ class Recorder:
         """Whether this run wrote the file."""
         return name in self._files
 
-    def read_text(self, name: str) -> str:
-        """The text this run wrote (after redaction)."""
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes this run wrote (after redaction)."""
         if name not in self._files:
             msg = f"gate G6: evidence file {name!r} was not written"
             raise PackError(msg)
-        return self._files[name].decode("utf-8")
+        return self._files[name]
+
+    def read_text(self, name: str) -> str:
+        """The text this run wrote (after redaction)."""
+        return self.read_bytes(name).decode("utf-8")
 
     def read_json(self, name: str) -> Any:
         """The JSON this run wrote (after redaction)."""

@@ -23,10 +23,13 @@ from gates.observability.report import (
     render_report,
 )
 from gates.observability.run import ObservabilityRun
-from harness.context import GateContext
+from gates.observability.shared import SharedPrometheus, record_shared
+from gates.observability.shared_judge import assess_shared
+from harness.context import GateContext, RunServices
 from harness.evidence import dump_json
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Status, Verdict, worst
+from harness.observer import Observer
 
 #: Instance start, Prometheus start, first scrape, quiet scrapes, Locust start-ups and the queries.
 OVERHEAD_S = 45.0
@@ -77,12 +80,21 @@ class ObservabilityGate(Gate):
             f"fault: {fault:g} s{zero}; expected alerts: {', '.join(policy.fault.expect_alerts) or 'none declared'}",
         ]
 
+    def run_observer(self, policy: Policy, services: RunServices, planned: tuple[str, ...]) -> Observer | None:
+        """A run-wide Prometheus when a gate G6 watches (G2, G3, G4 by default) is planned before G6."""
+        assert isinstance(policy, ObservabilityPolicy)  # noqa: S101 - the registry pairs gate and policy
+        before = planned[: planned.index(self.spec.id)] if self.spec.id in planned else ()
+        watched = tuple(gate for gate in policy.shared.gates if gate in before)
+        return SharedPrometheus(policy, services, watched).start() if watched else None
+
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run Prometheus, load and fault against one instance; write the evidence and the documents."""
         assert isinstance(policy, ObservabilityPolicy)  # noqa: S101 - the registry pairs gate and policy
         recorder = ev.Recorder(ctx)
+        if isinstance(ctx.observer, SharedPrometheus):
+            record_shared(ctx.observer, recorder, policy)
         facts = ObservabilityRun(ctx, policy, recorder).run()
-        checks = assess(recorder, policy)
+        checks = assess(recorder, policy) + assess_shared(recorder, policy)
         status = worst([c.status for c in checks]).value
         actions = recorder.read_json(ev.FAULTS) if recorder.exists(ev.FAULTS) else []
         ctx.write_document(REPORT, render_report(checks, facts, status, actions).encode("utf-8"))
@@ -99,4 +111,4 @@ class ObservabilityGate(Gate):
         assert isinstance(policy, ObservabilityPolicy)  # noqa: S101 - the registry pairs gate and policy
         if not evidence.exists(ev.RUN):
             return Verdict.of(Status.INCONCLUSIVE, "G6 recorded no run facts")
-        return verdict_of(assess(evidence, policy))
+        return verdict_of(assess(evidence, policy) + assess_shared(evidence, policy))

@@ -71,7 +71,7 @@ def check_metrics(parsed: dict[str, Scrape], policy: ObservabilityPolicy) -> Che
     return Check("metrics", status, summary, findings, [measure], rows)
 
 
-def _harness_rows(rows: list[RawRow], check: CrossCheck | LatencyCheck) -> list[RawRow]:
+def harness_rows(rows: list[RawRow], check: CrossCheck | LatencyCheck) -> list[RawRow]:
     """The generator's rows a check counts."""
     kinds = ("task",) if isinstance(check, CrossCheck) and check.rows == "tasks" else check.kinds
     picked = [r for r in rows if r.kind in kinds and (not check.requests or r.request in check.requests)]
@@ -83,7 +83,7 @@ def _harness_rows(rows: list[RawRow], check: CrossCheck | LatencyCheck) -> list[
     return picked
 
 
-def _prom_delta(prom: dict[str, Any], name: str) -> float | None:
+def prom_delta(prom: dict[str, Any], name: str) -> float | None:
     """after - before of a cross-check's Prometheus queries (an empty result is 0); None if a query failed."""
     values = []
     for when in ("before", "after"):
@@ -103,7 +103,7 @@ def _prom_value(prom: dict[str, Any] | None, name: str) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
 
 
-def _within(value: float, reference: float, tolerance: float) -> bool:
+def within(value: float, reference: float, tolerance: float) -> bool:
     """|value - reference| <= tolerance x max(reference, 1)."""
     return abs(value - reference) <= tolerance * max(abs(reference), 1.0) + 1e-9
 
@@ -118,11 +118,11 @@ def check_cross(
         return Check("cross-check", Status.FAIL, "the scrapes around the load window are missing")
     statuses, findings, table, measures = [], [], [], []
     for item in policy.cross_checks:
-        harness = len(_harness_rows(rows, item))
+        harness = len(harness_rows(rows, item))
         before, _ = selected_sum(parsed["before-load"], item.metric, item.labels)
         after, matched = selected_sum(parsed["after-load"], item.metric, item.labels)
         direct = after - before
-        via_prom = None if prom is None else _prom_delta(prom, item.name)
+        via_prom = None if prom is None else prom_delta(prom, item.name)
         row = {"name": item.name, "harness": harness, "target": direct, "prometheus": via_prom, "matched": matched}
         status = Status.PASS
         if item.metric not in parsed["after-load"].sample_names:
@@ -134,7 +134,7 @@ def check_cross(
         elif harness == 0 and not item.may_be_zero:
             status = Status.INCONCLUSIVE
             findings.append(f"{item.name}: the generator counted nothing to compare with")
-        elif not _within(direct, harness, policy.tolerance):
+        elif not within(direct, harness, policy.tolerance):
             status = Status.FAIL
             findings.append(
                 f"{item.name}: target counted {direct:g}, the generator {harness} (> {policy.tolerance:.0%})"
@@ -142,7 +142,7 @@ def check_cross(
         if via_prom is None and prom is not None:
             status = worst([status, Status.FAIL])
             findings.append(f"{item.name}: Prometheus could not answer the query")
-        elif via_prom is not None and not _within(via_prom, harness, policy.tolerance):
+        elif via_prom is not None and not within(via_prom, harness, policy.tolerance):
             status = worst([status, Status.FAIL])
             findings.append(f"{item.name}: Prometheus shows {via_prom:g}, the generator {harness}")
         row["status"] = status.value
@@ -175,7 +175,7 @@ def check_latency(
         return Check("latency", Status.INCONCLUSIVE, "no latency checks declared ([[gates.G6.latency_checks]])")
     statuses, findings, table = [], [], []
     for item in policy.latency_checks:
-        samples = sorted((r.end_s - r.sent_s) for r in _harness_rows(rows, item) if r.end_s is not None)
+        samples = sorted((r.end_s - r.sent_s) for r in harness_rows(rows, item) if r.end_s is not None)
         before = bucket_counts(parsed.get("before-load", Scrape()), item.histogram, item.labels)
         buckets = bucket_delta(before, bucket_counts(parsed.get("after-load", Scrape()), item.histogram, item.labels))
         index = quantile_bucket(buckets, item.quantile)
@@ -305,7 +305,7 @@ def check_alerts(view: ev.EvidenceView, facts: dict[str, Any], policy: Observabi
     for group in view.read_json(ev.PROM_RULES).get("data", {}).get("groups", []):
         findings += [f"rule {r['name']}: {r.get('lastError')}" for r in group["rules"] if r.get("health") != "ok"]
     times = facts["times"]
-    firing = _firing_times(view.read_json(ev.PROM_ALERTS))
+    firing = firing_times(view.read_json(ev.PROM_ALERTS))
     table = []
     for name, stamps in sorted(firing.items()):
         baseline = [t for t in stamps if t < times["fault_start"]]
@@ -341,7 +341,7 @@ def check_alerts(view: ev.EvidenceView, facts: dict[str, Any], policy: Observabi
     return Check("alerts", status, summary, findings, measures, table)
 
 
-def _firing_times(body: dict[str, Any]) -> dict[str, list[float]]:
+def firing_times(body: dict[str, Any]) -> dict[str, list[float]]:
     """Unix times at which each alert was firing, from an ALERTS range query."""
     firing: dict[str, list[float]] = {}
     for series in body.get("data", {}).get("result", []):

@@ -80,6 +80,22 @@ class FaultSpec(_Table):
     )
 
 
+class SharedWatch(_Table):
+    """The run-wide Prometheus that scrapes other gates' instances while G6 is planned after them."""
+
+    gates: tuple[str, ...] = Field(
+        ("G2", "G3", "G4"),
+        description="Gates whose instances it scrapes (load profiles, chaos experiments); empty: off.",
+    )
+    chaos_alerts: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Chaos experiment id -> alerts that must fire between its injection and its recovery.",
+    )
+    quiet_during_load: bool = Field(True, description="No alert may fire during a load profile (no fault there).")
+    grace_s: float = Field(10.0, ge=0, description="Time after a window in which its alerts still count.")
+    first_scrape_s: float = Field(20.0, gt=0, description="How long to wait for Prometheus to scrape a new instance.")
+
+
 class ObservabilityPolicy(Policy):
     """G6: metrics true under load (cross-checked), JSON logs, alert rules that fire, dashboards with data."""
 
@@ -115,3 +131,4 @@ class ObservabilityPolicy(Policy):
     log_msg_field: str = Field("msg", description="Field holding the message.")
     min_valid_log_share: float = Field(1.0, gt=0, le=1, description="Share of log lines that must be valid JSON.")
     log_sample_lines: int = Field(200, ge=10, le=5000, description="Lines copied to logs_sample/.")
+    shared: SharedWatch = Field(SharedWatch(), description="Scraping G2's profiles and G4's experiments.")

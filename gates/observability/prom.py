@@ -44,9 +44,18 @@ def binary_version(binary: Path) -> str:
     return lines[0].strip() if lines else "unknown"
 
 
-def render_config(target: str, metrics_path: str, interval_s: float, rule_files: list[Path]) -> str:
-    """prometheus.yml: one job scraping `target` (host:port) at `metrics_path`, rules evaluated as often."""
+def render_config(
+    target: str, metrics_path: str, interval_s: float, rule_files: list[Path], targets_file: Path | None = None
+) -> str:
+    """prometheus.yml: one job scraping `target` (host:port) at `metrics_path`, rules evaluated as often.
+
+    With `targets_file` the job discovers its targets from that JSON file instead (file_sd; the
+    harness rewrites it as instances start and stop) and `target` is ignored.
+    """
     every = _duration(interval_s)
+    discovery: dict[str, Any] = {"static_configs": [{"targets": [target]}]}
+    if targets_file is not None:
+        discovery = {"file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]}
     config = {
         "global": {"scrape_interval": every, "evaluation_interval": every},
         "rule_files": [str(path) for path in rule_files],
@@ -56,7 +65,7 @@ def render_config(target: str, metrics_path: str, interval_s: float, rule_files:
                 "scrape_interval": every,
                 "scrape_timeout": _duration(max(0.5, interval_s * 0.8)),
                 "metrics_path": metrics_path,
-                "static_configs": [{"targets": [target]}],
+                **discovery,
             }
         ],
     }
@@ -85,12 +94,21 @@ class PrometheusServer:
 
     @classmethod
     def start(
-        cls, binary: Path, workdir: Path, *, target: str, metrics_path: str, interval_s: float, rule_files: list[Path]
+        cls,
+        binary: Path,
+        workdir: Path,
+        *,
+        target: str,
+        metrics_path: str,
+        interval_s: float,
+        rule_files: list[Path],
+        targets_file: Path | None = None,
     ) -> PrometheusServer:
         """Write the config, start the server on a free loopback port and wait until it is ready."""
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        config.write_text(render_config(target, metrics_path, interval_s, rule_files), encoding="utf-8")
+        text = render_config(target, metrics_path, interval_s, rule_files, targets_file)
+        config.write_text(text, encoding="utf-8")
         server = cls(binary=binary, workdir=workdir, port=free_port())
         argv = [
             str(binary),

@@ -9,6 +9,7 @@ from typing import Any
 from gates.observability import evidence as ev
 from gates.observability.check import Check
 from gates.observability.logs import parse_ts
+from gates.observability.report_shared import shared_section
 from gates.observability.rulecheck import panels
 
 REPORT = "observability_report.md"
@@ -63,6 +64,7 @@ def render_report(checks: list[Check], facts: dict[str, Any], status: str, actio
     lines += _cross_table(by_name["cross-check"]) + _latency_table(by_name["latency"])
     lines += _alert_table(by_name["alerts"], facts) + _panel_table(by_name["dashboards"])
     lines += _rule_table(by_name["alert rules"]) + _action_list(actions, t["fault_start"])
+    lines += shared_section(checks)
     logs = by_name["logs"]
     if logs.rows:
         lines += ["", "## Messages logged at warning or above during the fault", ""]

@@ -19,18 +19,21 @@ import pytest
 from tests.conftest import copy_target
 
 FIXTURES = ("obs-ok", "obs-frozen", "obs-liar", "obs-noprom")
-RUN_TIMEOUT_S = 240
+GATES = {"obs-ok": "G2,G6", "obs-liar": "G2,G6"}
+"""Fixtures run with G2 before G6, so G6's run-wide Prometheus scrapes their load profiles too."""
+RUN_TIMEOUT_S = 360
 
 Outcome = dict[str, Any]
 
 
 def _run_all(root: Path) -> dict[str, Outcome]:
-    """Run `certify run --gates G6 --mode ci` on every fixture at once, then `certify verify` on each pack."""
+    """Run `certify run --gates G6 --mode ci` (G2,G6 where GATES says) on every fixture at once, then verify."""
     env = {**os.environ, "XDG_CACHE_HOME": str(root / "xdg-cache"), "CI": "true"}
     procs = {}
     for name in FIXTURES:
         target = copy_target(root, name)
-        argv = [sys.executable, "-m", "harness.cli", "run", "--target", str(target), "--gates", "G6"]
+        gates = GATES.get(name, "G6")
+        argv = [sys.executable, "-m", "harness.cli", "run", "--target", str(target), "--gates", gates]
         argv += ["--mode", "ci", "--out", str(root / f"pack-{name}")]
         procs[name] = subprocess.Popen(
             argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -92,6 +95,30 @@ def test_truthful_target_passes_with_every_document(runs: dict[str, Outcome]) ->
     runs_dir = pack / "gates" / "G6" / "runs"
     tests = [json.loads(p.read_text(encoding="utf-8")) for p in runs_dir.glob("*promtool-test.json")]
     assert [run["returncode"] for run in tests] == [0]
+
+
+@pytest.mark.integration
+def test_truthful_target_agrees_during_every_load_profile(runs: dict[str, Outcome]) -> None:
+    """obs-ok with G2: the run-wide Prometheus scraped each profile's instance and its counters match the generator."""
+    outcome = runs["obs-ok"]
+    for check in ("shared scrape", "shared cross-check", "shared latency", "shared alerts"):
+        assert _check(outcome, check) == "PASS", check
+    rows = outcome["verdict"]["details"]["shared cross-check"]["rows"]
+    work = [row for row in rows if row["name"] == "work requests"]
+    assert [row["window"] for row in work] == ["P1", "P2", "P3", "P4", "P5"]
+    assert all(row["harness"] == row["prometheus"] > 0 for row in work)
+    report = (outcome["pack"] / "observability_report.md").read_text(encoding="utf-8")
+    assert "During G2's load profiles and G4's chaos experiments" in report
+    assert (outcome["pack"] / "gates" / "G6" / "shared" / "load" / "P1" / "raw.csv.gz").is_file()
+
+
+@pytest.mark.integration
+def test_half_counting_counter_fails_during_load_profiles(runs: dict[str, Outcome]) -> None:
+    """obs-liar with G2: the counter counting half the requests is caught in every G2 profile too."""
+    outcome = runs["obs-liar"]
+    assert _check(outcome, "shared cross-check") == "FAIL"
+    reasons = "\n".join(outcome["verdict"]["reasons"])
+    assert "P1 work requests: Prometheus shows" in reasons
 
 
 @pytest.mark.integration
