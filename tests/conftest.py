@@ -115,3 +115,27 @@ def run_certify(tmp_path: Path) -> RunCertify:
         return certify(*args, env={"XDG_CACHE_HOME": str(cache_home), **(env or {})}, cwd=cwd or tmp_path)
 
     return run
+
+
+class DictView:
+    """An in-memory evidence view over already-parsed JSON files (for pure judgement tests)."""
+
+    def __init__(self, files: dict[str, Any]) -> None:
+        """Hold the files."""
+        self.files = files
+
+    def exists(self, name: str) -> bool:
+        """Whether the file is present."""
+        return name in self.files
+
+    def read_json(self, name: str) -> Any:
+        """The file's content."""
+        return self.files[name]
+
+    def read_text(self, name: str) -> str:
+        """The content as JSON text."""
+        return json.dumps(self.files[name])
+
+    def read_bytes(self, name: str) -> bytes:
+        """The content as UTF-8 JSON bytes."""
+        return self.read_text(name).encode("utf-8")

@@ -110,8 +110,14 @@ class SharedPrometheus(Observer):
         return loaded
 
     def watching(self, gate_id: str) -> bool:
-        """Whether the server runs and that gate is one of the watched."""
-        return self.server is not None and gate_id in self.gates
+        """Whether the server still runs and that gate is one of the watched."""
+        if self.server is None or gate_id not in self.gates:
+            return False
+        if self.server.proc is not None and self.server.proc.poll() is not None:
+            with self._lock:
+                self.failure = self.failure or f"the run-wide Prometheus exited: {self.server.stderr_tail()}"
+            return False
+        return True
 
     def _write_targets(self) -> None:
         """Rewrite the file_sd targets file atomically (Prometheus watches it)."""
@@ -187,7 +193,7 @@ class SharedPrometheus(Observer):
         with self._lock:
             return {
                 "gates": list(self.gates),
-                "running": self.server is not None,
+                "running": self.server is not None and not self.failure,
                 "failure": self.failure,
                 "version": self.version,
                 "zero_for": self.zero_for,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,33 +10,10 @@ from gates.observability.gate import ObservabilityGate
 from gates.observability.policy import ObservabilityPolicy
 from gates.observability.shared_judge import assess_shared, check_shared_alerts, fired_in
 from harness.model import Status
+from tests.conftest import DictView
 
 INSTANCE = "127.0.0.1:40001"
 OTHER = "127.0.0.1:40002"
-
-
-class FakeView:
-    """An in-memory evidence view."""
-
-    def __init__(self, files: dict[str, Any]) -> None:
-        """Keep the files (JSON-able values)."""
-        self.files = files
-
-    def exists(self, name: str) -> bool:
-        """Whether the file is there."""
-        return name in self.files
-
-    def read_json(self, name: str) -> Any:
-        """The JSON value."""
-        return self.files[name]
-
-    def read_text(self, name: str) -> str:
-        """The value as JSON text."""
-        return json.dumps(self.files[name])
-
-    def read_bytes(self, name: str) -> bytes:
-        """The value as bytes."""
-        return self.read_text(name).encode("utf-8")
 
 
 def _policy(**shared: Any) -> ObservabilityPolicy:
@@ -128,20 +104,20 @@ def test_firing_after_the_grace_period_does_not_count() -> None:
 def test_observer_that_could_not_start_is_not_run_with_install_hint() -> None:
     """No prometheus binary: the shared checks are one NOT_RUN naming the install command, never PASS."""
     facts = {"running": False, "failure": "prometheus is not installed (not on PATH)", "gates": ["G2"]}
-    checks = assess_shared(FakeView({"shared/run.json": facts}), _policy())
+    checks = assess_shared(DictView({"shared/run.json": facts}), _policy())
     assert [(c.name, c.status) for c in checks] == [("shared Prometheus", Status.NOT_RUN)]
     assert "apt-get install prometheus" in checks[0].summary
 
 
 def test_no_window_recorded_is_inconclusive() -> None:
     """A running observer that saw no window (the watched gates did not get that far) proves nothing."""
-    checks = assess_shared(FakeView({"shared/run.json": _facts([])}), _policy())
+    checks = assess_shared(DictView({"shared/run.json": _facts([])}), _policy())
     assert [(c.name, c.status) for c in checks] == [("shared Prometheus", Status.INCONCLUSIVE)]
 
 
 def test_g6_run_alone_has_no_shared_checks() -> None:
     """Without shared/run.json (G6 ran without G2/G4 before it) there is no shared check at all."""
-    assert assess_shared(FakeView({}), _policy()) == []
+    assert assess_shared(DictView({}), _policy()) == []
 
 
 class _Services:

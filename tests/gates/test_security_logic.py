@@ -23,26 +23,10 @@ from gates.security.policy import (
     severity_of_score,
 )
 from harness.model import Status
-from tests.conftest import FIXTURE_TARGETS
+from tests.conftest import FIXTURE_TARGETS, DictView
 
 ALLOW = SecurityPolicy().licence_allow
 RUN_DATE = dt.date(2026, 11, 21)
-
-
-class DictReader:
-    """An EvidenceReader over a dict of already-parsed JSON files."""
-
-    def __init__(self, files: dict[str, Any]) -> None:
-        """Hold the files."""
-        self.files = files
-
-    def exists(self, name: str) -> bool:
-        """Whether the file is present."""
-        return name in self.files
-
-    def read_json(self, name: str) -> Any:
-        """The file's content."""
-        return self.files[name]
 
 
 # --- licences -------------------------------------------------------------------------------
@@ -311,7 +295,7 @@ def test_merge_needs_every_scanner_and_no_blocking_finding() -> None:
 # --- scanner coverage rules on crafted evidence ----------------------------------------------
 
 
-def audit_evidence(dependencies: list[dict[str, Any]], stderr: str = "", report: bool = True) -> DictReader:
+def audit_evidence(dependencies: list[dict[str, Any]], stderr: str = "", report: bool = True) -> DictView:
     """Evidence of a pip-audit run without advisory_db (pip-audit's default service)."""
     files: dict[str, Any] = {
         vulns.RUN: {"returncode": 0 if report else 1, "timed_out": False, "cancelled": False, "stderr_tail": stderr},
@@ -319,7 +303,7 @@ def audit_evidence(dependencies: list[dict[str, Any]], stderr: str = "", report:
     }
     if report:
         files[vulns.REPORT] = {"dependencies": dependencies, "fixes": []}
-    return DictReader(files)
+    return DictView(files)
 
 
 CONTEXT = {"run_date": "2026-11-21", "target_project": "svc", "dependency_file": "pyproject.toml"}
@@ -375,7 +359,7 @@ def test_bandit_output_is_sanitised_and_coverage_checked() -> None:
     clean = sast.sanitise(raw)
     assert "hunter2" not in json.dumps(clean)
     assert clean["results"][0]["filename"] == "pkg/a.py"
-    reader = DictReader({sast.TARGETS: {"targets": ["pkg"]}, sast.RUN: {"returncode": 1}, sast.REPORT: clean})
+    reader = DictView({sast.TARGETS: {"targets": ["pkg"]}, sast.RUN: {"returncode": 1}, sast.REPORT: clean})
     result = sast.assess(reader, SecurityPolicy())
     assert result.status is Status.INCONCLUSIVE
     assert result.reasons == ("bandit scanned 0 lines of code in pkg: nothing was analysed",)
@@ -384,7 +368,7 @@ def test_bandit_output_is_sanitised_and_coverage_checked() -> None:
 
 def test_missing_scanner_is_not_run() -> None:
     """A scanner whose tool is not installed reports NOT_RUN with the install hint, and so does the gate."""
-    reader = DictReader({sast.NOT_RUN: {"reason": "bandit is not installed; pip install bandit"}})
+    reader = DictView({sast.NOT_RUN: {"reason": "bandit is not installed; pip install bandit"}})
     result = sast.assess(reader, SecurityPolicy())
     assert (result.status, result.reasons) == (Status.NOT_RUN, ("bandit is not installed; pip install bandit",))
     assert judge([result], apply_waivers([], [], RUN_DATE), SecurityPolicy()).status is Status.NOT_RUN
@@ -392,7 +376,7 @@ def test_missing_scanner_is_not_run() -> None:
 
 def test_scanners_without_evidence_are_inconclusive() -> None:
     """A scanner that never ran (e.g. the run was cancelled first) is INCONCLUSIVE with a reason, never PASS."""
-    empty = DictReader({})
+    empty = DictView({})
     results = [
         sast.assess(empty, SecurityPolicy()),
         vulns.assess(empty, SecurityPolicy(), CONTEXT),
