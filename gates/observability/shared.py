@@ -124,8 +124,12 @@ class SharedPrometheus(Observer):
         with self._lock:
             groups = list(self._targets.values())
         tmp = self.targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.targets_file)
+        try:
+            tmp.write_text(json.dumps(groups, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, self.targets_file)
+        except OSError as exc:
+            with self._lock:
+                self.failure = self.failure or f"the targets file could not be written: {exc.strerror}"
 
     def _selector(self, gate_id: str, name: str) -> str:
         """up{certify_gate="G2",certify_name="P1"}."""
