@@ -4,6 +4,9 @@
 while Prometheus scrapes it every second with the target's alert rules loaded, and keeps the direct
 scrapes, the generator's raw rows, Prometheus's answers, promtool's output and the log file.
 `evaluate` recomputes every check from those files (gates/observability/judge.py).
+When G2/G3/G4 are planned before G6, `run_observer` also gives the run a second, run-wide Prometheus
+that scrapes their instances while they run (shared.py); G6's collect keeps its answers and
+shared_judge.py judges each load profile and chaos experiment from them.
 """
 
 from __future__ import annotations
