@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import datetime
 from typing import Any
@@ -84,3 +85,16 @@ class Healing:
                 return dict(state)
             time.sleep(0.2)
         raise AssertionError(f"rollback of {incident_id} not served")
+
+
+def can_write(instance: Instance) -> bool:
+    """The test's own write probe: can the write lock be taken within 200 ms (then released)."""
+    conn = sqlite3.connect(instance.data_dir.db_path, timeout=0.2, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()

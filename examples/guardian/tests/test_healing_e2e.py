@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from tests.conftest import Instance, start_instance, wait_for
-from tests.healing_helpers import IN_WINDOW, OUT_OF_WINDOW, Healing
+from tests.healing_helpers import IN_WINDOW, OUT_OF_WINDOW, Healing, can_write
 from tests.helpers_upstream import running_upstream, url_of
 
 pytestmark = pytest.mark.slow
@@ -233,19 +233,6 @@ def test_missing_index(healing: Healing) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS tasks_kind_created ON tasks(kind, created_at)")
     conn.commit()
     conn.close()
-
-
-def can_write(instance: Instance) -> bool:
-    """The test's own write probe with a 200 ms budget."""
-    conn = sqlite3.connect(instance.data_dir.db_path, timeout=0.2, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()
 
 
 def test_db_lock_holder(healing: Healing) -> None:

@@ -33,7 +33,7 @@ from guardian.healing.canary import CanaryTarget
 from guardian.paths import DataDir
 from guardian.store import Store
 from tests.conftest import Instance, start_instance, wait_for
-from tests.healing_helpers import IN_WINDOW, Healing
+from tests.healing_helpers import IN_WINDOW, Healing, can_write
 from tests.helpers_upstream import running_upstream, url_of
 
 pytestmark = pytest.mark.slow
@@ -94,19 +94,6 @@ def query(instance: Instance, sql: str, params: tuple[Any, ...] = ()) -> list[An
     conn = sqlite3.connect(instance.data_dir.db_path, timeout=15, isolation_level=None)
     try:
         return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-def can_write(instance: Instance) -> bool:
-    """Whether the write lock can be taken within 200 ms (taken and released at once)."""
-    conn = sqlite3.connect(instance.data_dir.db_path, timeout=0.2, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
     finally:
         conn.close()
 

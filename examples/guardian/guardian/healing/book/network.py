@@ -6,7 +6,6 @@ import asyncio
 import ipaddress
 import shutil
 import signal
-import sqlite3
 import threading
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from guardian import procutil, tls
 from guardian import settings as settings_mod
 from guardian.healing.book.dependency import restore_settings, save_settings
 from guardian.healing.book.processes import instance_processes
+from guardian.healing.book.storage import write_probe
 from guardian.healing.env import HealEnv
 from guardian.healing.playbooks import (
     BasePlaybook,
@@ -242,19 +242,6 @@ class TlsCertExpiry(BasePlaybook):
 # -- api-stalled ---------------------------------------------------------------------------------
 
 
-def _db_writable(env: HealEnv, timeout_s: float = 0.2) -> bool:
-    """Tell whether the SQLite write lock can be taken (a held lock stalls requests too)."""
-    conn = sqlite3.connect(env.data_dir.db_path, timeout=timeout_s, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()
-
-
 def api_address(env: HealEnv) -> tuple[int, str] | None:
     """Pid and base URL of the API process, from the sockets it listens on (not the TLS one)."""
     pid = instance_processes(env).get("api-0")
@@ -315,7 +302,7 @@ class ApiStalled(BasePlaybook):
         address = api_address(env)
         live, pooled = self._probe(address[1], params["timeout_ms"]) if address else (False, True)
         # Not live is the supervisor's case; a held write lock is db-lock-holder's.
-        if address is None or not live or pooled or not _db_writable(env):
+        if address is None or not live or pooled or not write_probe(env, 200):
             memory["since"] = None
             return None
         if memory.get("pid") != address[0] or memory.get("since") is None:
