@@ -151,9 +151,7 @@ class ObservabilityRun:
                 item["loaded"] = item["evidence"]
                 loaded.append(path)
                 continue
-            copy = self.ctx.scratch / "rules-loaded" / item["source"]
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_text(zero_for_copy(path.read_text(encoding="utf-8"), item["source"]), encoding="utf-8")
+            copy = zero_for_file(path, item["source"], self.ctx.scratch / "rules-loaded")
             item["loaded"] = f"rules-loaded/{item['source']}"
             self.rec.write_bytes(item["loaded"], copy.read_bytes())
             loaded.append(copy)
@@ -327,6 +325,14 @@ def zero_for_copy(text: str, source: str) -> str:
             if "alert" in rule:
                 rule["for"] = "0s"
     return ZERO_FOR_HEADER.format(source=source) + yaml.safe_dump(data, sort_keys=False)
+
+
+def zero_for_file(path: Path, rel: str, dest_dir: Path) -> Path:
+    """Write the for: 0s copy of the rule file `path` to dest_dir/rel and return its path."""
+    copy = dest_dir / rel
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(zero_for_copy(path.read_text(encoding="utf-8"), rel), encoding="utf-8")
+    return copy
 
 
 def _get_text(url: str) -> str:

@@ -24,7 +24,7 @@ import yaml
 
 from gates.observability.policy import ObservabilityPolicy
 from gates.observability.prom import PrometheusServer, binary_version
-from gates.observability.run import duration_s, prom_selector, zero_for_copy
+from gates.observability.run import duration_s, prom_selector, zero_for_file
 from harness.context import RunServices
 from harness.errors import HarnessError
 from harness.observer import Observer
@@ -102,11 +102,7 @@ class SharedPrometheus(Observer):
                 if not self.zero_for:
                     loaded.append(path)
                     continue
-                rel = path.relative_to(target_dir).as_posix()
-                copy = self.workdir / "rules" / rel
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                copy.write_text(zero_for_copy(text, rel), encoding="utf-8")
-                loaded.append(copy)
+                loaded.append(zero_for_file(path, path.relative_to(target_dir).as_posix(), self.workdir / "rules"))
         return loaded
 
     def watching(self, gate_id: str) -> bool:
