@@ -25,6 +25,7 @@ import yaml
 from gates.observability.policy import ObservabilityPolicy
 from gates.observability.prom import PrometheusServer, binary_version
 from gates.observability.run import duration_s, prom_selector, zero_for_file
+from gates.observability.shared_judge import instance_of
 from harness.context import RunServices
 from harness.errors import HarnessError
 from harness.observer import Observer
@@ -249,7 +250,7 @@ def _window_answers(
     server: PrometheusServer, policy: ObservabilityPolicy, window: dict[str, Any], instances: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Counters and histogram buckets of one load window's instance, just before it and after its last scrape."""
-    entry = next((i for i in instances if i["gate"] == window["gate"] and i["name"] == window["name"]), {})
+    entry = instance_of(instances, window)
     after_at = entry.get("last_scrape")
     out: dict[str, Any] = {"before_at": window["start"], "after_at": after_at, "cross": {}, "latency": {}}
     if after_at is None:

@@ -68,7 +68,7 @@ def check_shared_scrape(facts: dict[str, Any], up: dict[str, Any], policy: Obser
         key = (series["metric"].get("certify_gate", ""), series["metric"].get("certify_name", ""))
         by_instance.setdefault(key, []).extend((float(t), float(v)) for t, v in series.get("values", []))
     for window in (w for w in facts["windows"] if w["kind"] == "load"):
-        entry = _instance(facts, window)
+        entry = instance_of(facts["instances"], window)
         seen = by_instance.get((window["gate"], window["name"]), [])
         samples = [v for t, v in seen if window["start"] <= t <= window["end"]]
         expected = max(1, math.floor((window["end"] - window["start"]) / facts.get("range_step_s", 1.0)))
@@ -93,9 +93,9 @@ def check_shared_scrape(facts: dict[str, Any], up: dict[str, Any], policy: Obser
     return Check("shared scrape", status, summary, findings, [], table)
 
 
-def _instance(facts: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
+def instance_of(instances: list[dict[str, Any]], window: dict[str, Any]) -> dict[str, Any]:
     """The watched-instance record of a window (by gate and name), or {}."""
-    return next((i for i in facts["instances"] if i["gate"] == window["gate"] and i["name"] == window["name"]), {})
+    return next((i for i in instances if i["gate"] == window["gate"] and i["name"] == window["name"]), {})
 
 
 def check_shared_counters(
