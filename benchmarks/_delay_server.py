@@ -1,12 +1,14 @@
 """A loopback HTTP/1.1 endpoint that answers after exactly D ms, for benchmarks/load_fidelity.py.
 
 One thread, one epoll loop, keep-alive, TCP_NODELAY, a fixed 2-byte answer. A request's clock (t0)
-starts when its head is complete (read from the socket); its answer is written at t0 + D. The loop
-waits in epoll (whole milliseconds) until 0.3-1.3 ms before the earliest deadline, then polls
-without blocking until it. Measured on the 2-core VM: answers written 0.01-0.07 ms after the
-deadline (p50), and a raw-socket client sees D + ~0.2 ms (through the stdlib ThreadingHTTPServer a
-client saw D + ~1 ms). An event loop rather than a thread per connection: it timed as tightly and
-served wrk faster (85-94k/s vs 35-54k/s).
+starts when the last bytes of its head arrived at the server's socket (the kernel's receive stamp,
+SO_TIMESTAMPNS; the server's clock when it read them if there is none), so the server's own wake-up
+is not part of D; its answer is written at t0 + D. The loop waits in epoll (whole milliseconds)
+until 0.3-1.3 ms before the earliest deadline, then polls without blocking until it. Measured on
+the 2-core VM: answers written 0.01-0.07 ms after the deadline (p50); timing from the read instead
+of the arrival, a raw-socket client saw D + ~0.15-0.2 ms (through the stdlib ThreadingHTTPServer
+D + ~1 ms). An event loop rather than a thread per connection: it timed as tightly and served wrk
+faster (85-94k/s vs 35-54k/s).
 Requests are GETs without bodies and are not pipelined (http.client, geventhttpclient and wrk wait
 for each answer). Paths:
 
@@ -25,6 +27,7 @@ import itertools
 import math
 import select
 import socket
+import struct
 import sys
 import time
 
@@ -32,6 +35,8 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 SPIN_S = 0.0003
 """How long before a deadline the loop stops sleeping in epoll and polls instead."""
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("@qq")
 STALL_AFTER_S = 5.0
 STALL_S = 1.0
 
@@ -39,6 +44,17 @@ STALL_S = 1.0
 def _answer(body: bytes) -> bytes:
     """A 200 response carrying body."""
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def _arrived(ancillary: list[tuple[int, int, bytes]], read_at: float) -> float:
+    """When the data just read arrived, on perf_counter's clock: its kernel stamp, else read_at."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = TIMESPEC.unpack_from(payload)
+            arrived = read_at - (time.time() - (seconds + nanoseconds / 1e9))
+            if 0 <= read_at - arrived < 1:
+                return arrived
+    return read_at
 
 
 class DelayServer:
@@ -85,20 +101,21 @@ class DelayServer:
                 return
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self.conns[conn.fileno()] = conn
             self.buffers[conn.fileno()] = b""
             self.epoll.register(conn.fileno(), select.EPOLLIN)
 
     def _read(self, fd: int) -> None:
-        """Read what arrived; every complete head is a request whose clock starts now."""
+        """Read what arrived; every complete head is a request whose clock starts when it arrived."""
         conn = self.conns[fd]
         try:
-            data = conn.recv(65536)
+            data, ancillary, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(TIMESPEC.size))
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        head_done = time.perf_counter()
+            data, ancillary = b"", []
+        head_done = _arrived(ancillary, time.perf_counter())
         if not data:
             self._close(fd)
             return

@@ -1,14 +1,15 @@
 """How faithful G2's numbers are: measured in one run against a loopback endpoint that answers after exactly D ms.
 
 The endpoint is benchmarks/_delay_server.py (stdlib, one epoll loop, its own process): it starts a
-request's clock when the request head has been read, writes a fixed answer at that clock + D, and
-reports its own lateness. Parts:
+request's clock when the request head arrived at its socket (the kernel's receive stamp), writes a
+fixed answer at that clock + D, and reports its own lateness. The harness's driver ends each sample
+when the answer arrived at its socket (load/stamped_http.py), so neither side's wake-up is counted. Parts:
 
 (a) fixed delay D = 5, 50, 200 ms, median of 3 runs of 10 s at 23/s: the harness's p50 and p99 from
     the planned start (corrected) vs D, each judged within max(2% of D, 0.5 ms); beside them, from the
-    same run, two reference clients timing from their own send (a raw socket: the floor of server,
-    loopback and wake-ups; a plain keep-alive http.client: a simple Python HTTP client) and the server's
-    own lateness.
+    same run, two reference clients timing from their own send to their own reading (a raw socket: the
+    endpoint, loopback and the client's wake-up; a plain keep-alive http.client: a simple Python HTTP
+    client), the server's own lateness, and how many of the harness's samples the socket timed.
     23/s, not 20/s: at 20/s (50 ms apart) every answer to D = 50 or 200 came back exactly when the
     driver was sending the next arrival, which charged that send (~0.3-0.5 ms) to every sample;
 (b) an endpoint that stalls 1 s once: p99 from the planned start (corrected) vs from the send, and vs a
@@ -185,8 +186,9 @@ def reference_ms(port: int, path: str, rate_s: float, count: int) -> dict[str, f
 def raw_reference_ms(port: int, path: str, rate_s: float, count: int) -> dict[str, float]:
     """p50/p99 of a raw keep-alive socket writing a fixed request and reading the fixed answer.
 
-    The floor any client on this machine sees: the server, the loopback stack and the wake-ups, with no
-    HTTP library; what http.client adds above it is its own request building and response parsing.
+    What a client timing from its own send to its own reading sees with no HTTP library: the endpoint,
+    the loopback stack and its own wake-up; what http.client adds above it is its own request building
+    and response parsing.
     """
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -205,7 +207,7 @@ def raw_reference_ms(port: int, path: str, rate_s: float, count: int) -> dict[st
 
 
 def server_lateness_ms(port: int) -> dict[str, float]:
-    """p50/p99 of the server's own lateness (answer written - head read - D) since the last call, in ms."""
+    """p50/p99 of the server's own lateness (answer written - head arrived - D) since the last call, in ms."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/server-errors")
     body = conn.getresponse().read().decode()
@@ -224,12 +226,15 @@ def _verdict(measured_ms: float, delay_ms: int) -> str:
 def _fixed_delay(port: int, delay_ms: int) -> None:
     """Three harness runs interleaved with three runs of each reference client at one D; print medians vs D."""
     path, rate, count = f"/delay?ms={delay_ms}", FIXED_RATE_PER_S, 10 * FIXED_RATE_PER_S
-    runs, refs, raws = [], [], []
+    runs: list[dict[str, Any]] = []
+    refs, raws = [], []
     for _ in range(3):
         runs.append(drive(port, path, rate, 10)["http"])
         refs.append(reference_ms(port, path, rate, count))
         raws.append(raw_reference_ms(port, path, rate, count))
     server = server_lateness_ms(port)
+    by_socket = sum(run["ended_by"]["socket"] for run in runs)
+    samples = sum(run["ended_by"]["socket"] + run["ended_by"]["driver"] for run in runs)
     p50 = statistics.median(run["corrected_ms"]["p50"] for run in runs)
     p99 = statistics.median(run["corrected_ms"]["p99"] for run in runs)
     sent_p50 = statistics.median(run["uncorrected_ms"]["p50"] for run in runs)
@@ -246,7 +251,8 @@ def _fixed_delay(port: int, delay_ms: int) -> None:
     )
     print(
         f"              harness p50 - raw socket {p50 - raw50:+.3f}, - http.client {p50 - ref50:+.3f}; "
-        f"server's own lateness p50 {server['p50']:.3f}, p99 {server['p99']:.3f} ms"
+        f"server's own lateness p50 {server['p50']:.3f}, p99 {server['p99']:.3f} ms; "
+        f"harness samples timed by the socket {by_socket}/{samples}"
     )
 
 
@@ -255,7 +261,7 @@ def part_a() -> None:
     rate = FIXED_RATE_PER_S
     print(f"(a) fixed delay D; harness p50/p99 from planned start, median of 3 runs of 10 s at {rate}/s (1 driver);")
     print(f"    references at {rate}/s for 10 s each, interleaved with the runs: a raw socket and a plain http.client;")
-    print("    server's own lateness: answer written - request head read - D, over all of D's requests")
+    print("    server's own lateness: answer written - request head arrived - D, over all of D's requests")
     with delay_server() as port:
         for delay_ms in DELAYS_MS:
             _fixed_delay(port, delay_ms)

@@ -28,6 +28,22 @@ TIMEOUT_S = 15 * 3600.0
 _G2_PLANNED_S: dict[str, float] = {}
 
 
+class RemoteWorkers(Policy):
+    """Locust workers started by hand on other hosts (Locust's distributed mode), joining each profile's master."""
+
+    workers: int = Field(ge=1, le=256, description="How many remote workers each profile's master waits for.")
+    master_bind: str = Field(
+        description="Interface address the Locust master listens on, reachable from the remote workers."
+    )
+    master_port: int = Field(5557, ge=1024, le=65535, description="The master's port (fixed: the workers need it).")
+    target_url: str = Field(
+        pattern=r"^https?://",
+        description="Base URL at which the remote workers reach the target, with {port} for the instance's port "
+        "(e.g. http://10.0.0.5:{port}); the target's command must listen on that interface.",
+    )
+    wait_s: float = Field(300.0, gt=0, description="Longest a profile's master waits for all its workers to connect.")
+
+
 class LoadPolicy(Policy):
     """G2 thresholds and the load definition shared with G3: requests, profiles P1-P5, generator limits."""
 
@@ -44,6 +60,9 @@ class LoadPolicy(Policy):
         "(P4: 2100, for G3's 0.2 % soak limit); 0: never scale any rate.",
     )
     workers: int = Field(0, ge=0, le=32, description="0: one Locust process; N: a master and N local workers.")
+    remote: RemoteWorkers | None = Field(
+        None, description="Also drive from Locust workers on other hosts ([gates.G2.remote]); none: local only."
+    )
     max_in_flight: int = Field(200, ge=1, description="Open-model concurrency bound per worker; beyond it, drops.")
     http_timeout_s: float = Field(30.0, gt=0, description="Connect and network timeout of each request.")
     drain_s: float = Field(30.0, ge=0, description="After the last planned arrival, time left for in-flight work.")
@@ -242,6 +261,9 @@ def _judge_latency(
         found.append(
             Measurement(name=f"{pid} p99 from actual send", value=stats["http"]["uncorrected_ms"]["p99"], unit="ms")
         )
+        ended_by = stats["http"].get("ended_by", {})
+        for clock, label in (("socket", "the socket's receive stamp"), ("driver", "the driver's clock")):
+            found.append(Measurement(name=f"{pid} answers timed by {label}", value=ended_by.get(clock, 0)))
     status = judge_quantile(http["p99"], ci.get("upper_ms"), p99_ms)
     tasks = stats["tasks"]["latency_ms"]
     if task_p99_ms is not None:

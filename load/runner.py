@@ -31,9 +31,9 @@ from harness.procs import spawn, stop_many, tail
 from load.profiles import EffectiveProfile, ProfilesTable, RequestSpec, effective
 from load.resources import ResourceSampler
 from load.schedule import plan_arrivals
+from load.stats import RAW_FIELDS
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-RAW_FIELDS = ("kind", "seq", "request", "planned_s", "sent_s", "end_s", "status", "ok", "error")
 KIND_ORDER = {"arrival": 0, "drop": 0, "follow": 1, "poll": 2, "task": 3, "unfinished": 4}
 STARTUP_MARGIN_S = 60.0
 POLL_S = 0.2
@@ -134,11 +134,13 @@ class LoadRun:
         (pdir / "raw.csv.gz").write_bytes(_gzip(_merge_raw(sorted(pdir.glob("raw-w*.csv")))))
         for path in pdir.glob("raw-w*.csv"):
             path.unlink()
-        locust_pids = sorted(sampler.pids_seen.get("locust", set()) | {record["pid"]})
+        seen = [pids for role, pids in sampler.pids_seen.items() if role.startswith("locust")]
+        locust_pids = sorted(set().union(*seen) | {record["pid"], *record["worker_pids"]})
         summary = {
             **profile.model_dump(mode="json"),
             "planned_arrivals": len(arrivals),
             "workers": self.settings.workers,
+            "remote_workers": self.settings.remote.workers if self.settings.remote else 0,
             "max_in_flight": self.settings.max_in_flight,
             "http_timeout_s": self.settings.http_timeout_s,
             "drain_s": self.settings.drain_s,
@@ -160,7 +162,7 @@ class LoadRun:
                 f"{death['at_s']:.1f} s into the profile; captured stderr: {stderr[-1200:] or '(empty)'}"
             )
             raise TargetError(msg)
-        if record["returncode"] != 0 or len(drivers) < max(1, self.settings.workers):
+        if record["returncode"] != 0 or len(drivers) < self._driver_count():
             why = "timed out" if record["timed_out"] else f"exited {record['returncode']}"
             msg = (
                 f"{profile.id}: Locust {why} with {len(drivers)} driver report(s); "
@@ -168,15 +170,24 @@ class LoadRun:
             )
             raise ToolFailedError(msg)
 
+    def _driver_count(self) -> int:
+        """Drivers per profile: one per local worker process (or the single Locust process) plus remote workers."""
+        local = int(self.settings.workers)
+        remote = int(self.settings.remote.workers) if self.settings.remote else 0
+        return local + remote if remote else max(1, local)
+
     def _drive(
         self, profile: EffectiveProfile, instance: Instance, arrivals: list[list[object]], pdir: Path
     ) -> tuple[dict[str, Any], ResourceSampler, dict[str, Any] | None]:
         """Run Locust on the plan while sampling resources and watching the target's processes."""
         workers = self.settings.workers
+        remote = self.settings.remote
+        drivers = self._driver_count()
         plan = {
             "profile": profile.id,
             "base_url": instance.base_url,
-            "workers": max(1, workers),
+            "remote_base_url": remote.target_url.replace("{port}", str(instance.port)) if remote else None,
+            "workers": drivers,
             "max_in_flight": self.settings.max_in_flight,
             "http_timeout_s": self.settings.http_timeout_s,
             "drain_s": self.settings.drain_s,
@@ -187,12 +198,17 @@ class LoadRun:
         }
         plan_path = pdir / "locust-plan.json"
         plan_path.write_text(json.dumps(plan), encoding="utf-8")
-        limit_s = profile.duration_s + self.settings.drain_s + 15
-        users = max(1, workers)
-        argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users)]
+        limit_s = profile.duration_s + self.settings.drain_s + 15 + (remote.wait_s if remote else 0)
+        locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+        argv = [*locust, "--headless", "-u", str(drivers), "-r", str(drivers)]
         argv += ["--run-time", f"{int(limit_s) + 1}s", "--stop-timeout", "10", "--exit-code-on-error", "0"]
         argv += ["--only-summary", "--loglevel", "WARNING"]
-        if workers:
+        worker_argv: list[str] = []
+        if remote:
+            master_args, worker_argv = _distributed_argv(locust, remote, drivers)
+            argv += master_args
+            self.ctx.progress(f"{profile.id}: waiting up to {remote.wait_s:g} s for {remote.workers} remote worker(s)")
+        elif workers:
             port = free_port()
             argv += ["--processes", str(workers), "--master-bind-port", str(port), "--master-port", str(port)]
         env = target_env({"CERTIFY_LOAD_PLAN": str(plan_path), "HOME": str(pdir)})
@@ -200,7 +216,18 @@ class LoadRun:
         proc = spawn(
             argv, cwd=pdir, env=env, stdout_path=pdir / "locust.stdout.txt", stderr_path=pdir / "locust.stderr.txt"
         )
+        local_workers = [
+            spawn(
+                worker_argv,
+                cwd=pdir,
+                env=env,
+                stdout_path=pdir / f"locust-worker{index}.stdout.txt",
+                stderr_path=pdir / f"locust-worker{index}.stderr.txt",
+            )
+            for index in range(workers if remote else 0)
+        ]
         roles = {**{f"target-{name}": p for name, p in instance.procs.items()}, "locust": proc}
+        roles.update({f"locust-worker{index}": worker for index, worker in enumerate(local_workers)})
         sampler = ResourceSampler(lambda: roles)
         sampler.start()
         death: dict[str, Any] | None = None
@@ -221,17 +248,33 @@ class LoadRun:
                     break
                 time.sleep(POLL_S)
         finally:
-            stop_many([proc], 10.0)
+            stop_many([proc, *local_workers], 10.0)
             sampler.stop()
         record = {
             "argv": argv,
             "pid": proc.pid,
+            "worker_argv": worker_argv,
+            "worker_pids": [worker.pid for worker in local_workers],
             "returncode": None if (timed_out or cancelled or death) else proc.returncode,
             "duration_s": round(time.monotonic() - started, 3),
             "timed_out": timed_out,
             "cancelled": cancelled,
         }
         return record, sampler, death
+
+
+def _distributed_argv(locust: list[str], remote: Any, drivers: int) -> tuple[list[str], list[str]]:
+    """Locust's distributed mode: the master's extra arguments and a local worker's argv.
+
+    The master waits for every driver, local and remote alike; local workers connect over loopback
+    when the master listens on every interface.
+    """
+    port = str(remote.master_port)
+    master = ["--master", "--master-bind-host", remote.master_bind, "--master-bind-port", port]
+    master += ["--expect-workers", str(drivers), "--expect-workers-max-wait", f"{remote.wait_s:g}"]
+    wildcards = ("0.0.0.0", "::", "*")  # noqa: S104 - recognising the wildcard, not binding to it
+    host = "127.0.0.1" if remote.master_bind in wildcards else remote.master_bind
+    return master, [*locust, "--worker", "--master-host", host, "--master-port", port, "--loglevel", "WARNING"]
 
 
 def _gzip(data: bytes) -> bytes:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
+RAW_FIELDS = ("kind", "seq", "request", "planned_s", "sent_s", "end_s", "status", "ok", "error", "end_by")
+"""The columns of a driver's raw CSV (load/locustfile.py writes them, load/runner.py merges them)."""
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))
 HTTP_KINDS = ("arrival", "poll", "follow")
 EXACT_BINOMIAL_MAX_N = 20000
@@ -33,6 +35,8 @@ class RawRow:
     status: str
     ok: bool
     error: str
+    end_by: str = ""
+    """Whose clock end_s is: "socket" (the kernel's receive stamp of the answer), "driver", or "" (no end)."""
 
 
 def parse_raw(data: bytes) -> list[RawRow]:
@@ -51,6 +55,7 @@ def parse_raw(data: bytes) -> list[RawRow]:
             status=row["status"],
             ok=row["ok"] == "1",
             error=row["error"],
+            end_by=row.get("end_by") or "",
         )
         for row in reader
     ]
@@ -141,6 +146,15 @@ def _http_samples(rows: list[RawRow], warmup_s: float) -> tuple[list[float], lis
     return corrected, uncorrected, requests, errors
 
 
+def _ended_by(rows: list[RawRow]) -> dict[str, int]:
+    """How many answered HTTP rows were timed by the socket's receive stamp and how many by the driver's clock."""
+    counts = {"socket": 0, "driver": 0}
+    for row in rows:
+        if row.kind in HTTP_KINDS and row.end_s is not None and row.end_by in counts:
+            counts[row.end_by] += 1
+    return counts
+
+
 def profile_stats(
     rows: list[RawRow], planned: int, warmup_s: float, lag_bound_s: float, confidence: float
 ) -> dict[str, Any]:
@@ -180,6 +194,7 @@ def profile_stats(
             "errors": errors,
             "corrected_ms": latency_summary(corrected, confidence),
             "uncorrected_ms": latency_summary(uncorrected, confidence),
+            "ended_by": _ended_by(rows),
         },
         "tasks": {
             "submitted": len(tasks) + len(unfinished_tasks & {row.seq for row in rows if row.kind == "arrival"}),

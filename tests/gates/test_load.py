@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +16,11 @@ import psutil
 import pytest
 
 from gates.load import ErrorRateGate, LatencyGate, LoadPolicy, judge_quantile, judge_rate
+from harness.lifecycle import free_port
 from harness.model import Status
-from tests.conftest import GitTarget, RunCertify
+from tests.conftest import GitTarget, RunCertify, commit_all
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_load(run_certify: RunCertify, target: Path, out: Path) -> dict[str, dict[str, Any]]:
@@ -62,6 +70,10 @@ def test_fast_target_passes_both_gates(git_target: GitTarget, run_certify: RunCe
         assert document["note"].startswith("ci mode:")
         assert "target-service" in document["resources"]
         assert document["gpu"].startswith(("absent", "present"))
+        # Plain HTTP: every answer is timed by the kernel's receive stamp, none by the driver's clock.
+        ended_by = document["statistics"]["http"]["ended_by"]
+        assert ended_by["socket"] == document["statistics"]["http"]["requests"] > 0, ended_by
+        assert ended_by["driver"] == 0
         for chart in ("latency", "throughput", "errors", "cpu", "rss"):
             assert (docs / f"{pid}-{chart}.svg").read_text(encoding="utf-8").startswith("<svg")
         # G3 judged its own copy of the same raw data.
@@ -70,6 +82,60 @@ def test_fast_target_passes_both_gates(git_target: GitTarget, run_certify: RunCe
     tasks = gzip.decompress((out / "gates" / "G2" / "load" / "P1" / "raw.csv.gz").read_bytes()).decode()
     assert ",completed,1," in tasks
     assert_gone(locust_pids(out))
+
+
+def _remote_workers(port: int, cwd: Path, stop: threading.Event, pids: list[int]) -> None:
+    """Play the operator of another host: start the README's worker command again after each profile's master quits.
+
+    Bounded: at most 10 workers, each stopped (by pid) once `stop` is set.
+    """
+    argv = [sys.executable, "-m", "locust", "-f", str(REPO / "load" / "locustfile.py"), "--worker"]
+    argv += ["--master-host", "127.0.0.1", "--master-port", str(port)]
+    env = {key: value for key, value in os.environ.items() if key != "CERTIFY_LOAD_PLAN"}
+    for _ in range(10):
+        if stop.is_set():
+            return
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pids.append(proc.pid)
+        while proc.poll() is None and not stop.is_set():
+            time.sleep(0.2)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.integration
+def test_remote_worker_joins_each_profile(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """[gates.G2.remote]: a worker started by hand, without a plan file, gets the plan and its rows reach the pack."""
+    target = git_target("load-ok")
+    port = free_port()
+    config = target / "certify.toml"
+    text = config.read_text(encoding="utf-8").replace("[gates.G2]\n", "[gates.G2]\nworkers = 1\n", 1)
+    text += (
+        f'\n[gates.G2.remote]\nworkers = 1\nmaster_bind = "127.0.0.1"\nmaster_port = {port}\n'
+        'target_url = "http://127.0.0.1:{port}"\nwait_s = 60\n'
+    )
+    config.write_text(text, encoding="utf-8")
+    commit_all(target)
+    stop, pids = threading.Event(), []
+    operator = threading.Thread(target=_remote_workers, args=(port, tmp_path, stop, pids))
+    operator.start()
+    try:
+        out = tmp_path / "pack"
+        verdicts = run_load(run_certify, target, out)
+    finally:
+        stop.set()
+        operator.join(timeout=30)
+    assert verdicts["G2"]["status"] == "PASS", verdicts["G2"]["reasons"]
+    assert verdicts["G3"]["status"] == "PASS", verdicts["G3"]["reasons"]
+    for pid in ("P1", "P2", "P3", "P4", "P5"):
+        profile = json.loads((out / "gates" / "G2" / "load" / pid / "profile.json").read_text(encoding="utf-8"))
+        drivers = profile["drivers"]
+        assert sorted(driver["remote"] for driver in drivers) == [False, True], drivers
+        assert all(driver["planned"] > 0 for driver in drivers)
+        assert profile["remote_workers"] == 1
+    assert_gone(locust_pids(out))
+    assert len(pids) >= 5
 
 
 @pytest.mark.integration
@@ -81,7 +147,7 @@ def test_slow_and_flaky_target_fails_both(git_target: GitTarget, run_certify: Ru
     assert verdicts["G3"]["status"] == "FAIL", verdicts["G3"]["reasons"]
     assert verdicts["exit"]["code"] == 1
     assert "vs 100 ms" in verdicts["G2"]["reasons"][0]
-    assert "LocustBadStatusCode(code=500)" in verdicts["G3"]["reasons"][0]
+    assert "most frequent error: HTTP 500" in verdicts["G3"]["reasons"][0]
     record = json.loads((out / "gates" / "G2" / "load" / "P1" / "profile.json").read_text(encoding="utf-8"))
     assert len(record["drivers"]) == 2
     assert "--processes" in record["locust"]["argv"]
