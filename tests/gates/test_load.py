@@ -84,6 +84,18 @@ def test_fast_target_passes_both_gates(git_target: GitTarget, run_certify: RunCe
     assert_gone(locust_pids(out))
 
 
+def with_remote_worker(target: Path, port: int, wait_s: float) -> None:
+    """Give the target one local and one remote Locust worker on a loopback master port; commit."""
+    config = target / "certify.toml"
+    text = config.read_text(encoding="utf-8").replace("[gates.G2]\n", "[gates.G2]\nworkers = 1\n", 1)
+    text += (
+        f'\n[gates.G2.remote]\nworkers = 1\nmaster_bind = "127.0.0.1"\nmaster_port = {port}\n'
+        f'target_url = "http://127.0.0.1:{{port}}"\nwait_s = {wait_s}\n'
+    )
+    config.write_text(text, encoding="utf-8")
+    commit_all(target)
+
+
 def _remote_workers(port: int, cwd: Path, stop: threading.Event, pids: list[int]) -> None:
     """Play the operator of another host: start the README's worker command again after each profile's master quits.
 
@@ -109,14 +121,7 @@ def test_remote_worker_joins_each_profile(git_target: GitTarget, run_certify: Ru
     """[gates.G2.remote]: a worker started by hand, without a plan file, gets the plan and its rows reach the pack."""
     target = git_target("load-ok")
     port = free_port()
-    config = target / "certify.toml"
-    text = config.read_text(encoding="utf-8").replace("[gates.G2]\n", "[gates.G2]\nworkers = 1\n", 1)
-    text += (
-        f'\n[gates.G2.remote]\nworkers = 1\nmaster_bind = "127.0.0.1"\nmaster_port = {port}\n'
-        'target_url = "http://127.0.0.1:{port}"\nwait_s = 60\n'
-    )
-    config.write_text(text, encoding="utf-8")
-    commit_all(target)
+    with_remote_worker(target, port, 60)
     stop, pids = threading.Event(), []
     operator = threading.Thread(target=_remote_workers, args=(port, tmp_path, stop, pids))
     operator.start()
@@ -136,6 +141,22 @@ def test_remote_worker_joins_each_profile(git_target: GitTarget, run_certify: Ru
         assert profile["remote_workers"] == 1
     assert_gone(locust_pids(out))
     assert len(pids) >= 5
+
+
+@pytest.mark.integration
+def test_remote_worker_that_never_joins_leaves_the_load_unjudged(
+    git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """No remote worker joins within wait_s: the first profile's Locust gives up and neither gate passes."""
+    target = git_target("load-ok")
+    with_remote_worker(target, free_port(), 3)
+    out = tmp_path / "pack"
+    verdicts = run_load(run_certify, target, out)
+    for gate in ("G2", "G3"):
+        assert verdicts[gate]["status"] not in ("PASS", "FAIL"), verdicts[gate]
+        assert "Gave up waiting for workers" in " ".join(verdicts[gate]["reasons"]), verdicts[gate]["reasons"]
+    assert verdicts["exit"]["code"] == 3
+    assert_gone(locust_pids(out))
 
 
 @pytest.mark.integration
