@@ -216,7 +216,7 @@ def build_registry(
     init_dependency_series()
     shard_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if shard_dir:
-        multiprocess.MultiProcessCollector(registry, path=shard_dir)
+        multiprocess.MultiProcessCollector(registry, path=shard_dir)  # type: ignore[no-untyped-call]
     else:
         for instrument in (
             HTTP_REQUEST_DURATION,
@@ -238,4 +238,4 @@ def mark_process_dead(pid: int) -> None:
     """Tell the multiprocess collector a child died (drops its live-gauge shards only)."""
     shard_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if shard_dir:
-        multiprocess.mark_process_dead(pid, shard_dir)
+        multiprocess.mark_process_dead(pid, shard_dir)  # type: ignore[no-untyped-call]

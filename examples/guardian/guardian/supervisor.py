@@ -42,7 +42,7 @@ class RestartPolicy:
     def backoff_s(self, consecutive_failures: int) -> float:
         """Delay before restart number ``consecutive_failures`` (1-based): base * 2**(n-1)."""
         exponent = max(0, consecutive_failures - 1)
-        return min(self.max_s, self.base_s * (2 ** min(exponent, 30)))
+        return float(min(self.max_s, self.base_s * (2 ** min(exponent, 30))))
 
 
 @dataclass

@@ -74,7 +74,7 @@ def _request_id(scope: Scope) -> str:
     headers: Any = scope.get("headers") or []
     for name, value in headers:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate = str(value.decode("latin-1"))
             if _REQUEST_ID_RE.match(candidate):
                 return candidate
     return uuid.uuid4().hex[:16]

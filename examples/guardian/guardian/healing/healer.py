@@ -140,6 +140,7 @@ class Healer:
         result = gov.run_with_watchdog(
             lambda: self._execute_and_verify(playbook, ctx), gov.run_timeout_s(spec), ctx.cancel
         )
+        detail: dict[str, Any]
         if not result.finished:
             status, detail = "timed_out", {"error": "aborted by the watchdog"}
         elif result.error is not None:
@@ -294,6 +295,7 @@ class Healer:
         result = gov.run_with_watchdog(
             lambda: self._execute_and_verify(playbook, ctx), budget_s, ctx.cancel
         )
+        detail: dict[str, Any]
         if not result.finished:
             status, detail = "timed_out", {"error": f"aborted by the watchdog after {budget_s} s"}
         elif result.error is not None:

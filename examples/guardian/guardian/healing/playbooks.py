@@ -123,9 +123,20 @@ class RunContext:
 class Playbook(Protocol):
     """One self-healing procedure for one failure mode."""
 
-    name: str
-    failure_mode: str
-    tier: RiskTier
+    @property
+    def name(self) -> str:
+        """The playbook id."""
+        ...
+
+    @property
+    def failure_mode(self) -> str:
+        """The failure mode it heals."""
+        ...
+
+    @property
+    def tier(self) -> RiskTier:
+        """Its risk tier."""
+        ...
 
     def dry_run(self, context: Any) -> PlaybookOutcome:
         """Describe what ``execute`` would do, without side effects."""
@@ -150,17 +161,17 @@ class BasePlaybook:
     spec: PlaybookSpec
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """The playbook id."""
         return self.spec.id
 
     @property
-    def failure_mode(self) -> str:  # type: ignore[override]
+    def failure_mode(self) -> str:
         """The failure mode it heals."""
         return self.spec.failure_mode
 
     @property
-    def tier(self) -> RiskTier:  # type: ignore[override]
+    def tier(self) -> RiskTier:
         """Its governance tier."""
         return self.spec.tier
 

@@ -178,7 +178,7 @@ class LogFlood(BasePlaybook):
         spread_s = float(options.get("spread_s", 10.0))
         start = time.time() + 2.5
         payload = json.dumps({"steps": 1, "cost_ms": 0})
-        rows = [
+        rows: list[tuple[str, str, str, int, float, str | None, float | None]] = [
             ("orchestrate", payload, "queued", 0, start + spread_s * i / count, None, None)
             for i in range(count)
         ]
