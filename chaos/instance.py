@@ -2,7 +2,7 @@
 
 `harness.lifecycle.InstanceLauncher` fills `{<dep>_url}` with the dependency's real address, so the
 chaos gate starts instances itself, reusing the core's pieces (free_port, fill, target_env,
-wait_http_ok, spawn, stop_many): each dependency is started, a proxy is created in front of it, and the
+wait_http_ok, spawn_role, stop_roles): each dependency is started, a proxy is created in front of it, and the
 service gets `{<dep>_url}` pointing at the proxy. Two experiment-specific variants:
 - DNS: the service runs in a private mount namespace whose /etc/hosts and /etc/resolv.conf are files
   owned by the harness (bind mounts), so the dependency's host name resolves, or stops resolving, for
@@ -23,8 +23,8 @@ from pathlib import Path
 from chaos.toxiproxy_client import ToxiproxyApiError, ToxiproxyClient
 from harness.config import CertifyConfigBase, ServiceSection
 from harness.errors import TargetError, ToolMissingError
-from harness.lifecycle import fill, free_port, target_env, wait_http_ok
-from harness.procs import ProcessRegistry, spawn, stop_many, tail
+from harness.lifecycle import fill, free_port, spawn_role, stop_roles, target_env, wait_http_ok
+from harness.procs import ProcessRegistry, tail
 
 #: The wrapper that gives the service its own /etc/hosts and /etc/resolv.conf (argv: hosts, resolv, cmd...).
 NAMESPACE_SCRIPT = (
@@ -188,24 +188,11 @@ class ChaosLauncher:
 
     def _spawn(self, inst: ChaosInstance, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start one process of the instance with its output captured."""
-        proc = spawn(
-            argv,
-            cwd=self.target_dir,
-            env=env,
-            registry=self.registry,
-            stdout_path=inst.log_dir / f"{role}.stdout.txt",
-            stderr_path=inst.log_dir / f"{role}.stderr.txt",
-        )
-        inst.procs[role] = proc
-        return proc
+        return spawn_role(inst.procs, inst.log_dir, role, argv, self.target_dir, env, self.registry)
 
     def stop(self, inst: ChaosInstance) -> None:
         """Stop the service, then dependencies (by pid, SIGKILL after the grace); drop proxies; unmount."""
-        if "service" in inst.procs:
-            stop_many([inst.procs["service"]], self.service.stop_grace_s)
-        stop_many([proc for role, proc in inst.procs.items() if role != "service"], self.service.stop_grace_s)
-        for proc in inst.procs.values():
-            self.registry.discard(proc)
+        stop_roles(inst.procs, self.service.stop_grace_s, self.registry)
         for proxy in inst.proxies.values():
             with contextlib.suppress(ToxiproxyApiError, OSError):
                 self.toxiproxy.delete_proxy(proxy)

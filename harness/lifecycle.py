@@ -214,22 +214,38 @@ class InstanceLauncher:
 
     def _spawn(self, instance: Instance, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start one process of the instance with its output captured."""
-        proc = spawn(
-            argv,
-            cwd=self.target_dir,
-            env=env,
-            registry=self.registry,
-            stdout_path=instance.log_dir / f"{role}.stdout.txt",
-            stderr_path=instance.log_dir / f"{role}.stderr.txt",
-        )
-        instance.procs[role] = proc
-        return proc
+        return spawn_role(instance.procs, instance.log_dir, role, argv, self.target_dir, env, self.registry)
 
     def stop(self, instance: Instance) -> None:
         """Stop the service first (so it can drain), then its dependencies; SIGKILL after the grace."""
-        ordered = [instance.procs[r] for r in ("service",) if r in instance.procs]
-        stop_many(ordered, self.service.stop_grace_s)
-        rest = [proc for role, proc in instance.procs.items() if role != "service"]
-        stop_many(rest, self.service.stop_grace_s)
-        for proc in instance.procs.values():
-            self.registry.discard(proc)
+        stop_roles(instance.procs, self.service.stop_grace_s, self.registry)
+
+
+def spawn_role(  # noqa: PLR0917 - one process of an instance: who, what, where and with which env
+    procs: dict[str, subprocess.Popen[bytes]],
+    log_dir: Path,
+    role: str,
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    registry: ProcessRegistry,
+) -> subprocess.Popen[bytes]:
+    """Start one process of an instance as `role` (output in log_dir/<role>.std*.txt) and add it to procs."""
+    proc = spawn(
+        argv,
+        cwd=cwd,
+        env=env,
+        registry=registry,
+        stdout_path=log_dir / f"{role}.stdout.txt",
+        stderr_path=log_dir / f"{role}.stderr.txt",
+    )
+    procs[role] = proc
+    return proc
+
+
+def stop_roles(procs: dict[str, subprocess.Popen[bytes]], grace_s: float, registry: ProcessRegistry) -> None:
+    """Stop an instance's "service" first (so it can drain), then the rest, by pid; SIGKILL after the grace."""
+    stop_many([procs[role] for role in ("service",) if role in procs], grace_s)
+    stop_many([proc for role, proc in procs.items() if role != "service"], grace_s)
+    for proc in procs.values():
+        registry.discard(proc)
