@@ -15,9 +15,9 @@ import psutil
 
 from guardian import procutil, tls
 from guardian import settings as settings_mod
-from guardian.healing.book.dependency import restore_settings, save_settings
 from guardian.healing.book.processes import instance_processes
 from guardian.healing.book.storage import write_probe
+from guardian.healing.book.upstream import restore_settings, save_settings
 from guardian.healing.env import HealEnv
 from guardian.healing.playbooks import (
     BasePlaybook,
