@@ -133,14 +133,22 @@ def _delivery_problem(pid: str, stats: dict[str, Any], record: dict[str, Any]) -
 
 
 def _scaled_note(pid: str, record: dict[str, Any]) -> str:
-    """The ci-mode scaling statement that goes with every profile's result."""
+    """The statements that go with every profile's result: ci-mode scaling, and drivers on remote hosts."""
+    remote = [driver for driver in record.get("drivers", []) if driver.get("remote")]
+    hosts = ", ".join(sorted({str(driver.get("host")) for driver in remote}))
+    remote_note = (
+        f" [{len(remote)} of {len(record['drivers'])} drivers ran on remote hosts ({hosts}), "
+        "not started or watched by the harness]"
+        if remote
+        else ""
+    )
     if not record["scaled"]:
-        return ""
+        return remote_note
     rate = record.get("rate_scale", 1.0)
     at_rate = f" at {rate:g}x the profile's arrival rate" if rate != 1 else ""
     return (
         f" [ci mode: ran {record['duration_s']:g} s of the {record['release_duration_s']:g} s release duration"
-        f"{at_rate}]"
+        f"{at_rate}]{remote_note}"
     )
 
 

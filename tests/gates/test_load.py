@@ -133,6 +133,7 @@ def test_remote_worker_joins_each_profile(git_target: GitTarget, run_certify: Ru
         operator.join(timeout=30)
     assert verdicts["G2"]["status"] == "PASS", verdicts["G2"]["reasons"]
     assert verdicts["G3"]["status"] == "PASS", verdicts["G3"]["reasons"]
+    assert all("1 of 2 drivers ran on remote hosts" in reason for reason in verdicts["G2"]["reasons"])
     for pid in ("P1", "P2", "P3", "P4", "P5"):
         profile = json.loads((out / "gates" / "G2" / "load" / pid / "profile.json").read_text(encoding="utf-8"))
         drivers = profile["drivers"]
