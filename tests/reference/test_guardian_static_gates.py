@@ -10,7 +10,9 @@ import pytest
 
 from tests.harness.packs import FIXTURES, REPO, certify_argv, certify_env, guardian_copy
 
-pytestmark = pytest.mark.integration
+#: The module's pack runs guardian's whole suite under coverage (G1) beside G5, G7 and G8: several minutes
+#: on 2 cores, more than the suite-wide 300 s a single test gets. The run itself is bounded at 1500 s.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
