@@ -2,7 +2,8 @@
 
 Runs the E2E gate alone (`certify run --gates E2E --mode ci`) into a fresh pack, refuses when a
 journey failed (a broken page must not become the new baseline), then copies each visual
-checkpoint's screenshot to `<baselines>/<journey>/<name>.png` and prints what changed. Review the
+checkpoint's screenshot to `<baselines>/<journey>/<name>.png`, records the browser and fonts that drew
+them in `<baselines>/rendering.json` (see e2e/rendering.py), and prints what changed. Review the
 new images and commit them with the change that explains them. (`certify e2e --update-baselines`
 is meant to call this.)
 """
@@ -16,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from e2e import rendering
 from gates.e2e import parse_junit
 from harness.config import load_config
 from harness.errors import HarnessError
@@ -40,6 +42,14 @@ def refresh(target: Path, pack: Path) -> list[str]:
         raise HarnessError(msg)
     policy = load_config(target).policy("E2E")
     lines = []
+    drawn_with = json.loads((gate / "context.json").read_text(encoding="utf-8")).get("rendering")
+    if drawn_with:
+        record = target / policy.baselines / rendering.RECORD
+        new_record = rendering.record_bytes(drawn_with)
+        if not record.is_file() or record.read_bytes() != new_record:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_bytes(new_record)
+            lines.append(f"recorded {record}: {rendering.describe(drawn_with)}")
     for entry in json.loads((gate / "visual.json").read_text(encoding="utf-8")):
         destination = target / policy.baselines / entry["journey"] / f"{entry['name']}.png"
         destination.parent.mkdir(parents=True, exist_ok=True)

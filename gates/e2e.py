@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import Field, field_validator
 
-from e2e import browser, runner
+from e2e import browser, rendering, runner
 from e2e.report import describe_finding, render_report
 from harness.context import GateContext
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -226,8 +226,12 @@ def judge_journeys(
     found.measurements.append(Measurement(name="journey steps with screenshots", value=steps))
 
 
-def judge_visuals(visuals: list[dict[str, Any]], policy: E2EPolicy, found: Findings) -> None:
-    """Each visual checkpoint against its baseline; missing baselines per policy."""
+def judge_visuals(visuals: list[dict[str, Any]], policy: E2EPolicy, found: Findings, rendering_note: str = "") -> None:
+    """Each visual checkpoint against its baseline; missing baselines per policy.
+
+    rendering_note (from e2e.rendering.difference) goes with any visual change: where the baselines
+    were drawn by another browser or with other fonts, the reader is told so.
+    """
     worst_ratio, changed = 0.0, []
     for entry in visuals:
         where = f"{entry['journey']}/{entry['name']}"
@@ -250,6 +254,8 @@ def judge_visuals(visuals: list[dict[str, Any]], policy: E2EPolicy, found: Findi
                 f"visual change in {where}: {entry['differing_pixels']} of {entry['total_pixels']} pixels "
                 f"({ratio:.4%}) differ by more than {entry['tolerance']}/255; diff image {entry['diff']}"
             )
+    if changed and rendering_note:
+        changed.append(rendering_note)
     if any(entry["compared"] for entry in visuals):
         found.judge(
             Measurement.judged("largest visual diff", round(worst_ratio, 6), "<=", policy.max_diff_ratio), changed
@@ -290,7 +296,8 @@ def judge(reader: EvidenceReader, policy: E2EPolicy) -> Verdict:
     cases = judge_phases(reader, found)
     journeys = reader.read_json("journeys.json")
     judge_journeys(cases, journeys, policy, found)
-    judge_visuals(reader.read_json("visual.json"), policy, found)
+    note = rendering.difference(context.get("baseline_rendering"), context.get("rendering"))
+    judge_visuals(reader.read_json("visual.json"), policy, found, note)
     judge_cli(reader, policy, found)
     shutdown = reader.read_json("shutdown.json")
     if not shutdown["unreachable"]:
@@ -372,6 +379,7 @@ class E2EGate(Gate):
             tools = runner.ensure_tools(ctx, python, policy.packages)
             probe = runner.choose_browser(ctx, python, policy.browser)
             browser_info = {**probe["chosen"], "attempts": probe["attempts"], "tools": tools}
+        drawn_with = rendering.environment(str(browser_info["version"])) if files else None
         written.keep(
             "context.json",
             {
@@ -380,6 +388,8 @@ class E2EGate(Gate):
                 "journey_files": files,
                 "browser": browser_info,
                 "service_args": list(policy.service_args),
+                "rendering": drawn_with,
+                "baseline_rendering": rendering.read_record(ctx.target_dir / policy.baselines),
             },
         )
         phases, cli, shutdown = [], [], {"unreachable": True, "detail": "no instance started", "base_url": ""}

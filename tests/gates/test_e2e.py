@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from e2e import rendering
 from e2e.update_baselines import refresh
 from harness.errors import HarnessError
 from tests.conftest import GitTarget, RunCertify, commit_all
@@ -68,11 +69,18 @@ def test_working_app_passes_with_screenshots(
         assert (out / name).read_bytes().startswith(b"\x89PNG")
     assert (out / "gates" / "E2E" / "junit-live.xml").is_file()
     assert not list((out / "e2e").rglob("trace.zip"))
-    # Byte-identical to the committed baseline only with the Chromium build that made it; either way the
-    # refresh writes this run's screenshot, and a second refresh finds nothing to change.
-    baseline = target / "e2e" / "baselines" / "dashboard" / "dashboard.png"
-    assert refresh(target, out) in ([f"unchanged {baseline}"], [f"updated {baseline}"])
-    assert refresh(target, out) == [f"unchanged {baseline}"]
+    # Byte-identical to the committed baseline only in the rendering environment that drew it (its
+    # rendering.json); either way the refresh writes this run's screenshot and environment, and a second
+    # refresh finds nothing to change.
+    baselines = target / "e2e" / "baselines"
+    png = baselines / "dashboard" / "dashboard.png"
+    drawn_with = json.loads((out / "gates" / "E2E" / "context.json").read_text())["rendering"]
+    assert drawn_with["browser"].startswith("Chromium ")
+    first = refresh(target, out)
+    assert first[-1] in (f"unchanged {png}", f"updated {png}")
+    assert all(line.startswith(f"recorded {baselines / 'rendering.json'}: Chromium ") for line in first[:-1])
+    assert rendering.read_record(baselines) == drawn_with
+    assert refresh(target, out) == [f"unchanged {png}"]
 
 
 def test_dead_submit_button_fails(
@@ -113,11 +121,19 @@ def test_console_error_fails(git_target: GitTarget, run_certify: RunCertify, tmp
 def test_visual_change_fails_with_diff_image(
     git_target: GitTarget, run_certify: RunCertify, tmp_path: Path, e2e_cache: Path
 ) -> None:
-    """A header colour change beyond tolerance fails the visual checkpoint; the diff image is in the pack."""
+    """A header colour change beyond tolerance fails the visual checkpoint; the diff image is in the pack.
+
+    The baselines here say another Chromium drew them, so the FAIL also names that (and stays a FAIL).
+    """
     out = tmp_path / "pack"
-    verdict = run_e2e(run_certify, app(git_target, "restyle"), out, e2e_cache)
+    target = app(git_target, "restyle")
+    older = {"browser": "Chromium 1.0", "fonts": {}}
+    (target / "e2e" / "baselines" / rendering.RECORD).write_bytes(rendering.record_bytes(older))
+    commit_all(target, "baselines drawn by an older browser")
+    verdict = run_e2e(run_certify, target, out, e2e_cache)
     assert verdict["status"] == "FAIL"
     assert any(reason.startswith("visual change in dashboard/dashboard") for reason in verdict["reasons"])
+    assert any("another rendering environment (Chromium 1.0 then, Chromium " in r for r in verdict["reasons"])
     assert (out / "e2e" / "dashboard" / "visual-dashboard.diff.png").read_bytes().startswith(b"\x89PNG")
     judged = {m["name"]: m for m in verdict["measurements"]}
     assert judged["largest visual diff"]["value"] > judged["largest visual diff"]["threshold"]
