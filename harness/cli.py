@@ -19,9 +19,10 @@ from harness.verify import verify_pack
 
 EXIT_CODES = """exit codes:
   0    every required gate PASSed (verify: the pack checks out)
-  1    a gate FAILed (verify: a file or verdict does not match)
+  1    a gate FAILed, a target that cannot be installed or started included (verify: a file or verdict
+       does not match)
   2    usage or config error (bad argument, bad certify.toml, unusable output directory)
-  3    a required gate is INCONCLUSIVE, NOT_RUN or ERROR, or the target could not be started
+  3    a required gate is INCONCLUSIVE, NOT_RUN or ERROR
   130  interrupted (SIGINT/SIGTERM): the pack is marked INCOMPLETE and has no certificate
 """
 

@@ -202,6 +202,28 @@ def test_target_dying_mid_profile_fails(git_target: GitTarget, run_certify: RunC
     assert_gone(locust_pids(out))
 
 
+@pytest.mark.integration
+def test_target_that_will_not_start_fails_fast(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """A service that exits before it is ready FAILs G2 and G3 in seconds with its exit code and stderr; no load."""
+    target = git_target("load-ok")
+    config = target / "certify.toml"
+    serving = 'command = ["{python}", "{target_dir}/server.py", "{port}"]'
+    exiting = """command = ["{python}", "-c", "import sys; sys.stderr.write('cannot bind the port'); sys.exit(4)"]"""
+    config.write_text(config.read_text(encoding="utf-8").replace(serving, exiting), encoding="utf-8")
+    commit_all(target, "a service that exits at once")
+    out = tmp_path / "pack"
+    started = time.monotonic()
+    verdicts = run_load(run_certify, target, out)
+    assert time.monotonic() - started < 60
+    for gate in ("G2", "G3"):
+        assert verdicts[gate]["status"] == "FAIL"
+        (reason,) = verdicts[gate]["reasons"]
+        assert "exited with code 4 before" in reason
+        assert "captured stderr: cannot bind the port" in reason
+    assert verdicts["exit"]["code"] == 1
+    assert not list((out / "gates" / "G2" / "load").glob("P*/profile.json"))
+
+
 def test_release_plan_shows_the_soak() -> None:
     """The release plan counts the 8-hour soak; ci mode plans a few minutes."""
     assert LatencyGate().planned_duration_s(LoadPolicy(), "release") > 8 * 3600
