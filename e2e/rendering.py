@@ -23,26 +23,21 @@ FAMILIES = ("sans-serif", "serif", "monospace", "system-ui", "Arial")
 FC_TIMEOUT_S = 10.0
 
 
+def _fc_match(fc_match: str, family: str) -> str:
+    """The font fontconfig gives for `family`, or "unknown" when it cannot say."""
+    try:
+        done = subprocess.run(
+            [fc_match, "-f", "%{family[0]}", family], capture_output=True, text=True, timeout=FC_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def fonts() -> dict[str, str]:
     """Each family of FAMILIES -> the font fontconfig gives for it ("unknown" without fc-match)."""
     fc_match = shutil.which("fc-match")
-    found = {}
-    for family in FAMILIES:
-        name = "unknown"
-        if fc_match:
-            try:
-                done = subprocess.run(
-                    [fc_match, "-f", "%{family[0]}", family],
-                    capture_output=True,
-                    text=True,
-                    timeout=FC_TIMEOUT_S,
-                    check=False,
-                )
-                name = done.stdout.strip() or "unknown"
-            except (OSError, subprocess.TimeoutExpired):
-                name = "unknown"
-        found[family] = name
-    return found
+    return {family: _fc_match(fc_match, family) if fc_match else "unknown" for family in FAMILIES}
 
 
 def environment(browser_version: str) -> dict[str, Any]:
@@ -84,10 +79,11 @@ def difference(baseline: dict[str, Any] | None, run: dict[str, Any] | None) -> s
             "the baselines record no rendering environment (python -m e2e.update_baselines writes "
             f"{RECORD}); this run drew with {describe(run)}"
         )
+    then = baseline.get("fonts", {})
     changed = [
-        f"{family} -> {baseline['fonts'].get(family, 'unknown')} then, {font} now"
+        f"{family} -> {then[family]} then, {font} now"
         for family, font in sorted(run.get("fonts", {}).items())
-        if baseline.get("fonts", {}).get(family, font) != font
+        if then.get(family, font) != font
     ]
     if baseline.get("browser") != run.get("browser"):
         changed.insert(0, f"{baseline.get('browser')} then, {run.get('browser')} now")

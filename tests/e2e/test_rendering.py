@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from e2e import rendering
 from gates.e2e import E2EPolicy, Findings, judge_visuals
@@ -23,11 +22,6 @@ CHANGED = [
         "diff": "e2e/dashboard/visual-dashboard.diff.png",
     }
 ]
-
-
-def changed_copy(differing: int) -> list[dict[str, Any]]:
-    """The one checkpoint of CHANGED with `differing` pixels."""
-    return [{**CHANGED[0], "differing_pixels": differing}]
 
 
 def test_same_environment_says_nothing() -> None:
@@ -68,7 +62,7 @@ def test_visual_change_keeps_failing_and_names_the_environment() -> None:
 def test_no_change_no_note() -> None:
     """Within tolerance, the environment is not mentioned even when it differs."""
     found = Findings()
-    judge_visuals(changed_copy(10), E2EPolicy(), found, rendering.difference(THEN, NOW))
+    judge_visuals([{**CHANGED[0], "differing_pixels": 10}], E2EPolicy(), found, rendering.difference(THEN, NOW))
     assert found.statuses == [Status.PASS]
     assert found.problems == []
 
