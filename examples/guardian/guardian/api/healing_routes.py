@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 
 from guardian.api.context import AppState, readiness
@@ -291,7 +292,10 @@ def build_healing_router(state: AppState) -> APIRouter:  # noqa: PLR0915 - one c
         AuditLog(state.stores.get()).append(
             "fault-injector", "fault_injecting", {"playbook": playbook_id, "options": options}
         )
-        injected = playbook.inject(surface.env, options)
+        if getattr(playbook, "inject_on_event_loop", False):
+            injected = playbook.inject(surface.env, options)
+        else:
+            injected = await anyio.to_thread.run_sync(playbook.inject, surface.env, options)
         return {"playbook": playbook_id, "injected": injected, "at": time.time()}
 
     @router.post("/api/guardian/clock")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from guardian.errors import GuardianError
 
@@ -159,6 +159,9 @@ class BasePlaybook:
     """Shared shape of guardian's playbooks: a spec plus detect/plan/execute/rollback/inject."""
 
     spec: PlaybookSpec
+    inject_on_event_loop: ClassVar[bool] = False
+    """Whether the API must call ``inject`` on its event loop; else a worker thread runs it, so a
+    slow injection (megabytes written) does not stall every request and the supervisor's probe."""
 
     @property
     def name(self) -> str:

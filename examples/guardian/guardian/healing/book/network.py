@@ -264,6 +264,8 @@ def api_address(env: HealEnv) -> tuple[int, str] | None:
 class ApiStalled(BasePlaybook):
     """Liveness answers but every request thread is stuck: restart the API gracefully."""
 
+    inject_on_event_loop = True  # it blocks the request pool's threads from the API's event loop
+
     spec = PlaybookSpec(
         id="api-stalled",
         title="Restart an API whose request threads are all stuck",
