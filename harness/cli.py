@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import __version__
+from harness import __version__, policy_cli
 from harness.config import json_schema
 from harness.errors import HarnessError, UsageError
+from harness.policy import load_policy
+from harness.policy_cli import add_policy_parser as _add_policy_parser
 from harness.progress import make_reporter
 from harness.registry import catalogue
 from harness.runner import Runner, RunOptions
@@ -23,6 +25,9 @@ EXIT_CODES = """exit codes:
        does not match)
   2    usage or config error (bad argument, bad certify.toml, unusable output directory)
   3    a required gate is INCONCLUSIVE, NOT_RUN or ERROR
+  4    the run deviates from the policy (a looser threshold, a required gate left out, a --gates subset
+       in release mode, a self-granted waiver, ...) and no policy waiver accepts it: never certified,
+       whatever the gates say (`certify policy check` lists the deviations before a run)
   130  interrupted (SIGINT/SIGTERM): the pack is marked INCOMPLETE and has no certificate
 """
 
@@ -105,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=_positive, default=2, help="gates needing no service run this many at once (default 2)"
     )
     run.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        help="the certifier's policy file (default: the standard policy shipped with the harness)",
+    )
+    run.add_argument(
         "--plan", action="store_true", help="print the plan (gates, profiles, durations) and exit without running"
     )
     run.add_argument(
@@ -120,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument("pack", type=Path, help="pack directory")
+    verify.add_argument(
+        "--policy", type=Path, default=None, help="re-judge under this policy file (default: the pack's own copy)"
+    )
+    _add_policy_parser(sub)
     e2e = sub.add_parser("e2e", help="E2E helpers: refresh the target's visual baselines on purpose")
     e2e.add_argument(
         "--update-baselines",
@@ -144,15 +159,20 @@ def _run(args: argparse.Namespace) -> int:
         args.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "release-harness" / "venvs"
     )
     options = RunOptions(
-        target_dir=target, gates=args.gates, mode=args.mode, out=args.out, jobs=args.jobs, cache_dir=cache.resolve()
+        target_dir=target,
+        gates=args.gates,
+        mode=args.mode,
+        out=args.out,
+        jobs=args.jobs,
+        cache_dir=cache.resolve(),
+        policy=args.policy,
     )
     if args.plan:
-        from harness.config import load_config  # noqa: PLC0415
         from harness.plan import make_plan  # noqa: PLC0415
 
-        config = load_config(target)
+        report, config = policy_cli.judge_target(target, args.policy, args.mode, args.gates)
         plan = make_plan(config, args.gates or config.certificate.required_gates, args.mode, args.jobs)
-        print("\n".join(plan.describe()))
+        print("\n".join([*report.lines(), *plan.describe()]))
         return 0
     runner = Runner(options, reporter := make_reporter())
     try:
@@ -162,6 +182,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"pack: {outcome.pack_root}")
     if not outcome.complete:
         print("run interrupted: pack marked INCOMPLETE, no certificate written", file=sys.stderr)
+    elif runner.deviations.blocking:
+        print(policy_cli.not_certifiable_line(runner.deviations))
     elif args.mode == "release":
         print("CERTIFIED" if outcome.certified else "NOT CERTIFIED (see production_readiness_certificate.md)")
     else:
@@ -171,12 +193,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     """Certify verify PACK."""
-    report = verify_pack(args.pack)
+    report = verify_pack(args.pack, load_policy(args.policy) if args.policy is not None else None)
     for problem in report.problems:
         print(problem)
     if report.ok:
-        print(f"ok: {report.checked_files} files and {report.checked_gates} verdicts match")
+        print(
+            f"ok: {report.checked_files} files and {report.checked_gates} verdicts match"
+            + "".join(f"; {note}" for note in report.notes)
+        )
         return 0
+    for note in report.notes:
+        print(note)
     print(f"FAILED: {len(report.problems)} problem(s) in {args.pack}", file=sys.stderr)
     return 1
 
@@ -213,7 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `certify` console script."""
     try:
         args = build_parser().parse_args(argv)
-        commands = {"run": _run, "verify": _verify, "gates": _gates, "e2e": _e2e, "schema": _schema}
+        commands = {
+            "run": _run,
+            "verify": _verify,
+            "gates": _gates,
+            "e2e": _e2e,
+            "schema": _schema,
+            "policy": policy_cli.policy_command,
+        }
         return commands[args.command](args)
     except HarnessError as exc:
         print(f"certify: error: {exc.message}", file=sys.stderr)

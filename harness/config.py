@@ -124,6 +124,10 @@ class CertificateSection(Section):
     sign_off: tuple[str, ...] = Field(
         ("Release captain", "Service owner", "Security reviewer"), description="Roles that sign the certificate."
     )
+    not_applicable: dict[str, str] = Field(
+        default_factory=dict,
+        description="Gate -> why it does not apply; honoured only where the policy allows it (else a deviation).",
+    )
 
     @field_validator("required_gates")
     @classmethod
@@ -146,7 +150,9 @@ class CertifyConfigBase(Section):
     bootstrap: BootstrapSection | None = Field(None, description="Clean clone to running service (gate G7).")
     service: ServiceSection | None = Field(None, description="Starting one isolated instance (service gates).")
     certificate: CertificateSection = Field(CertificateSection(), description="Required gates and sign-off.")
-    waivers: tuple[Waiver, ...] = Field((), description="Accepted findings, each with owner, reason and expiry.")
+    waivers: tuple[Waiver, ...] = Field(
+        (), description="Requested waivers: shown on the report, never honoured (waivers come from the policy)."
+    )
 
     def policy(self, gate_id: str) -> Any:
         """Return the validated thresholds table of one gate."""

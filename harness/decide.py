@@ -10,6 +10,8 @@ from harness.gate import Evidence, Gate, Policy
 from harness.model import GateResult, Status, Verdict
 
 COLLECT_RECORD = "collect.json"
+#: Exit code of a run with an unwaived deviation from the policy (README, "Exit codes").
+DEVIATION_EXIT = 4
 OUTCOME_STATUS = {
     "not_run": Status.NOT_RUN,
     "error": Status.ERROR,
@@ -42,8 +44,24 @@ def not_implemented(gate_id: str, version: str) -> Verdict:
     return Verdict.of(Status.NOT_RUN, f"gate {gate_id} is not implemented in release-harness {version}")
 
 
-def overall(results: Sequence[GateResult], required_gates: Sequence[str], mode: str, complete: bool) -> dict[str, Any]:
-    """Exit code, certification and blocking gates of a run (see README, "Exit codes")."""
+def not_selected(gate_id: str) -> Verdict:
+    """The verdict of a required gate the run left out (--gates): recorded, never omitted."""
+    return Verdict.of(Status.NOT_RUN, f"required gate {gate_id} was not run: left out by --gates")
+
+
+def overall(
+    results: Sequence[GateResult],
+    required_gates: Sequence[str],
+    mode: str,
+    complete: bool,
+    blocking_deviations: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Exit code, certification and blocking gates of a run (see README, "Exit codes").
+
+    An unwaived deviation from the policy (by id) makes a complete run exit 4 and never certify,
+    whatever its gates say; the ids are recorded under `deviations` (absent when there are none,
+    as in packs from before policies).
+    """
     by_gate = {result.gate: result for result in results}
     blocking: list[dict[str, Any]] = []
     for gate_id in required_gates:
@@ -64,11 +82,16 @@ def overall(results: Sequence[GateResult], required_gates: Sequence[str], mode: 
     statuses = [result.verdict.status for result in results]
     if not complete:
         exit_code = 130
+    elif blocking_deviations:
+        exit_code = DEVIATION_EXIT
     elif Status.FAIL in statuses:
         exit_code = 1
     elif any(r.required and r.verdict.status is not Status.PASS for r in results):
         exit_code = 3
     else:
         exit_code = 0
-    certified = complete and mode == "release" and not blocking
-    return {"exit_code": exit_code, "certified": certified, "blocking": blocking}
+    certified = complete and mode == "release" and not blocking and not blocking_deviations
+    decision: dict[str, Any] = {"exit_code": exit_code, "certified": certified, "blocking": blocking}
+    if blocking_deviations:
+        decision["deviations"] = list(blocking_deviations)
+    return decision

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from harness.errors import PackError
 from harness.model import GateResult, Status
+from harness.render_policy import junit_policy, policy_context
 from harness.render_rows import (
     VERIFY_COMMAND,
     InconsistentResultsError,
@@ -32,7 +33,8 @@ from harness.render_rows import (
     xml_text,
 )
 
-RUN_FORMAT = "release-harness-run/1"
+RUN_FORMATS = ("release-harness-run/1", "release-harness-run/2")  # 2: judged under a policy (policy.toml)
+DEVIATIONS_NAME = "deviations.json"
 RESULTS_FORMAT = "release-harness-results/1"
 CERTIFICATE_STEM = "production_readiness_certificate"
 MERGE_REPORT_STEM = "merge_gate_report"
@@ -43,6 +45,7 @@ EXIT_CODE_MEANINGS: dict[int, str] = {
     1: "a gate failed",
     2: "usage or configuration error",
     3: "a required gate is INCONCLUSIVE, NOT_RUN or ERROR, or the target could not be started",
+    4: "the run deviates from the policy and no policy waiver accepts it: it cannot certify",
     130: "interrupted: the pack is INCOMPLETE and has no certificate",
 }
 
@@ -66,6 +69,7 @@ class Overall:
     exit_code: int
     certified: bool
     blocking: tuple[Blocker, ...]
+    deviations: tuple[str, ...] = ()
 
 
 def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
@@ -73,14 +77,18 @@ def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
     if not _DIGEST.fullmatch(manifest_digest):
         msg = f"manifest digest must be 64 lowercase hex digits, got {manifest_digest!r}"
         raise ValueError(msg)
-    run_doc = _read_pack_json(pack_root, "run.json", RUN_FORMAT)
+    run_doc = _read_pack_json(pack_root, "run.json", RUN_FORMATS)
     results_doc = _read_pack_json(pack_root, "results.json", RESULTS_FORMAT)
     config_doc = _read_pack_json(pack_root, "config.resolved.json", None)
     _check_run_facts(run_doc)
     if run_doc["state"] != "COMPLETE" or run_doc["interrupted"]:
         return {}
     mode = run_doc["mode"]
+    deviations_doc = (
+        _read_pack_json(pack_root, DEVIATIONS_NAME, None) if (pack_root / DEVIATIONS_NAME).is_file() else None
+    )
     context = _report_context(run_doc, results_doc, config_doc, manifest_digest)
+    context.update(policy_context(run_doc, deviations_doc))
     template_stem, file_stem = (
         ("certificate", CERTIFICATE_STEM) if mode == "release" else ("merge_report", MERGE_REPORT_STEM)
     )
@@ -89,7 +97,9 @@ def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
     }
 
 
-def render_summary(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> str:
+def render_summary(
+    results_doc: dict[str, Any], run_doc: dict[str, Any], deviations_doc: dict[str, Any] | None = None
+) -> str:
     """Render the GitHub-flavoured Markdown job summary of a run (also for incomplete runs)."""
     results = _gate_results(results_doc)
     overall = _overall(results_doc)
@@ -110,12 +120,19 @@ def render_summary(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> str:
         "blockers": blockers,
         "exit_code": overall.exit_code,
         "exit_meaning": exit_code_meaning(overall.exit_code),
+        **policy_context(run_doc, deviations_doc),
     }
     return _render("summary.md.j2", context)
 
 
-def render_junit(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> bytes:
-    """Render JUnit XML, one testcase per gate; INCONCLUSIVE fails so it never looks green."""
+def render_junit(
+    results_doc: dict[str, Any], run_doc: dict[str, Any], deviations_doc: dict[str, Any] | None = None
+) -> bytes:
+    """Render JUnit XML, one testcase per gate; INCONCLUSIVE fails so it never looks green.
+
+    A run judged under a policy also names it (properties) and carries one `policy deviations` testcase
+    that fails when a deviation is unwaived.
+    """
     results = _gate_results(results_doc)
     statuses = [result.verdict.status for result in results]
     suite = ET.Element(
@@ -133,6 +150,9 @@ def render_junit(results_doc: dict[str, Any], run_doc: dict[str, Any]) -> bytes:
     for name in ("mode", "state", "harness_version", "scaled_durations"):
         ET.SubElement(properties, "property", {"name": name, "value": xml_text(fact_text(run_doc.get(name)))})
     classname = f"certify.{target_facts(run_doc)['name']}"
+    policy = policy_context(run_doc, deviations_doc)
+    if policy["policy"] is not None:
+        junit_policy(suite, properties, classname, policy)
     for result in results:
         _junit_testcase(suite, classname, result)
     ET.indent(suite)
@@ -170,7 +190,7 @@ def _junit_testcase(suite: ET.Element, classname: str, result: GateResult) -> No
     outcome.text = xml_text("\n".join(lines))
 
 
-def _read_pack_json(pack_root: Path, name: str, expected_format: str | None) -> dict[str, Any]:
+def _read_pack_json(pack_root: Path, name: str, expected_format: str | tuple[str, ...] | None) -> dict[str, Any]:
     """Read one JSON object from the pack root and check its format tag."""
     path = pack_root / name
     try:
@@ -181,7 +201,8 @@ def _read_pack_json(pack_root: Path, name: str, expected_format: str | None) -> 
     if not isinstance(doc, dict):
         msg = f"{name} in {pack_root} is not a JSON object"
         raise PackError(msg)
-    if expected_format is not None and doc.get("format") != expected_format:
+    allowed = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if allowed is not None and doc.get("format") not in allowed:
         msg = f"{name}: format is {doc.get('format')!r}, expected {expected_format!r}"
         raise PackError(msg)
     return doc
@@ -223,6 +244,9 @@ def _overall(results_doc: dict[str, Any]) -> Overall:
     if not isinstance(raw, dict):
         raise PackError("results.json has no `overall` object")
     exit_code, certified, blocking = raw.get("exit_code"), raw.get("certified"), raw.get("blocking")
+    deviations = raw.get("deviations", [])
+    if not isinstance(deviations, list):
+        raise PackError("results.json: overall.deviations is not a list")
     if isinstance(exit_code, bool) or not isinstance(exit_code, int):
         raise PackError("results.json: overall.exit_code is not an integer")
     if not isinstance(certified, bool) or not isinstance(blocking, list):
@@ -235,7 +259,7 @@ def _overall(results_doc: dict[str, Any]) -> Overall:
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"results.json: an overall.blocking entry is malformed: {exc}"
         raise PackError(msg) from exc
-    return Overall(exit_code=exit_code, certified=certified, blocking=blockers)
+    return Overall(exit_code=exit_code, certified=certified, blocking=blockers, deviations=tuple(map(str, deviations)))
 
 
 def _required_gate_ids(results: tuple[GateResult, ...], configured: tuple[str, ...]) -> tuple[str, ...]:
@@ -275,6 +299,7 @@ def _certificate_refusals(
         (run_doc.get("scaled_durations") is False, "durations were scaled (or it is not recorded)"),
         (bool(required_ids), "no gate is required"),
         (not blockers, "gate(s) " + ", ".join(f"{b.gate} {b.status}" for b in blockers)),
+        (not overall.deviations, "unwaived deviation(s) from the policy: " + ", ".join(overall.deviations)),
         (overall.exit_code == 0, f"the exit code is {overall.exit_code}, not 0"),
     ]
     return [refusal for holds, refusal in checks if not holds]

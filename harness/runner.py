@@ -19,6 +19,7 @@ from harness import __version__
 from harness.config import CertifyConfigBase, canonical_digest, load_config, resolved_json
 from harness.context import GateContext, RunServices
 from harness.decide import COLLECT_RECORD, decide, not_implemented, overall
+from harness.deviations import RunArgs
 from harness.errors import HarnessError, TargetError, ToolMissingError
 from harness.evidence import EvidencePack
 from harness.gate import Evidence, Gate
@@ -26,6 +27,8 @@ from harness.lifecycle import TargetVenv
 from harness.model import GateResult, Verdict
 from harness.observer import Observer
 from harness.plan import Plan, PlanEntry, make_plan
+from harness.policy import load_policy
+from harness.policy_pack import RUN_FORMAT, judge, run_facts, unselected_results, write_policy_files
 from harness.procs import REGISTRY
 from harness.progress import Reporter
 from harness.redact import Redactor, allowed_env
@@ -46,6 +49,7 @@ class RunOptions:
     out: Path | None
     jobs: int
     cache_dir: Path
+    policy: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,11 @@ class Runner:
         """Read the target's config and prepare the plan (config errors surface here)."""
         self.options = options
         self.reporter = reporter
-        self.config: CertifyConfigBase = load_config(options.target_dir)
+        self.target_config: CertifyConfigBase = load_config(options.target_dir)
+        self.policy = load_policy(options.policy)
+        self.run_args = RunArgs(options.mode, options.gates, dt.datetime.now(dt.UTC).date())
+        # The gates see the effective config: never looser than the policy, required gates from it.
+        self.deviations, self.config = judge(self.policy, self.target_config, self.run_args)
         selected = options.gates or self.config.certificate.required_gates
         self.plan: Plan = make_plan(self.config, selected, options.mode, options.jobs)
         self.results: dict[str, GateResult] = {}
@@ -137,14 +145,16 @@ class Runner:
 
     def _run(self, interrupt: _Interrupt) -> RunOutcome:
         """The body of `run`, with SIGINT/SIGTERM already turned into a flag."""
-        for text in self.plan.describe():
+        for text in [*self.deviations.lines(), *self.plan.describe()]:
             self.reporter.line(text)
         identity = git_identity(self.options.target_dir)
         pack = EvidencePack((self.options.out or self.default_out(identity["short"])).resolve(), Redactor(os.environ))
-        resolved = resolved_json(self.config)
+        resolved = resolved_json(self.target_config)
         pack.write_json("config.resolved.json", resolved)
+        write_policy_files(pack, self.policy, self.deviations)
         run_doc: dict[str, Any] = {
-            "format": "release-harness-run/1",
+            "format": RUN_FORMAT,
+            **run_facts(self.policy, self.run_args),
             "state": "RUNNING",
             "harness_version": __version__,
             "mode": self.options.mode,
@@ -305,7 +315,9 @@ class Runner:
         """Write results, junit, summary, run record and manifest; render reports only for a complete run."""
         order = [entry.gate_id for entry in self.plan.entries]
         results = [self.results[gate_id] for gate_id in order if gate_id in self.results]
-        decision = overall(results, self.config.certificate.required_gates, self.options.mode, complete)
+        results += unselected_results(results, self.config.certificate.required_gates)
+        blocking_ids = [deviation.id for deviation in self.deviations.blocking]
+        decision = overall(results, self.config.certificate.required_gates, self.options.mode, complete, blocking_ids)
         results_doc = {
             "format": "release-harness-results/1",
             "results": [result.model_dump(mode="json") for result in results],
@@ -319,8 +331,9 @@ class Runner:
         )
         pack.write_json("results.json", results_doc)
         pack.write_json("run.json", run_doc)
-        pack.write_bytes("junit.xml", render_junit(results_doc, run_doc))
-        summary = render_summary(results_doc, run_doc)
+        deviations_doc = self.deviations.model_dump(mode="json")
+        pack.write_bytes("junit.xml", render_junit(results_doc, run_doc, deviations_doc))
+        summary = render_summary(results_doc, run_doc, deviations_doc)
         pack.write_text("summary.md", summary)
         digest = pack.write_manifest()
         if complete:

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import canonical_digest, parse_config
-from harness.decide import decide, not_implemented, overall
+from harness.config import CertifyConfigBase, canonical_digest, parse_config
+from harness.decide import decide, not_implemented, not_selected, overall
+from harness.deviations import DEVIATIONS_FILE
 from harness.errors import ConfigError, PackError
 from harness.evidence import MANIFEST, RENDERED, sha256_file
 from harness.gate import Evidence
 from harness.model import GateResult
+from harness.policy import POLICY_COPY, LoadedPolicy
+from harness.policy_pack import RUN_FORMAT_V1, judge, pack_policy, run_args_of
 from harness.registry import implemented
 from harness.render import render_junit, render_reports, render_summary
 
@@ -23,6 +26,7 @@ class VerifyReport:
     """Every discrepancy found, one human line each; an empty list means the pack checks out."""
 
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     checked_files: int = 0
     checked_gates: int = 0
 
@@ -62,8 +66,41 @@ def _check_files(root: Path, manifest: dict[str, Any], report: VerifyReport) -> 
             report.problems.append(f"added: {relpath} (not in the manifest)")
 
 
-def _check_verdicts(root: Path, manifest: dict[str, Any], run: dict[str, Any], report: VerifyReport) -> None:
-    """Recompute every gate's verdict from the stored evidence and stored policy."""
+def _judged_config(
+    root: Path, run: dict[str, Any], config: CertifyConfigBase, auditor: LoadedPolicy | None, report: VerifyReport
+) -> tuple[CertifyConfigBase, list[str]]:
+    """The config to re-judge against and the blocking deviation ids, under the pack's or the auditor's policy."""
+    stored = pack_policy(root)
+    if stored is None:
+        report.notes.append("pack format 1: no policy copy; judged as before, under its own certify.toml alone")
+        if auditor is not None:
+            report.problems.append(f"policy: the pack carries no policy; it was not judged under {auditor.label()}")
+        return config, []
+    if (run.get("policy") or {}).get("sha256") != stored.sha256:
+        report.problems.append(f"changed: {POLICY_COPY} (its sha256 is not the one run.json names)")
+    if auditor is not None and auditor.sha256 != stored.sha256:
+        report.problems.append(
+            f"policy mismatch: the pack was judged under {stored.label()}, not under the given {auditor.label()}"
+        )
+    used = auditor or stored
+    report.notes.append(f"judged under policy {used.label()}")
+    deviations, judged = judge(used, config, run_args_of(run))
+    recorded = _load_json(root, DEVIATIONS_FILE)
+    recorded_ids = {(d.get("id"), d.get("waived_by") is None) for d in recorded.get("deviations", [])}
+    now_ids = {(d.id, d.blocking) for d in deviations.deviations}
+    if recorded_ids != now_ids or (auditor is None and recorded != deviations.model_dump(mode="json")):
+        extra = sorted(f"+{i}" for i, _ in now_ids - recorded_ids) + sorted(f"-{i}" for i, _ in recorded_ids - now_ids)
+        report.problems.append(
+            f"{DEVIATIONS_FILE}: differs from the deviations recomputed under {used.label()} "
+            f"({', '.join(extra) or 'details differ'})"
+        )
+    return judged, [d.id for d in deviations.blocking]
+
+
+def _check_verdicts(
+    root: Path, manifest: dict[str, Any], run: dict[str, Any], report: VerifyReport, auditor: LoadedPolicy | None
+) -> None:
+    """Recompute every gate's verdict from the stored evidence, under the pack's (or the auditor's) policy."""
     stored_config = _load_json(root, "config.resolved.json")
     if canonical_digest(stored_config) != run.get("config_digest"):
         report.problems.append("changed: config.resolved.json (digest differs from run.json config_digest)")
@@ -72,13 +109,17 @@ def _check_verdicts(root: Path, manifest: dict[str, Any], run: dict[str, Any], r
     except ConfigError as exc:
         report.problems.append(f"config.resolved.json: {exc.message}")
         return
+    config, blocking_ids = _judged_config(root, run, config, auditor, report)
+    selected = set(run.get("gates_selected") or ())
     results_doc = _load_json(root, "results.json")
     owners: dict[str, str] = {path: entry.get("gate", "") for path, entry in manifest.get("files", {}).items()}
     results = [GateResult.model_validate(item) for item in results_doc.get("results", [])]
     for result in results:
         report.checked_gates += 1
         gate = implemented(result.gate)
-        if gate is None:
+        if result.gate not in selected and run.get("format") != RUN_FORMAT_V1:
+            expected = not_selected(result.gate)
+        elif gate is None:
             expected = not_implemented(result.gate, str(run.get("harness_version")))
         else:
             files = tuple(sorted(path for path, owner in owners.items() if owner == result.gate))
@@ -89,12 +130,13 @@ def _check_verdicts(root: Path, manifest: dict[str, Any], run: dict[str, Any], r
                 f"recomputed {expected.status.value} ({'; '.join(expected.reasons)[:200]})"
             )
     complete = run.get("state") == "COMPLETE"
-    recomputed = overall(results, config.certificate.required_gates, str(run.get("mode")), complete)
+    recomputed = overall(results, config.certificate.required_gates, str(run.get("mode")), complete, blocking_ids)
     if recomputed != results_doc.get("overall"):
         report.problems.append("results.json: overall decision differs from the one recomputed from the verdicts")
+    deviations_doc = _load_json(root, DEVIATIONS_FILE) if (root / DEVIATIONS_FILE).is_file() else None
     for name, data in (
-        ("junit.xml", render_junit(results_doc, run)),
-        ("summary.md", render_summary(results_doc, run).encode("utf-8")),
+        ("junit.xml", render_junit(results_doc, run, deviations_doc)),
+        ("summary.md", render_summary(results_doc, run, deviations_doc).encode("utf-8")),
     ):
         if (root / name).is_file() and (root / name).read_bytes() != data:
             report.problems.append(f"changed: {name} (differs from a re-render of results.json)")
@@ -118,8 +160,8 @@ def _check_rendered(root: Path, report: VerifyReport) -> None:
             report.problems.append(f"added: {name} (this pack must not carry it)")
 
 
-def verify_pack(root: Path) -> VerifyReport:
-    """Check a pack offline; PackError when it is not a pack at all."""
+def verify_pack(root: Path, auditor: LoadedPolicy | None = None) -> VerifyReport:
+    """Check a pack offline, under the auditor's policy if given (else the pack's copy); PackError when not a pack."""
     if not root.is_dir():
         msg = f"{root}: not a directory"
         raise PackError(msg)
@@ -130,8 +172,8 @@ def verify_pack(root: Path) -> VerifyReport:
     if run.get("state") != "COMPLETE":
         report.problems.append(f"run.json: pack is {run.get('state')} (the run was interrupted); it certifies nothing")
     try:
-        _check_verdicts(root, manifest, run, report)
+        _check_verdicts(root, manifest, run, report, auditor)
         _check_rendered(root, report)
-    except (PackError, ValueError, KeyError, TypeError) as exc:
+    except (PackError, ValueError, KeyError, TypeError, ConfigError) as exc:
         report.problems.append(f"cannot re-evaluate: {getattr(exc, 'message', exc)}")
     return report

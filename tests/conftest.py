@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 FIXTURE_TARGETS = Path(__file__).resolve().parent / "fixtures" / "targets"
+FIXTURE_POLICY = Path(__file__).resolve().parent / "fixtures" / "policies" / "fixture-targets.toml"
 CERTIFY_TIMEOUT_S = 120.0
 GIT_TIMEOUT_S = 30.0
 
@@ -58,9 +59,16 @@ def certify(
     cwd: Path | None = None,
     timeout_s: float = CERTIFY_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real `certify` entry point in a subprocess and capture its output as text."""
+    """Run the real `certify` entry point in a subprocess and capture its output as text.
+
+    A `run` that names no policy is judged under the fixture targets' test policy (see
+    tests/fixtures/policies/fixture-targets.toml); the policy tests pass theirs explicitly.
+    """
+    argv = [os.fspath(arg) for arg in args]
+    if argv[:1] == ["run"] and "--policy" not in argv:
+        argv += ["--policy", str(FIXTURE_POLICY)]
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *(os.fspath(arg) for arg in args)],
+        [sys.executable, "-m", "harness.cli", *argv],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,

@@ -1,0 +1,474 @@
+"""Deviations of a target's certify.toml and run arguments from the policy; pure, computed before any gate runs.
+
+`deviations(policy, config, run_args)` lists every way the run would be weaker than the policy: a
+looser threshold, a required gate left out (of [certificate] required_gates or by --gates in release
+mode), a gate declared not applicable where the policy forbids it, a mode the policy does not
+accept, a waiver the target wrote for itself. A deviation the policy waives (an honoured waiver:
+matching, unexpired) is shown with who waived it until when; any other blocks the certificate.
+`effective_config` then gives the gates the bar they are judged against: the stricter of the two.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from harness.config import CertifyConfigBase, parse_config, resolved_json
+from harness.errors import ConfigError
+from harness.policy import Limit, LoadedPolicy, PolicyError, PolicyWaiver
+from harness.registry import catalogue
+
+DEVIATIONS_FORMAT = "release-harness-deviations/1"
+DEVIATIONS_FILE = "deviations.json"
+Kind = Literal["limit", "required-gate", "gates-subset", "mode", "not-applicable", "requested-waiver"]
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """The run arguments that matter to the policy: mode, the --gates selection, the run's date."""
+
+    mode: str
+    gates: tuple[str, ...] | None
+    run_date: dt.date
+
+
+class WaivedBy(BaseModel):
+    """The policy waiver that accepts a deviation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str
+    owner: str
+    approved_by: str
+    expires: str
+
+
+class Deviation(BaseModel):
+    """One way the run is weaker than the policy; blocking unless `waived_by` is set."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    kind: Kind
+    gate: str | None
+    requirements: tuple[str, ...]
+    what: str
+    policy_limit: str
+    target_value: str
+    value: Any = None
+    policy_key: str | None = None
+    waived_by: WaivedBy | None = None
+
+    @property
+    def blocking(self) -> bool:
+        """Whether this deviation stands between the run and a certificate."""
+        return self.waived_by is None
+
+
+class NotApplicable(BaseModel):
+    """A gate the target declared not applicable, as the policy allows: not required, not run by default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gate: str
+    reason: str
+    terms: str
+
+
+class DeviationReport(BaseModel):
+    """Everything the policy check found: deviations, allowed N/A declarations, waivers not honoured."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: str = DEVIATIONS_FORMAT
+    policy: dict[str, str]
+    required_gates: tuple[str, ...]
+    deviations: tuple[Deviation, ...]
+    not_applicable: tuple[NotApplicable, ...] = ()
+    waivers_not_honoured: tuple[str, ...] = ()
+    requested_waivers_granted: tuple[str, ...] = ()
+
+    @property
+    def blocking(self) -> tuple[Deviation, ...]:
+        """The deviations no honoured waiver accepts."""
+        return tuple(d for d in self.deviations if d.blocking)
+
+    def lines(self) -> list[str]:
+        """Human lines: blocking first, then waived ones, N/A declarations and waivers not honoured."""
+        lines = [f"policy {self.policy['name']} {self.policy['version']} (sha256 {self.policy['sha256']})"]
+        blocking = self.blocking
+        if blocking:
+            lines.append(f"NOT CERTIFIABLE: {len(blocking)} unwaived deviation(s) from the policy:")
+        lines += [f"  BLOCKING {d.id}: {d.what}" for d in blocking]
+        for deviation in self.deviations:
+            if deviation.waived_by is not None:
+                w = deviation.waived_by
+                lines.append(
+                    f"  waived   {deviation.id}: {deviation.what}; waived by {w.approved_by} "
+                    f"(owner {w.owner}) until {w.expires}: {w.reason}"
+                )
+        lines += [
+            f"  not applicable {na.gate} (allowed on terms: {na.terms}): {na.reason}" for na in self.not_applicable
+        ]
+        lines += [f"  requested waiver granted by the policy: {text}" for text in self.requested_waivers_granted]
+        lines += [f"  policy waiver not honoured: {text}" for text in self.waivers_not_honoured]
+        if not self.deviations:
+            lines.append("  no deviation: certify.toml is at least as strict as the policy")
+        return lines
+
+
+def _requirements_of(gate: str | None) -> tuple[str, ...]:
+    """The catalogue requirements a gate evidences."""
+    known = catalogue()
+    return known[gate][1] if gate in known else ()
+
+
+def _gate_of(key: str, limit: Limit) -> str | None:
+    """The gate a limit key belongs to: explicit, `gates.<id>.`, or G7 for bootstrap.*."""
+    if limit.gate is not None:
+        return limit.gate
+    parts = key.split(".")
+    if parts[0] == "gates" and len(parts) > 1:
+        return parts[1]
+    return "G7" if parts[0] == "bootstrap" else None
+
+
+def _expand(data: Any, parts: list[str], key: str, shown: str = "") -> list[tuple[str, tuple[Any, ...], Any]]:
+    """(shown key, concrete path, value) for every match of a dotted key with `*` wildcards."""
+    if not parts:
+        return [(shown, (), data)]
+    head, rest = parts[0], parts[1:]
+    if data is None:
+        return []  # an optional section left out (e.g. no [bootstrap]): nothing to bound
+    items: list[tuple[Any, str]]
+    if head == "*":
+        if isinstance(data, dict):
+            items = [(name, str(name)) for name in data]
+        elif isinstance(data, list):
+            items = [
+                (i, str(item.get("id") or item.get("name") or i)) if isinstance(item, dict) else (i, str(i))
+                for i, item in enumerate(data)
+            ]
+        else:
+            return []
+    else:
+        if not isinstance(data, dict) or head not in data:
+            msg = f"policy limit {key!r}: certify.toml has no key {head!r} there"
+            raise PolicyError(msg, hint="`certify schema` lists every key of certify.toml")
+        items = [(head, head)]
+    found = []
+    for step, label in items:
+        label_text = f"[{label}]" if head == "*" else (f".{label}" if shown else label)
+        for text, path, value in _expand(data[step], rest, key, shown + label_text):
+            found.append((text, (step, *path), value))
+    return found
+
+
+def _number(value: Any) -> bool:
+    """A JSON number that is not a boolean."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _meets(limit: Limit, value: Any, key: str) -> bool:
+    """Whether a target value is within the limit; a limit of the wrong type for the key is a PolicyError."""
+    if limit.floor is not None or limit.ceiling is not None:
+        if not _number(value):
+            msg = f"policy limit {key!r}: a {limit.kind} needs a numeric key, certify.toml has {value!r}"
+            raise PolicyError(msg)
+        number = float(value)
+        return number >= limit.floor if limit.floor is not None else number <= float(limit.ceiling or 0)
+    if limit.equals is not None:
+        return _same(value, limit.equals)
+    if limit.one_of is not None:
+        return any(_same(value, option) for option in limit.one_of)
+    if not isinstance(value, list):
+        msg = f"policy limit {key!r}: `includes` needs a list key, certify.toml has {value!r}"
+        raise PolicyError(msg)
+    return all(any(_same(item, wanted) for item in value) for wanted in limit.includes or ())
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """Equality that keeps booleans apart from numbers."""
+    return isinstance(value, bool) == isinstance(wanted, bool) and value == wanted
+
+
+def _strict_value(limit: Limit, value: Any) -> Any:
+    """The value a gate is judged against when the target's is looser: the policy's bound."""
+    if limit.floor is not None or limit.ceiling is not None:
+        bound = limit.floor if limit.floor is not None else limit.ceiling
+        return int(bound) if isinstance(value, int) and float(bound).is_integer() else bound  # type: ignore[arg-type]
+    if limit.equals is not None:
+        return limit.equals
+    if limit.one_of is not None:
+        return limit.one_of[-1]
+    return [*value, *(w for w in limit.includes or () if not any(_same(i, w) for i in value))]
+
+
+def _value_text(value: Any) -> str:
+    """A target value as printed."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_value_text, value)) + "]"
+    return str(value)
+
+
+def _limit_deviations(loaded: LoadedPolicy, data: dict[str, Any]) -> list[tuple[Deviation, tuple[Any, ...], Any]]:
+    """Every target value looser than its limit, with the concrete path and the strict value."""
+    found = []
+    for key, limit in loaded.policy.limits.items():
+        gate = _gate_of(key, limit)
+        for shown, path, value in _expand(data, key.split("."), key):
+            if value is None or _meets(limit, value, key):
+                continue
+            deviation = Deviation(
+                id=f"limit:{shown}",
+                kind="limit",
+                gate=gate,
+                requirements=_requirements_of(gate),
+                what=f"{shown} = {_value_text(value)} is looser than the policy's {limit.text()}"
+                + (f" ({limit.why})" if limit.why else ""),
+                policy_limit=limit.text(),
+                target_value=_value_text(value),
+                value=value,
+                policy_key=key,
+            )
+            found.append((deviation, path, _strict_value(limit, value)))
+    return found
+
+
+def _gate_deviations(
+    loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs, allowed_na: dict[str, str]
+) -> list[Deviation]:
+    """Required gates left out, not-applicable declarations the policy forbids, --gates subsets, the mode."""
+    meta = loaded.policy.policy
+    found = []
+    declared = dict(getattr(config.certificate, "not_applicable", {}) or {})
+    for gate, reason in declared.items():
+        if gate not in allowed_na:
+            found.append(
+                Deviation(
+                    id=f"not-applicable:{gate}",
+                    kind="not-applicable",
+                    gate=gate,
+                    requirements=_requirements_of(gate),
+                    what=f"{gate} is declared not applicable ({reason}); the policy does not allow that for {gate}",
+                    policy_limit="may not be declared not applicable",
+                    target_value=f"not applicable: {reason}",
+                )
+            )
+    for gate in meta.required_gates:
+        if gate not in config.certificate.required_gates and gate not in allowed_na:
+            found.append(
+                Deviation(
+                    id=f"required-gate:{gate}",
+                    kind="required-gate",
+                    gate=gate,
+                    requirements=_requirements_of(gate),
+                    what=f"{gate} is required by the policy but left out of [certificate] required_gates",
+                    policy_limit="required",
+                    target_value="left out of required_gates",
+                )
+            )
+    if args.mode == "release" and args.gates is not None:
+        for gate in effective_required(loaded, config, allowed_na):
+            if gate not in args.gates:
+                found.append(
+                    Deviation(
+                        id=f"gates-subset:{gate}",
+                        kind="gates-subset",
+                        gate=gate,
+                        requirements=_requirements_of(gate),
+                        what=f"{gate} is required but left out by --gates {','.join(args.gates)} in a release run",
+                        policy_limit="every required gate runs in a release run",
+                        target_value=f"--gates {','.join(args.gates)}",
+                    )
+                )
+    if args.mode not in meta.modes:
+        found.append(
+            Deviation(
+                id=f"mode:{args.mode}",
+                kind="mode",
+                gate=None,
+                requirements=(),
+                what=f"the run is in {args.mode} mode; the policy accepts {', '.join(meta.modes) or 'no mode'}",
+                policy_limit=f"mode one of {', '.join(meta.modes)}",
+                target_value=args.mode,
+            )
+        )
+    return found
+
+
+def _finding_waiver_live(waiver: PolicyWaiver, target: str, gate: str, finding: str, day: dt.date) -> bool:
+    """Whether a policy finding waiver grants this (gate, finding) to this target on this day."""
+    return (
+        waiver.finding is not None
+        and waiver.finding.casefold() == finding.casefold()
+        and (waiver.gate == gate or (waiver.requirement is not None and waiver.requirement in _requirements_of(gate)))
+        and waiver.target in (None, target)
+        and waiver.expires >= day
+    )
+
+
+def _requested_waivers(
+    loaded: LoadedPolicy, config: CertifyConfigBase, day: dt.date
+) -> tuple[list[Deviation], list[str]]:
+    """certify.toml's own [[waivers]]: a deviation each, unless the policy grants the same waiver."""
+    found, granted = [], []
+    for own in config.waivers:
+        text = f"{own.gate} finding {own.finding} (owner {own.owner}, until {own.expires.isoformat()})"
+        if any(_finding_waiver_live(w, config.target.name, own.gate, own.finding, day) for w in loaded.policy.waivers):
+            granted.append(text)
+            continue
+        found.append(
+            Deviation(
+                id=f"requested-waiver:{own.gate}:{own.finding}",
+                kind="requested-waiver",
+                gate=own.gate,
+                requirements=_requirements_of(own.gate),
+                what=f"certify.toml waives {text} itself: a target cannot grant waivers; requested, not honoured",
+                policy_limit="waivers come from the policy",
+                target_value=f"waiver: {own.reason}",
+            )
+        )
+    return found, granted
+
+
+def _why_not(waiver: PolicyWaiver, deviation: Deviation | None, target: str, day: dt.date) -> str | None:
+    """Why a policy deviation waiver does not accept a deviation; None when it does (first failed check wins)."""
+    if waiver.target not in (None, target):
+        return f"it is for target {waiver.target}, not {target}"
+    if waiver.expires < day:
+        return f"it expired on {waiver.expires.isoformat()} (run date {day.isoformat()})"
+    if deviation is None:
+        return "it matches no deviation of this run"
+    checks = [
+        (
+            waiver.gate is not None and deviation.gate not in (None, waiver.gate),
+            f"it names gate {waiver.gate}; the deviation is of gate {deviation.gate}",
+        ),
+        (
+            waiver.requirement is not None
+            and deviation.gate is not None
+            and waiver.requirement not in deviation.requirements,
+            f"it names requirement {waiver.requirement}; the deviation touches {', '.join(deviation.requirements)}",
+        ),
+        (
+            deviation.kind == "limit" and waiver.value is None,
+            "a limit waiver must state the exact value it accepts (value = ...)",
+        ),
+        (
+            waiver.value is not None and not _same_value(waiver.value, deviation.value),
+            f"it accepts value {_value_text(waiver.value)}; certify.toml has {deviation.target_value}",
+        ),
+    ]
+    return next((why for failed, why in checks if failed), None)
+
+
+def _same_value(accepted: Any, value: Any) -> bool:
+    """Waiver value equality (a TOML array against a JSON list)."""
+    if isinstance(accepted, tuple | list) and isinstance(value, list):
+        return len(accepted) == len(value) and all(_same(a, b) for a, b in zip(accepted, value, strict=True))
+    return _same(value, accepted) or (_number(accepted) and _number(value) and accepted == value)
+
+
+def _apply_waivers(
+    loaded: LoadedPolicy, found: list[Deviation], target: str, day: dt.date
+) -> tuple[list[Deviation], list[str]]:
+    """Mark deviations the policy's waivers accept; say why every other deviation waiver is not honoured."""
+    by_id = {d.id: d for d in found}
+    waived: dict[str, WaivedBy] = {}
+    notes = []
+    for waiver in loaded.policy.waivers:
+        if waiver.deviation is None:
+            continue
+        why = _why_not(waiver, by_id.get(waiver.deviation), target, day)
+        if why is None:
+            waived.setdefault(
+                waiver.deviation,
+                WaivedBy(
+                    reason=waiver.reason,
+                    owner=waiver.owner,
+                    approved_by=waiver.approved_by,
+                    expires=waiver.expires.isoformat(),
+                ),
+            )
+        else:
+            notes.append(f"{waiver.subject} (owner {waiver.owner}, expires {waiver.expires.isoformat()}): {why}")
+    return [d.model_copy(update={"waived_by": waived.get(d.id)}) for d in found], notes
+
+
+def effective_required(loaded: LoadedPolicy, config: CertifyConfigBase, allowed_na: dict[str, str]) -> tuple[str, ...]:
+    """Gates that must PASS: the policy's plus any certify.toml adds, less allowed N/A ones, catalogue order."""
+    wanted = set(loaded.policy.policy.required_gates) | set(config.certificate.required_gates)
+    return tuple(gate for gate in catalogue() if gate in wanted and gate not in allowed_na)
+
+
+def _allowed_na(loaded: LoadedPolicy, config: CertifyConfigBase) -> dict[str, str]:
+    """Not-applicable declarations the policy allows: gate -> the target's reason."""
+    declared = dict(getattr(config.certificate, "not_applicable", {}) or {})
+    return {gate: reason for gate, reason in declared.items() if gate in loaded.policy.not_applicable}
+
+
+def deviations(loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs) -> DeviationReport:
+    """Every deviation of (certify.toml, run arguments) from the policy, waivers applied; pure."""
+    allowed = _allowed_na(loaded, config)
+    found = [d for d, _, _ in _limit_deviations(loaded, resolved_json(config))]
+    found += _gate_deviations(loaded, config, args, allowed)
+    requested, granted = _requested_waivers(loaded, config, args.run_date)
+    found += requested
+    marked, notes = _apply_waivers(loaded, found, config.target.name, args.run_date)
+    return DeviationReport(
+        policy={key: value for key, value in loaded.identity().items() if key != "source"},
+        required_gates=effective_required(loaded, config, allowed),
+        deviations=tuple(marked),
+        not_applicable=tuple(
+            NotApplicable(gate=g, reason=r, terms=loaded.policy.not_applicable[g].terms) for g, r in allowed.items()
+        ),
+        waivers_not_honoured=tuple(notes),
+        requested_waivers_granted=tuple(granted),
+    )
+
+
+def _set(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    """Set a value at a concrete path in nested dicts and lists."""
+    for step in path[:-1]:
+        data = data[step]
+    data[path[-1]] = value
+
+
+def effective_config(loaded: LoadedPolicy, config: CertifyConfigBase, report: DeviationReport) -> CertifyConfigBase:
+    """The config the gates are judged against, never looser than the policy.
+
+    Every unwaived looser value is replaced by the policy's bound, the required gates are the
+    report's, and the only waivers are the policy's finding waivers for this target.
+    """
+    data = copy.deepcopy(resolved_json(config))
+    waived = {d.id for d in report.deviations if not d.blocking}
+    clamped = {key for key, limit in loaded.policy.limits.items() if limit.clamp}
+    for deviation, path, strict in _limit_deviations(loaded, resolved_json(config)):
+        if deviation.id not in waived and deviation.policy_key in clamped:
+            _set(data, path, strict)
+    data["certificate"]["required_gates"] = list(report.required_gates)
+    data["waivers"] = [
+        {
+            "gate": gate,
+            "finding": w.finding,
+            "reason": f"{w.reason} (approved by {w.approved_by})",
+            "owner": w.owner,
+            "expires": w.expires.isoformat(),
+        }
+        for w in loaded.policy.waivers
+        if w.finding is not None and w.target in (None, config.target.name)
+        for gate in ([w.gate] if w.gate else [g for g in catalogue() if w.requirement in _requirements_of(g)])
+    ]
+    try:
+        return parse_config(data, f"certify.toml under policy {loaded.name} {loaded.version}")
+    except ConfigError as exc:
+        msg = f"{loaded.source}: a limit's bound is not a valid certify.toml value: {exc.message}"
+        raise PolicyError(msg) from None
