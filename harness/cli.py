@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__, policy_cli
+from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
 from harness.config import json_schema
 from harness.errors import HarnessError, UsageError
 from harness.policy import load_policy
@@ -28,6 +29,8 @@ EXIT_CODES = """exit codes:
   4    the run deviates from the policy (a looser threshold, a required gate left out, a --gates subset
        in release mode, a self-granted waiver, ...) and no policy waiver accepts it: never certified,
        whatever the gates say (`certify policy check` lists the deviations before a run)
+  5    certify advisory-db update: the advisory database could not be fetched or verified (the
+       previous copy is unchanged)
   130  interrupted (SIGINT/SIGTERM): the pack is marked INCOMPLETE and has no certificate
 """
 
@@ -144,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e2e.add_argument("--target", type=Path, default=None, help="target directory (default: the reference target)")
     e2e.add_argument("--cache-dir", type=Path, default=None, help="where target venvs are kept")
+    add_advisory_db_parser(sub)
     sub.add_parser("schema", help="print the JSON Schema of certify.toml")
     sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
     return parser
@@ -247,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "e2e": _e2e,
             "schema": _schema,
             "policy": policy_cli.policy_command,
+            "advisory-db": advisory_db_command,
         }
         return commands[args.command](args)
     except HarnessError as exc:

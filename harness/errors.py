@@ -54,3 +54,9 @@ class RunInterruptedError(HarnessError):
     """The run was stopped by SIGINT or SIGTERM; the pack is marked INCOMPLETE."""
 
     exit_code = 130
+
+
+class FetchError(HarnessError):
+    """A download the harness was asked for could not be made or verified (`certify advisory-db update`)."""
+
+    exit_code = 5

@@ -139,8 +139,9 @@ class SecurityGate(Gate):
                 store.write_json(
                     not_run, {"reason": f"{dist} is not installed ({module} cannot be imported); {INSTALL_HINT}"}
                 )
-        if policy.advisory_db and available["deps"] and not (installed("yaml") and installed("packaging")):
-            reason = f"PyYAML and packaging are needed to read advisory_db; {INSTALL_HINT}"
+        local = vulns.local_database(ctx.target_dir, policy)
+        if local and available["deps"] and not (installed("yaml") and installed("packaging")):
+            reason = f"PyYAML and packaging are needed to read the advisory database {local[0]}; {INSTALL_HINT}"
             store.write_json(vulns.NOT_RUN, {"reason": reason})
             available["deps"] = False
         self._scan(ctx, store, policy, available)

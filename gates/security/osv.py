@@ -25,6 +25,7 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gates.security.advisory_cache import read_fetch_record
 from gates.security.cvss import cvss3_base_score
 
 RECORD_SUFFIXES = (".yaml", ".yml", ".json")
@@ -191,7 +192,10 @@ class AdvisoryDatabase:
             when, source = self.newest_modified[:10], "newest `modified` among the records"
         else:
             when, source = None, "no date found"
+        fetched = read_fetch_record(self.root)
         return {
+            "fetched_from": fetched.get("url") if fetched else None,
+            "fetched_at": fetched.get("fetched_at") if fetched else None,
             "path": str(self.root),
             "records": self.files,
             "packages": len(self.records),

@@ -94,7 +94,8 @@ class SecurityPolicy(Policy):
     advisory_db: str | None = Field(
         None,
         description="Directory of OSV advisories (e.g. a pypa/advisory-database checkout), relative to the target or "
-        "absolute; served on 127.0.0.1 to pip-audit. Unset: pip-audit asks its default online service.",
+        "absolute; served on 127.0.0.1 to pip-audit. Unset: the copy `certify advisory-db update` keeps in "
+        "~/.cache/release-harness/advisory-db, else pip-audit's default online service.",
     )
     max_advisory_age_days: int = Field(
         30, ge=0, description="An advisory database older than this many days makes the audit INCONCLUSIVE."

@@ -31,9 +31,8 @@ def _tracked(store: EvidenceStore, baseline: str) -> list[str] | None:
     ctx = store.ctx
     run = ctx.run("git-ls-files", ["git", "ls-files", "-z"], cwd=ctx.target_dir, timeout_s=120)
     if run.returncode != 0:
-        store.write_json(
-            FILES, {"error": run_problem({"returncode": run.returncode, "stderr_tail": run.stderr()}, "git ls-files")}
-        )
+        facts = {"returncode": run.returncode, "stderr_tail": run.stderr(), "stderr_file": store.stderr_file(run)}
+        store.write_json(FILES, {"error": run_problem(facts, "git ls-files")})
         return None
     tracked = [name for name in run.stdout().split("\0") if name]
     scanned = [
@@ -75,6 +74,7 @@ def collect(store: EvidenceStore, policy: SecurityPolicy) -> None:
             "timed_out": run.timed_out,
             "cancelled": run.cancelled,
             "stderr_tail": run.stderr()[-1500:],
+            "stderr_file": store.stderr_file(run),
             "files": len(files[start : start + BATCH]),
         }
         try:

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.context import GateContext
 from harness.errors import PackError
+from harness.failures import failed_run
 from harness.procs import ToolRun
 
 STDERR_TAIL_CHARS = 1500
@@ -46,7 +47,7 @@ class EvidenceStore:
             self._json[name] = parsed
 
     def record_run(self, name: str, run: ToolRun) -> None:
-        """Keep the facts of a tool run that the pure assessment needs (exit code, timeout, stderr tail)."""
+        """Keep the facts of a tool run that the pure assessment needs (exit code, timeout, stderr tail and file)."""
         self.write_json(
             name,
             {
@@ -55,8 +56,13 @@ class EvidenceStore:
                 "timed_out": run.timed_out,
                 "cancelled": run.cancelled,
                 "stderr_tail": run.stderr()[-STDERR_TAIL_CHARS:],
+                "stderr_file": self.stderr_file(run),
             },
         )
+
+    def stderr_file(self, run: ToolRun) -> str:
+        """The pack path of a run's full stderr (GateContext.run copies it to gates/<id>/runs/)."""
+        return f"gates/{self.ctx.spec.id}/runs/{run.stderr_path.name}"
 
     def exists(self, name: str) -> bool:
         """Whether this run wrote a JSON file of that name."""
@@ -71,12 +77,17 @@ class EvidenceStore:
 
 
 def run_problem(run: dict[str, Any], tool: str, ok_codes: tuple[int, ...] = (0,)) -> str | None:
-    """A sentence saying why a recorded tool run cannot be trusted, or None when it ended normally."""
-    if run.get("timed_out"):
-        return f"{tool} timed out"
-    if run.get("cancelled"):
-        return f"{tool} was cancelled"
-    if run.get("returncode") not in ok_codes:
-        tail = " ".join(str(run.get("stderr_tail") or "").split())[-400:]
-        return f"{tool} exited {run.get('returncode')}: {tail or '(no error output)'}"
-    return None
+    """A sentence saying why a recorded tool run cannot be trusted, or None when it ended normally.
+
+    The sentence names the evidence file holding the tool's output; it never quotes that output.
+    """
+    if not run.get("timed_out") and not run.get("cancelled") and run.get("returncode") in ok_codes:
+        return None
+    return failed_run(
+        tool,
+        returncode=run.get("returncode"),
+        timed_out=bool(run.get("timed_out")),
+        cancelled=bool(run.get("cancelled")),
+        output=str(run.get("stderr_tail") or ""),
+        evidence_file=run.get("stderr_file"),
+    )

@@ -320,12 +320,104 @@ def test_pip_audit_that_skipped_everything_is_inconclusive_not_clean() -> None:
     assert "pip-audit audited no dependency" in result.reasons[1]
 
 
-def test_pip_audit_connection_failure_is_inconclusive_with_the_reason() -> None:
-    """A crashed pip-audit (no JSON, a ConnectionError traceback) names the unreachable service."""
-    stderr = "requests.exceptions.ConnectionError: Failed to resolve 'api.osv.dev'"
-    result = vulns.assess(audit_evidence([], stderr, report=False), SecurityPolicy(), CONTEXT)
+#: stderr of real pip-audit runs that wrote no report (see its README.md).
+PIP_AUDIT_STDERR = FIXTURE_TARGETS.parent / "pip-audit"
+STDERR_FILE = "gates/G5/runs/04-pip-audit.stderr.txt"
+
+
+def failed_audit(fixture: str, **database: Any) -> DictView:
+    """Evidence of a pip-audit run that wrote no report, its stderr tail taken from a captured fixture."""
+    stderr = (PIP_AUDIT_STDERR / f"{fixture}.stderr.txt").read_text(encoding="utf-8")
+    files = dict(audit_evidence([], stderr[-1500:], report=False).files)
+    files[vulns.RUN] = {**files[vulns.RUN], "stderr_file": STDERR_FILE}
+    if database:
+        files[vulns.DATABASE] = database
+    return DictView(files)
+
+
+def assert_readable(reason: str) -> None:
+    """A reason quotes no raw tool output: no traceback frames, paths into site-packages or cut-off words."""
+    for fragment in ("site-packages", 'File "', "Traceback", "^^^", "HTTPConnectionPool", "line 7"):
+        assert fragment not in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("fixture", "kind", "what"),
+    [
+        ("dns", "dns", "the host name api.osv.dev did not resolve"),
+        ("refused", "unreachable", "the connection to 127.0.0.1 was refused or found no route"),
+        ("read-timeout", "timeout", "the connection to 127.0.0.1 timed out"),
+        ("connect-timeout", "timeout", "the connection to OSV's vulnerability feed timed out"),
+    ],
+)
+def test_unreachable_vulnerability_service_gives_a_readable_reason(fixture: str, kind: str, what: str) -> None:
+    """pip-audit failing to reach its service (DNS, refused, timeout) says so and what to do, quoting no stderr."""
+    result = vulns.assess(failed_audit(fixture), SecurityPolicy(), CONTEXT)
     assert result.status is Status.INCONCLUSIVE
-    assert "could not be reached and no advisory_db is configured" in result.reasons[0]
+    (reason,) = result.reasons
+    assert reason.startswith(f"pip-audit could not reach its vulnerability service ({what}), so no dependency")
+    assert "Point `[gates.G5] advisory_db` at a local copy of the PyPA advisory database" in reason
+    assert "run `certify advisory-db update` where the network allows" in reason
+    assert f"its full output is in {STDERR_FILE}" in reason
+    assert result.facts["failure"] == kind
+    assert_readable(reason)
+
+
+def test_other_pip_audit_failure_names_the_exception_and_the_output_file() -> None:
+    """Another pip-audit failure (a service error) names the exception and the file, with no offline advice."""
+    result = vulns.assess(failed_audit("service-error"), SecurityPolicy(), CONTEXT)
+    (reason,) = result.reasons
+    assert reason == (
+        "pip-audit exited 1 with a Python traceback ending in pip_audit._service.interface.ServiceError; "
+        f"its full output is in {STDERR_FILE}; it wrote no report, so no dependency was audited"
+    )
+    assert result.facts["failure"] == "tool"
+
+
+def test_unreachable_local_service_is_called_a_harness_fault() -> None:
+    """With a local database the only service is the harness's own on 127.0.0.1: no advice to configure one."""
+    database = {
+        "path": "/db",
+        "source": "advisory_db",
+        "records": 3,
+        "date": "2026-11-20",
+        "date_source": "SNAPSHOT.txt",
+    }
+    result = vulns.assess(failed_audit("refused", **database), SecurityPolicy(advisory_db="/db"), CONTEXT)
+    (reason,) = result.reasons
+    assert reason.startswith("pip-audit could not reach the harness's own advisory service on 127.0.0.1")
+    assert "harness fault" in reason
+    assert "advisory_db" not in reason
+    assert_readable(reason)
+
+
+@pytest.mark.parametrize(
+    ("module", "run_file", "tool"),
+    [(sast, sast.RUN, "bandit"), (sbom, sbom.RUN, "cyclonedx-py"), (licences, licences.RUN, "pip-licenses")],
+)
+def test_crashed_scanner_reason_names_the_exception_and_file_not_its_stderr(
+    module: Any, run_file: str, tool: str
+) -> None:
+    """bandit, cyclonedx-py and pip-licenses crashing give one readable sentence naming the evidence file."""
+    stderr = (PIP_AUDIT_STDERR / "dns.stderr.txt").read_text(encoding="utf-8")[-1500:]
+    run = {"returncode": 2, "timed_out": False, "cancelled": False, "stderr_tail": stderr, "stderr_file": "f.txt"}
+    files: dict[str, Any] = {run_file: run, sast.TARGETS: {"targets": ["pkg"]}}
+    args = (SecurityPolicy(), CONTEXT) if module is not sast else (SecurityPolicy(),)
+    (reason,) = module.assess(DictView(files), *args).reasons
+    assert f"{tool} exited 2 with a Python traceback ending in requests.exceptions.ConnectionError" in reason
+    assert reason.endswith("its full output is in f.txt")
+    assert_readable(reason)
+
+
+def test_failed_detect_secrets_batch_and_git_listing_quote_no_output() -> None:
+    """A detect-secrets batch that exited non-zero with a plain message is named with its file, not quoted."""
+    run = {"returncode": 1, "stderr_tail": "usage: detect-secrets\nerror: bad", "stderr_file": "b.txt", "files": 3}
+    files = {secret_scan.FILES: {"tracked": 3, "scanned": ["a", "b", "c"]}, secret_scan.RUNS: [run]}
+    (reason, *_) = secret_scan.assess(DictView(files), SecurityPolicy()).reasons
+    assert reason == (
+        "a detect-secrets batch of 3 files failed: detect-secrets exited 1 with an error message; "
+        "its full output is in b.txt"
+    )
 
 
 def test_pip_audit_vulnerability_becomes_a_default_severity_finding() -> None:
