@@ -15,9 +15,10 @@ from pathlib import Path
 
 from harness.config import CertifyConfigBase, DependencySection
 from harness.errors import TargetError, ToolMissingError
+from harness.failures import output_shape, where_output_is
 from harness.procs import REGISTRY, ProcessRegistry, run_tool, spawn, stop_many, tail
 
-BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
+BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT", "PIP_CACHE_DIR")
 
 
 def target_env(extra: dict[str, str] | None = None, venv: Path | None = None) -> dict[str, str]:
@@ -94,10 +95,12 @@ class TargetVenv:
                 stderr_path=log_dir / f"install-{label}.stderr.txt",
             )
             if run.returncode != 0:
-                why = "timed out" if run.timed_out else f"exited {run.returncode}"
-                msg = (
-                    f"installing {self.config.target.name}: step {label!r} {why}: {tail(run.stderr_path, 600).strip()}"
-                )
+                # The pack keeps the whole log (target/, copied by GateContext.target_python); the
+                # reason names it rather than quoting a tail cut at some length.
+                shape = output_shape(tail(run.stderr_path))
+                why = "timed out" if run.timed_out else f"exited {run.returncode} with {shape}"
+                where = where_output_is(f"target/{run.stderr_path.name}")
+                msg = f"installing {self.config.target.name}: step {label!r} {why}; {where}"
                 raise TargetError(msg)
         marker.write_text(self.fingerprint(), encoding="utf-8")
         return python

@@ -122,15 +122,34 @@ def test_fingerprint_follows_the_hash_files(tmp_path: Path) -> None:
     assert before != after
 
 
-def test_failing_install_step_is_a_target_error_with_its_output(tmp_path: Path) -> None:
-    """An install command that fails raises TargetError quoting the step and its stderr."""
+def test_failing_install_step_is_a_target_error_naming_its_log(tmp_path: Path) -> None:
+    """An install command that fails raises TargetError naming the step and the log in the pack, not quoting it."""
     data = copy.deepcopy(SLEEPY_DATA)
     data["install"]["command"] = ["{python}", "-c", "import sys; sys.exit('no wheels today')"]
     venv = TargetVenv(parse_config(data, "x.toml"), SLEEPY, tmp_path / "cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CERTIFY_PYTHON", sys.executable)
-        with pytest.raises(TargetError, match="step 'install' exited 1: no wheels today"):
+        with pytest.raises(TargetError) as raised:
             venv.python(tmp_path / "logs")
+    assert raised.value.message == (
+        "installing sleepy: step 'install' exited 1 with an error message; "
+        "its full output is in target/install-install.stderr.txt"
+    )
+    assert (tmp_path / "logs" / "install-install.stderr.txt").read_text(encoding="utf-8") == "no wheels today\n"
+
+
+def test_install_step_crashing_with_a_traceback_names_the_exception_only(tmp_path: Path) -> None:
+    """An install step that dies with a traceback gives its exception's name, never a cut-off piece of the traceback."""
+    data = copy.deepcopy(SLEEPY_DATA)
+    data["install"]["command"] = ["{python}", "-c", "import json; json.loads('not json')"]
+    venv = TargetVenv(parse_config(data, "x.toml"), SLEEPY, tmp_path / "cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CERTIFY_PYTHON", sys.executable)
+        with pytest.raises(TargetError) as raised:
+            venv.python(tmp_path / "logs")
+    message = raised.value.message
+    assert "exited 1 with a Python traceback ending in json.decoder.JSONDecodeError;" in message
+    assert "File " not in message
 
 
 def test_free_port_can_be_bound() -> None:
