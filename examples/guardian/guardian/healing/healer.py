@@ -131,6 +131,8 @@ class Healer:
     def consider_storeless(self, playbook: BasePlaybook) -> Incident | None:
         """Detect and heal without writing; record the incident once the store is writable."""
         spec = playbook.spec
+        if time.time() < self._storeless_pause_until(spec.id):
+            return None
         params = gov.validate_params(spec, None)
         detection = playbook.detect(self.env, params)
         if detection is None:
@@ -168,6 +170,13 @@ class Healer:
         self.incidents.update(incident.id, status, detail=detail)
         self.audit(status, {"incident": incident.id, "playbook": spec.id, **_short(detail)})
         return self.incidents.get(incident.id)
+
+    def _storeless_pause_until(self, playbook_id: str) -> float:
+        """Return when an operator rollback's pause of a storeless playbook ends (unreadable: 0)."""
+        try:
+            return float(read_state(self.env.store(), f"pause:{playbook_id}", 0.0))
+        except GuardianError:
+            return 0.0
 
     # -- one playbook ------------------------------------------------------------------------
 

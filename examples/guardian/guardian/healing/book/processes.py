@@ -35,7 +35,12 @@ def instance_processes(env: HealEnv) -> dict[str, int]:
 
 
 class ProcessStopped(BasePlaybook):
-    """A guardian process was stopped (SIGSTOP, job control): continue it before it is killed."""
+    """A guardian process was stopped (SIGSTOP, job control): continue it before it is killed.
+
+    Storeless: a process stopped inside a write transaction keeps the database write lock, so
+    every healer write (heartbeat, incident) would fail until it runs again. Detection (psutil)
+    and SIGCONT write nothing; the incident is recorded once the continued process commits.
+    """
 
     spec = PlaybookSpec(
         id="process-stopped",
@@ -43,6 +48,7 @@ class ProcessStopped(BasePlaybook):
         failure_mode="a worker, the API or the supervisor is stopped (state T) and does no work",
         tier=RiskTier.TIER_1,
         fault="SIGSTOP to one process (default worker-0)",
+        needs_store=False,
     )
 
     def _stopped(self, env: HealEnv) -> dict[str, int]:
