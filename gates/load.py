@@ -181,6 +181,7 @@ class LatencyGate(Gate):
         title="Latency under load (p99)",
         requirements=("G2", "P1", "P2", "P3", "P4", "P5"),
         needs_service=True,
+        runs_alone=True,
         timeout_s=TIMEOUT_S,
         documents=("load_test_results",),
     )
@@ -317,6 +318,8 @@ class ErrorRateGate(Gate):
         title="Error rate under load",
         requirements=("G3",),
         needs_service=True,
+        runs_alone=True,
+        after=("G2",),
         timeout_s=TIMEOUT_S,
     )
     policy_model: ClassVar[type[Policy]] = ErrorRatePolicy

@@ -55,6 +55,10 @@ def _gate_list(text: str) -> tuple[str, ...]:
     return gates
 
 
+#: Gates at once by default: on a 2-core host the gates that share the machine mostly wait on their services.
+DEFAULT_JOBS = 4
+
+
 def _positive(text: str) -> int:
     """Parse a positive integer."""
     try:
@@ -110,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="pack directory (default: release/artifacts/<UTC time>-<short commit>/); must be new or empty",
     )
     run.add_argument(
-        "--jobs", type=_positive, default=2, help="gates needing no service run this many at once (default 2)"
+        "--jobs",
+        type=_positive,
+        default=DEFAULT_JOBS,
+        help=f"gates run this many at once, except those that run alone (G2/G3) (default {DEFAULT_JOBS})",
     )
     run.add_argument(
         "--policy",

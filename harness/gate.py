@@ -26,6 +26,10 @@ class GateSpec(BaseModel):
     title: str
     requirements: tuple[str, ...]
     needs_service: bool = False
+    #: True: it measures timing that another gate's CPU use would distort, so it runs with nothing else.
+    runs_alone: bool = False
+    #: Gates that must have finished before this one starts, when they are planned too.
+    after: tuple[str, ...] = ()
     timeout_s: float = 1800.0
     documents: tuple[str, ...] = ()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from harness.config import CertifyConfigBase
 from harness.gate import Gate
 from harness.registry import catalogue, implemented
+from harness.schedule import Slot, simulate
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,13 @@ class PlanEntry:
     planned_s: float
     required: bool
     details: tuple[str, ...] = ()
+    runs_alone: bool = False
+    after: tuple[str, ...] = ()
+
+    @property
+    def slot(self) -> Slot:
+        """What the scheduler needs of this gate."""
+        return Slot(self.gate_id, self.planned_s, self.runs_alone, self.after)
 
 
 @dataclass(frozen=True)
@@ -34,28 +41,48 @@ class Plan:
     mode: str
     jobs: int
 
+    def timeline(self) -> list[tuple[str, float, float]]:
+        """(gate, start_s, end_s) of each implemented gate by the runner's own scheduling rules."""
+        return simulate([e.slot for e in self.entries if e.gate is not None], self.jobs)
+
     @property
     def total_s(self) -> float:
-        """Expected wall time: concurrent static gates in `jobs` lanes, then service gates one by one."""
-        static = [e.planned_s for e in self.entries if e.gate is not None and not e.needs_service]
-        service = sum(e.planned_s for e in self.entries if e.gate is not None and e.needs_service)
-        lanes = max(1, min(self.jobs, len(static)))
-        static_s = max([*static, math.ceil(sum(static) / lanes)]) if static else 0.0
-        return float(static_s + service)
+        """Expected wall time: gates that run alone one by one, the rest in `jobs` lanes."""
+        return max((end for _, _, end in self.timeline()), default=0.0)
 
     def describe(self) -> list[str]:
         """Human lines for the plan, printed before anything runs."""
-        lines = [f"plan ({self.mode} mode, up to {self.jobs} static gates at once):"]
+        lines = [f"plan ({self.mode} mode, up to {self.jobs} gates at once; gates marked alone run with nothing else):"]
         for entry in self.entries:
             if entry.gate is None:
                 lines.append(f"  {entry.gate_id:<4} {entry.title}: not implemented in this version -> NOT_RUN")
                 continue
             kind = "service" if entry.needs_service else "static"
+            if entry.runs_alone:
+                kind += ", alone"
             lines.append(f"  {entry.gate_id:<4} {entry.title} [{kind}] ~{_human(entry.planned_s)}")
             lines.extend(f"         {detail}" for detail in entry.details)
+        lines.extend(self._together())
         lines.append(f"expected total: ~{_human(self.total_s)}")
         if self.mode == "ci":
             lines.append("ci mode: durations are scaled down; the output is a merge-gate report, not a certificate")
+        return lines
+
+    def _together(self) -> list[str]:
+        """The expected order, as phases of gates that run at the same time."""
+        timeline = self.timeline()
+        if not timeline:
+            return []
+        lines = ["order (expected):"]
+        phase: list[str] = []
+        phase_end = 0.0
+        for gate_id, start, end in timeline:
+            if phase and start >= phase_end:
+                lines.append(f"  {' | '.join(phase)}")
+                phase = []
+            phase.append(gate_id)
+            phase_end = max(phase_end, end)
+        lines.append(f"  {' | '.join(phase)}")
         return lines
 
     def as_json(self) -> list[dict[str, Any]]:
@@ -65,6 +92,8 @@ class Plan:
                 "gate": e.gate_id,
                 "implemented": e.gate is not None,
                 "needs_service": e.needs_service,
+                "runs_alone": e.runs_alone,
+                "after": list(e.after),
                 "planned_s": e.planned_s,
                 "required": e.required,
             }
@@ -102,6 +131,8 @@ def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, job
                 requirements=requirements,
                 gate=gate,
                 needs_service=gate.spec.needs_service if gate is not None else False,
+                runs_alone=gate.spec.runs_alone if gate is not None else False,
+                after=gate.spec.after if gate is not None else (),
                 planned_s=planned,
                 required=gate_id in config.certificate.required_gates,
                 details=details,

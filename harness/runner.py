@@ -34,6 +34,7 @@ from harness.progress import Reporter
 from harness.redact import Redactor, allowed_env
 from harness.render import render_junit, render_reports, render_summary
 from harness.runrecord import declared_version, git_identity, harness_packages, host_info, utc_now
+from harness.schedule import next_to_start, ordered, overlaps
 
 GRACE_S = 5.0
 POLL_S = 0.1
@@ -129,6 +130,9 @@ class Runner:
         selected = options.gates or self.config.certificate.required_gates
         self.plan: Plan = make_plan(self.config, selected, options.mode, options.jobs)
         self.results: dict[str, GateResult] = {}
+        #: Per gate: when it started and ended, in seconds since the gates began.
+        self.timeline: dict[str, dict[str, Any]] = {}
+        self._t0 = time.monotonic()
 
     def default_out(self, short_commit: str) -> Path:
         """release/artifacts/<UTC time>-<short commit>/ under the current directory."""
@@ -210,23 +214,25 @@ class Runner:
         return None
 
     def _execute(self, services: RunServices, interrupted: threading.Event) -> None:
-        """Start gates as slots free up (service gates alone), enforce timeouts, stop on interrupt."""
+        """Start gates as the scheduler allows (harness/schedule.py), enforce timeouts, stop on interrupt."""
         for entry in self.plan.entries:
             if entry.gate is None:
                 self._record(entry, not_implemented(entry.gate_id, __version__), 0.0, ())
-        pending = [e for e in self.plan.entries if e.gate is not None and not e.needs_service]
-        pending += [e for e in self.plan.entries if e.gate is not None and e.needs_service]
+        entries = {e.gate_id: e for e in self.plan.entries if e.gate is not None}
+        pending = ordered([e.slot for e in entries.values()])
+        self._t0 = time.monotonic()
+        finished: set[str] = set()
         running: list[_GateRun] = []
         while (pending or running) and not interrupted.is_set():
-            while (
-                pending
-                and len(running) < self.options.jobs
-                and not (running and (pending[0].needs_service or running[0].entry.needs_service))
-            ):
-                running.append(self._start(pending.pop(0), services, interrupted))
+            jobs = self.options.jobs
+            while (slot := next_to_start(pending, [r.entry.slot for r in running], finished, jobs)) is not None:
+                pending.remove(slot)
+                self.timeline[slot.gate_id] = {"start_s": round(time.monotonic() - self._t0, 3)}
+                running.append(self._start(entries[slot.gate_id], services, interrupted))
             for gate_run in list(running):
                 if self._poll(gate_run, services):
                     running.remove(gate_run)
+                    finished.add(gate_run.entry.gate_id)
             time.sleep(POLL_S)
         if interrupted.is_set():
             self.reporter.line("interrupted: stopping every child process")
@@ -296,6 +302,8 @@ class Runner:
         evidence = Evidence(services.pack.root, gate_id, services.pack.files_of(gate_id))
         verdict = decide(gate_run.gate, evidence, self.config.policy(gate_id))
         duration = time.monotonic() - gate_run.started
+        if gate_id in self.timeline:
+            self.timeline[gate_id]["end_s"] = round(time.monotonic() - self._t0, 3)
         self._record(gate_run.entry, verdict, duration, services.pack.files_of(gate_id))
 
     def _record(self, entry: PlanEntry, verdict: Verdict, duration_s: float, files: tuple[str, ...]) -> None:
@@ -328,6 +336,7 @@ class Runner:
             ended_at=utc_now(),
             interrupted=not complete,
             tools=dict(sorted({**harness_packages(), **services.tools}.items())),
+            timeline=overlaps(self.timeline),
         )
         pack.write_json("results.json", results_doc)
         pack.write_json("run.json", run_doc)

@@ -59,6 +59,8 @@ class ObservabilityGate(Gate):
         title="Observability",
         requirements=("G6", "O1", "O2", "O3", "O4", "O5"),
         needs_service=True,
+        # Its run-wide Prometheus watches G2's and G4's instances: judged once they are done.
+        after=("G2", "G3", "G4"),
         timeout_s=3600.0,
         documents=(REPORT, DASHBOARD_EXPORT, LOGS_SAMPLE),
     )

@@ -74,6 +74,25 @@ def test_static_gates_run_concurrently(sleepy: Path, cache_dir: Path, tmp_path: 
     assert time.monotonic() - start < 3.0 + 3.0  # two 1.5 s sleeps in one gate plus start-up
 
 
+def test_gate_running_alone_overlaps_nothing_and_run_json_records_the_timeline(
+    sleepy: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """QUIET (runs alone) shares the machine with no gate; AFTERQ starts after it; run.json has every span."""
+    out = tmp_path / "pack"
+    argv = certify_argv(
+        "run", "--target", str(sleepy), "--gates", "SLEEPY,QUIET,AFTERQ,ENVDUMP", "--jobs", "4",
+        "--out", str(out), "--cache-dir", str(cache_dir),
+    )  # fmt: skip
+    subprocess.run(argv, env=certify_env(SLEEPY_SECONDS="0.5"), capture_output=True, timeout=120, check=False)
+    assert {gate: v["status"] for gate, v in _results(out).items() if gate != "ID"} == dict.fromkeys(
+        ("SLEEPY", "QUIET", "AFTERQ", "ENVDUMP"), "PASS"
+    )
+    timeline = {span["gate"]: span for span in json.loads((out / "run.json").read_text())["timeline"]}
+    assert timeline["QUIET"]["ran_with"] == []
+    assert timeline["AFTERQ"]["start_s"] >= timeline["QUIET"]["end_s"]
+    assert "ENVDUMP" in timeline["SLEEPY"]["ran_with"]  # the others did share the lanes
+
+
 def test_planted_secret_appears_nowhere_in_the_pack(sleepy: Path, cache_dir: Path, tmp_path: Path) -> None:
     """A secret in the harness's environment, printed by a tool, is redacted from every pack file."""
     secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
