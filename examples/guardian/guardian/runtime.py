@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -117,6 +118,22 @@ def supervisor_main(config: InstanceConfig) -> int:
     return 0
 
 
+def stop_on_sigterm(cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup`` before a SIGTERM ends this process, which still dies of that signal.
+
+    uvicorn shuts down gracefully on SIGTERM, then restores the previous handler and raises the
+    signal again: with the default handler the process dies there, and no ``finally`` runs.
+    """
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        del frame
+        cleanup()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, handle)
+
+
 def api_main(config: InstanceConfig) -> int:
     """Entry point of the API process: run uvicorn with guardian's JSON logging."""
     import uvicorn  # noqa: PLC0415 - only the API process needs the web stack
@@ -131,6 +148,7 @@ def api_main(config: InstanceConfig) -> int:
     # HTTPS too, while a certificate is installed in <data-dir>/tls (see guardian.tls).
     tls_listener = TlsListener(app, config.data_dir, config.host)
     tls_listener.start()
+    stop_on_sigterm(tls_listener.stop)
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     server = uvicorn.Server(
         uvicorn.Config(

@@ -4,8 +4,11 @@ TLS is on when ``<data-dir>/tls/cert.pem`` and ``key.pem`` exist (``guardian ser
 a self-signed pair when they are missing). The API process then also serves its app over HTTPS
 on the API host, on the port recorded in ``tls/port`` (ephemeral the first time, reused after a
 restart). It re-reads the pair whenever the files change, so a re-issued certificate reaches new
-connections without a restart. :func:`served_certificate` reads the certificate a listener
-really presents, through a TLS handshake.
+connections without a restart. The listener serves a private copy of the pair staged in
+``tls/.staging`` (mode 0700), inside the data dir so that an API process killed before it could
+clean up leaves nothing outside the instance's own files; the next API process clears it.
+:func:`served_certificate` reads the certificate a listener really presents, through a TLS
+handshake.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import os
 import shutil
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -49,6 +51,11 @@ def cert_path(data_dir: DataDir) -> Path:
 def key_path(data_dir: DataDir) -> Path:
     """PEM private key of the certificate (mode 0600)."""
     return tls_dir(data_dir) / "key.pem"
+
+
+def staging_dir(data_dir: DataDir) -> Path:
+    """Private directory (mode 0700) holding the copy of the pair the listener really serves."""
+    return tls_dir(data_dir) / ".staging"
 
 
 def port_path(data_dir: DataDir) -> Path:
@@ -214,22 +221,26 @@ class TlsListener:
         self._serve: threading.Thread | None = None
         # The pair is served from a private copy: files replaced while being read (a key
         # already new, its certificate not yet) never reach the live TLS context.
-        self._staging = Path(tempfile.mkdtemp(prefix="guardian-tls-"))
+        self._staging = staging_dir(data_dir)
 
     def start(self) -> None:
-        """Watch the data dir for a pair (and for changes to it) in a daemon thread."""
+        """Clear a copy a killed predecessor left; watch the data dir for a pair in a thread."""
+        shutil.rmtree(self._staging, ignore_errors=True)
         self._watch = threading.Thread(target=self._run, name="tls-watch", daemon=True)
         self._watch.start()
 
     def stop(self) -> None:
-        """Stop the listener and the watcher."""
+        """Stop the watcher, remove the staged copy, then stop the listener."""
         self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout=5)
+        # First: the live context holds the pair in memory, and the supervisor may kill this
+        # process (parent-death signal) while the listener drains.
+        shutil.rmtree(self._staging, ignore_errors=True)
         if self.server is not None:
             self.server.should_exit = True
-        for thread in (self._serve, self._watch):
-            if thread is not None:
-                thread.join(timeout=5)
-        shutil.rmtree(self._staging, ignore_errors=True)
+        if self._serve is not None:
+            self._serve.join(timeout=5)
 
     def _run(self) -> None:
         """Poll until stopped; errors are logged and retried at the next poll."""
@@ -262,6 +273,8 @@ class TlsListener:
 
     def _stage(self) -> tuple[Path, Path]:
         """Copy the installed pair to the private staging dir and check that it matches."""
+        self._staging.mkdir(mode=0o700, exist_ok=True)
+        self._staging.chmod(0o700)  # mkdir's mode is masked by the umask
         fresh = []
         for source in (cert_path(self.data_dir), key_path(self.data_dir)):
             target = self._staging / f"{source.name}.new"

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from guardian import tls
 from guardian.procutil import is_guardian_process
 from guardian.store import Store
 from tests.conftest import (
@@ -142,6 +143,43 @@ def test_sigkill_of_top_process_leaves_no_orphans(tmp_path: Path) -> None:
     os.kill(instance.process.pid, signal.SIGKILL)
     instance.process.wait(timeout=5)
     assert wait_for(lambda: not guardian_pids_in_session(session), timeout_s=30)
+
+
+def _serves_tls(instance: Instance) -> bool:
+    """True when the instance's HTTPS listener completes a handshake."""
+    port = tls.listener_port(instance.data_dir)
+    if port is None:
+        return False
+    try:
+        tls.served_certificate("127.0.0.1", port)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def test_sigkilled_api_leaves_no_tls_staging_outside_its_data_dir(tmp_path: Path) -> None:
+    """A SIGKILLed HTTPS API leaves its staged pair only in its data dir; the next API clears it."""
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    instance = start_instance(
+        tmp_path, workers=1, extra_env={"TMPDIR": str(scratch)}, extra_args=["--tls"]
+    )
+    staging = tls.staging_dir(instance.data_dir)
+    try:
+        assert wait_for(lambda: _serves_tls(instance), 20)
+        assert oct(staging.stat().st_mode & 0o777) == "0o700"
+        first = kill_role(instance, "api-0")
+        assert first is not None
+        assert wait_for(
+            lambda: instance.pids().get("api-0") not in (None, first) and _serves_tls(instance), 40
+        )
+        assert sorted(path.name for path in staging.iterdir()) == ["cert.pem", "key.pem"]
+        assert list(scratch.iterdir()) == []
+    finally:
+        code = instance.stop()
+    assert code == 0
+    assert not staging.exists()
+    assert list(scratch.iterdir()) == []
 
 
 def test_dependency_outage_degrades_then_recovers(tmp_path: Path) -> None:
