@@ -38,6 +38,8 @@ HTML_ANCHOR = re.compile(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""")
 INLINE_CODE = re.compile(r"(`+).+?\1")
 WORD = re.compile(r"[^\W_]+(?:['\u2019.-][^\W_]+)*")
 BLOCK_STEP = re.compile(r"^block (\d+) ")
+#: A literal /tmp path (not `${TMPDIR:-/tmp}`, not /var/tmp): what a block leaves there outlives the run.
+REAL_TMP = re.compile(r"(?<!:-)(?<![\w./-])/tmp(?![\w.-])")
 INDEX_NAMES = frozenset({"readme.md", "index.md"})
 MAX_REASONS = 15
 
@@ -427,6 +429,7 @@ class Assessment:
         blocks = runnable_blocks(self.parsed[source]) if source in self.parsed else []
         run = inputs.get("quickstart_run")
         self.quickstart = {"blocks": [{"line": b.line, "info": b.info} for b in blocks], "ran": run is not None}
+        self._check_real_tmp(source, blocks)
         if not blocks or run is None or run["cancelled"]:
             return
         log = read(run["log"])
@@ -458,6 +461,19 @@ class Assessment:
                 "quickstart_slow",
                 f"quickstart took {total_s:.1f} s, more than {self.policy.quickstart_budget_s:g} s",
             )
+
+    def _check_real_tmp(self, source: str, blocks: list[Fence]) -> None:
+        """A runnable block naming the real /tmp: the gate gives blocks a private TMPDIR, a literal path escapes it."""
+        for block in blocks:
+            for offset, line in enumerate(block.content.splitlines(), 1):
+                if REAL_TMP.search(line):
+                    self.add(
+                        source,
+                        block.line + offset,
+                        "quickstart_real_tmp",
+                        'writes under the real /tmp, where it outlives the run; use "${TMPDIR:-/tmp}": '
+                        + line.strip()[:120],
+                    )
 
     def report(self) -> dict[str, Any]:
         """docs_findings.json."""

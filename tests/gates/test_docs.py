@@ -288,6 +288,7 @@ def test_evaluate_passes_complete_hand_written_docs(tmp_path: Path) -> None:
         ("docs/quickstart.md", "runbooks/disk-full.md", "runbooks/disk.md", "dead: docs/runbooks/disk.md is not a"),
         ("alerts.yml", "runbook: disk-full", "runbook: docs/runbooks/memory.md", "names runbook 'docs/runbooks/memory"),
         ("alerts.yml", "        annotations:\n          runbook: disk-full\n", "", "has no annotations.runbook"),
+        ("docs/quickstart.md", "echo hi", "echo hi >/tmp/hi.txt", "docs/quickstart.md:6: writes under the real /tmp"),
     ],
 )
 def test_evaluate_fails_each_kind_of_defect(tmp_path: Path, path: str, old: str, new: str, expected: str) -> None:
@@ -297,6 +298,13 @@ def test_evaluate_fails_each_kind_of_defect(tmp_path: Path, path: str, old: str,
     verdict = DocsGate().evaluate(docs_evidence(tmp_path, files), POLICY)
     assert verdict.status is Status.FAIL
     assert any(expected in reason for reason in verdict.reasons), verdict.reasons
+
+
+def test_evaluate_passes_a_block_writing_under_tmpdir(tmp_path: Path) -> None:
+    """A block that writes under "${TMPDIR:-/tmp}" (the gate's private TMPDIR when it runs) is no finding."""
+    files = {**GOOD, "docs/quickstart.md": QUICKSTART.replace("echo hi", 'echo hi >"${TMPDIR:-/tmp}/hi.txt"')}
+    verdict = DocsGate().evaluate(docs_evidence(tmp_path, files), POLICY)
+    assert verdict.status is Status.PASS, verdict.reasons
 
 
 def test_evaluate_fails_a_failed_quickstart_block(tmp_path: Path) -> None:
