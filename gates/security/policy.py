@@ -178,7 +178,7 @@ class EvidenceReader(Protocol):
 
 @dataclass(frozen=True)
 class WaiverUse:
-    """A G5 waiver from certify.toml and what it did in this run."""
+    """A G5 waiver granted by the policy and what it did in this run."""
 
     finding: str
     reason: str

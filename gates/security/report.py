@@ -33,9 +33,9 @@ def _findings_table(findings: list[Finding]) -> list[str]:
 
 
 def _waivers(judgement: Judgement) -> list[str]:
-    """The G5 waivers of certify.toml and what each matched in this run."""
+    """The G5 waivers the policy grants and what each matched in this run (certify.toml's own are never honoured)."""
     if not judgement.waivers:
-        return ["No G5 waiver in certify.toml.", ""]
+        return ["No G5 waiver granted by the policy.", ""]
     lines = ["| finding | owner | expires | state | matched | reason |", "|---|---|---|---|---|---|"]
     for use in judgement.waivers:
         state = "EXPIRED" if use.expired else ("active" if use.matched else "active, unused")

@@ -16,6 +16,24 @@ ADVISORY_DB = FIXTURE_TARGETS / "sec-advisory-db"
 FRESH_ENOUGH = f'advisory_db = "{ADVISORY_DB}"\nmax_advisory_age_days = 100000\n'
 #: The credential sec-bad commits; it must appear in no file of the pack.
 PASSWORD = "Zq7vR2mK9xT4pL8wN3sB6"
+#: A test policy granting sec-bad two G5 waivers: CVE-2021-28363 until 2099, licence:unidecode expired in 2020.
+WAIVER_POLICY = FIXTURE_TARGETS.parent / "policies" / "sec-bad-waivers.toml"
+#: The same two waivers as a target would write them in its own certify.toml: requests, never honoured.
+REQUESTED_WAIVERS = """
+[[waivers]]
+gate = "G5"
+finding = "CVE-2021-28363"
+reason = "Only plain HTTP to a fixed internal host; upgrade tracked in SEC-12."
+owner = "security@example.invalid"
+expires = 2099-12-31
+
+[[waivers]]
+gate = "G5"
+finding = "licence:unidecode"
+reason = "Legal review pending."
+owner = "legal@example.invalid"
+expires = 2020-01-01
+"""
 
 
 @pytest.fixture(scope="module")
@@ -75,24 +93,10 @@ def test_stale_advisory_database_is_inconclusive(tmp_path: Path, cache_dir: Path
 
 
 def test_credential_vulnerable_pin_and_gpl_fail_with_waivers_applied(tmp_path: Path, cache_dir: Path) -> None:
-    """sec-bad FAILs on its secret, urllib3's advisories and GPL Unidecode; only the unexpired waiver applies."""
-    waivers = """
-[[waivers]]
-gate = "G5"
-finding = "CVE-2021-28363"
-reason = "Only plain HTTP to a fixed internal host; upgrade tracked in SEC-12."
-owner = "security@example.invalid"
-expires = 2099-12-31
-
-[[waivers]]
-gate = "G5"
-finding = "licence:unidecode"
-reason = "Legal review pending."
-owner = "legal@example.invalid"
-expires = 2020-01-01
-"""
+    """sec-bad FAILs on its secret, urllib3's advisories and GPL Unidecode; only the policy's live waiver applies."""
     out = tmp_path / "pack"
-    verdict = run_gate_verified("G5", target_with(tmp_path, "sec-bad", FRESH_ENOUGH, waivers), out, cache_dir)
+    target = target_with(tmp_path, "sec-bad", FRESH_ENOUGH)
+    verdict = run_gate_verified("G5", target, out, cache_dir, "--policy", WAIVER_POLICY)
     assert verdict["status"] == "FAIL", verdict["reasons"]
     assert verdict["exit_code"] == 1
     reasons = "\n".join(verdict["reasons"])
@@ -102,11 +106,30 @@ expires = 2020-01-01
     assert "PYSEC-2021-59" not in reasons  # waived through its alias CVE-2021-28363
     (active,) = verdict["details"]["waivers"]
     assert active["matched"] == ["vuln:urllib3:PYSEC-2021-59"]
+    assert active["owner"] == "security@example.invalid"
+    assert "approved by certifier@example.invalid" in active["reason"]
     (expired,) = verdict["details"]["expired_waivers"]
     assert (expired["finding"], expired["matched"]) == ("licence:unidecode", ["licence:unidecode"])
     for path in out.rglob("*"):
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_waivers_in_certify_toml_alone_are_requested_not_honoured(tmp_path: Path, cache_dir: Path) -> None:
+    """The same waivers written in sec-bad's own certify.toml waive nothing: G5 reports the finding, the run exits 4."""
+    out = tmp_path / "pack"
+    target = target_with(tmp_path, "sec-bad", FRESH_ENOUGH, REQUESTED_WAIVERS)
+    verdict = run_gate_verified("G5", target, out, cache_dir)
+    assert verdict["status"] == "FAIL", verdict["reasons"]
+    assert verdict["exit_code"] == 4
+    assert "PYSEC-2021-59" in "\n".join(verdict["reasons"])  # CVE-2021-28363 is not waived
+    assert verdict["details"]["waivers"] == []
+    assert verdict["details"]["expired_waivers"] == []
+    assert "No G5 waiver granted by the policy." in (out / "security_report.md").read_text(encoding="utf-8")
+    report = json.loads((out / "deviations.json").read_text(encoding="utf-8"))
+    requested = {d["id"]: d for d in report["deviations"] if d["kind"] == "requested-waiver"}
+    assert set(requested) == {"requested-waiver:G5:CVE-2021-28363", "requested-waiver:G5:licence:unidecode"}
+    assert all(d["waived_by"] is None for d in requested.values())
 
 
 def test_unparsable_source_is_inconclusive(tmp_path: Path, cache_dir: Path) -> None:
