@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import copy_target
+from tests.conftest import FIXTURE_POLICY, copy_target
 
 FIXTURES = ("obs-ok", "obs-frozen", "obs-liar", "obs-noprom")
 GATES = {"obs-ok": "G2,G6", "obs-liar": "G2,G6"}
@@ -27,14 +27,17 @@ Outcome = dict[str, Any]
 
 
 def _run_all(root: Path) -> dict[str, Outcome]:
-    """Run `certify run --gates G6 --mode ci` (G2,G6 where GATES says) on every fixture at once, then verify."""
+    """Run `certify run --gates G6 --mode ci` (G2,G6 where GATES says) on every fixture at once, then verify.
+
+    Each run is judged under the fixture targets' test policy, so G6 sees the fixture's own config.
+    """
     env = {**os.environ, "XDG_CACHE_HOME": str(root / "xdg-cache"), "CI": "true"}
     procs = {}
     for name in FIXTURES:
         target = copy_target(root, name)
         gates = GATES.get(name, "G6")
         argv = [sys.executable, "-m", "harness.cli", "run", "--target", str(target), "--gates", gates]
-        argv += ["--mode", "ci", "--out", str(root / f"pack-{name}")]
+        argv += ["--mode", "ci", "--out", str(root / f"pack-{name}"), "--policy", str(FIXTURE_POLICY)]
         procs[name] = subprocess.Popen(
             argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -48,7 +51,9 @@ def _run_all(root: Path) -> dict[str, Outcome]:
         )  # fmt: skip
         results = json.loads((pack / "results.json").read_text(encoding="utf-8"))
         verdict = next(item["verdict"] for item in results["results"] if item["gate"] == "G6")
-        outcomes[name] = {"output": output, "verify": verify, "verdict": verdict, "pack": pack}
+        outcomes[name] = {
+            "output": output, "exit_code": proc.returncode, "verify": verify, "verdict": verdict, "pack": pack
+        }  # fmt: skip
     return outcomes
 
 
@@ -66,8 +71,9 @@ def _check(outcome: Outcome, name: str) -> str:
 
 
 def _sane(outcome: Outcome) -> None:
-    """No traceback anywhere, and `certify verify` recomputes the same verdict."""
+    """No traceback anywhere, no deviation from the test policy, and `certify verify` recomputes the same verdict."""
     assert "Traceback" not in outcome["output"]
+    assert "no deviation: certify.toml is at least as strict as the policy" in outcome["output"]
     assert outcome["verify"].returncode == 0, outcome["verify"].stdout + outcome["verify"].stderr
 
 
@@ -127,6 +133,7 @@ def test_frozen_metrics_and_plain_text_logs_fail(runs: dict[str, Outcome]) -> No
     outcome = runs["obs-frozen"]
     _sane(outcome)
     assert outcome["verdict"]["status"] == "FAIL"
+    assert outcome["exit_code"] == 1
     for check in ("cross-check", "live metrics", "logs", "alerts"):
         assert _check(outcome, check) == "FAIL", check
     reasons = "\n".join(outcome["verdict"]["reasons"])
@@ -140,6 +147,7 @@ def test_lying_counter_missing_metrics_and_silent_alert_fail(runs: dict[str, Out
     outcome = runs["obs-liar"]
     _sane(outcome)
     assert outcome["verdict"]["status"] == "FAIL"
+    assert outcome["exit_code"] == 1
     reasons = "\n".join(outcome["verdict"]["reasons"])
     assert "work requests: target counted 50, the generator 100" in reasons
     assert "rule ObsQueueStuck reads obs_queue_depth" in reasons
@@ -154,6 +162,7 @@ def test_without_prometheus_the_gate_is_not_run_never_pass(runs: dict[str, Outco
     outcome = runs["obs-noprom"]
     _sane(outcome)
     assert outcome["verdict"]["status"] == "NOT_RUN"
+    assert outcome["exit_code"] == 3
     for check in ("scrape", "alerts"):
         assert _check(outcome, check) == "NOT_RUN", check
     assert _check(outcome, "logs") == "PASS"
