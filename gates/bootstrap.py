@@ -4,9 +4,10 @@ How it runs. The target's tracked files (`git ls-files`, working-tree content; n
 copied into a fresh sandbox holding the copy, an empty HOME and a TMPDIR. The `[bootstrap] command`
 runs in the copy with a minimal environment (PATH without the harness's own venv, HOME, LANG, TMPDIR,
 plus the names listed in `pass_env`; no harness secrets). In release mode pip's cache is off
-(`PIP_NO_CACHE_DIR=1`, a cold start); in ci mode pip may use the harness user's cache. Then the
-`[bootstrap] smoke` command runs in the same copy and must exit 0: that is what shows the service is
-really runnable. `{target_dir}` in either command is replaced by the copy's path.
+(`PIP_NO_CACHE_DIR=1`, a cold start); in ci mode pip may use the run's pip cache (`PIP_CACHE_DIR`,
+inside the harness's cache; else the user's). Then the `[bootstrap] smoke` command runs in the same
+copy and must exit 0: that is what shows the service is really runnable. `{target_dir}` in either
+command is replaced by the copy's path.
 
 Step timing convention. The bootstrap marks the start of each step by printing a line
 `==> step: NAME` (stdout or stderr). Both streams are merged and every line is timestamped by the
@@ -207,8 +208,8 @@ def sandbox_env(box: Sandbox, mode: str, pass_env: tuple[str, ...]) -> tuple[dic
         cache = "cold: PIP_NO_CACHE_DIR=1 and an empty HOME (release mode)"
     else:
         cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        env["PIP_CACHE_DIR"] = str(Path(cache_home) / "pip")
-        cache = "warm: pip may use the harness user's cache (ci mode)"
+        env["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or str(Path(cache_home) / "pip")
+        cache = "warm: pip may use the harness's pip cache (ci mode)"
     passed = [name for name in pass_env if name in os.environ]
     env.update({name: os.environ[name] for name in passed})
     record = {

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import traceback
@@ -35,6 +33,7 @@ from harness.redact import Redactor, allowed_env
 from harness.render import render_junit, render_reports, render_summary
 from harness.runrecord import declared_version, git_identity, harness_packages, host_info, utc_now
 from harness.schedule import next_to_start, ordered, overlaps
+from harness.workdir import WorkDir
 
 GRACE_S = 5.0
 POLL_S = 0.1
@@ -180,7 +179,9 @@ class Runner:
             "tools": {},
         }
         pack.write_json("run.json", run_doc)
-        work_dir = Path(tempfile.mkdtemp(prefix="certify-work-"))
+        # TMPDIR of the run and of every child, and pip's cache inside the harness's, until close()
+        work = WorkDir({"PIP_CACHE_DIR": str(self.options.cache_dir / "pip")})
+        work_dir = work.path
         services = RunServices(
             config=self.config,
             target_dir=self.options.target_dir,
@@ -195,11 +196,12 @@ class Runner:
             services.observer = self._start_observer(services)
             self._execute(services, interrupt.event)
         finally:
-            if services.observer is not None:
-                services.observer.stop()
-            REGISTRY.kill_all(GRACE_S)
-            if not os.environ.get("CERTIFY_KEEP_WORK"):
-                shutil.rmtree(work_dir, ignore_errors=True)
+            try:
+                if services.observer is not None:
+                    services.observer.stop()
+                REGISTRY.kill_all(GRACE_S)
+            finally:
+                work.close(keep=bool(os.environ.get("CERTIFY_KEEP_WORK")))
         complete = not interrupt.event.is_set()
         return self._finish(pack, run_doc, services, complete)
 
