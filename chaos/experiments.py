@@ -157,6 +157,9 @@ class Experiment(Spec):
     fault_s: float | None = Field(None, gt=0, description="Fault window (release); default: the gate's fault_s.")
     recovery_budget_s: float | None = Field(None, gt=0, description="Override of the gate's recovery budget.")
     optional: bool = Field(False, description="If it cannot run (NOT_RUN), G4 may still PASS.")
+    exclusive: bool = Field(
+        False, description="Run with no other experiment at the same time (its fault touches something shared)."
+    )
 
 
 class ChaosPolicy(Policy):
@@ -179,6 +182,13 @@ class ChaosPolicy(Policy):
     drain_s: float = Field(90.0, gt=0, description="After recovery, time allowed for accepted work to finish.")
     steady_probes: int = Field(3, ge=1, description="Consecutive healthy probes that make the steady state.")
     steady_timeout_s: float = Field(30.0, gt=0, description="Time allowed to reach the steady state.")
+    concurrency: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Experiments run at the same time, each on its own instance (1: one after another); those "
+        "whose faults share something (the proxy server, the mount table) or marked exclusive never overlap.",
+    )
     tasks: TaskApi = Field(TaskApi(), description="How work is submitted and read back.")
     experiments: tuple[Experiment, ...] = Field((), description="The experiments ([[gates.G4.experiments]]).")
 

@@ -31,6 +31,8 @@ NAMESPACE_SCRIPT = (
     'h="$1"; r="$2"; shift 2; mount --bind "$h" /etc/hosts && mount --bind "$r" /etc/resolv.conf && exec "$@"'
 )
 MOUNT_TIMEOUT_S = 20.0
+#: The machine's mount table, a resource of experiments that mount (tmpfs) or copy it (a namespace).
+MOUNTS = "mount-table"
 
 
 @dataclass(frozen=True)

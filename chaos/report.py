@@ -30,7 +30,10 @@ def render_report(judged: list[dict[str, Any]], mode: str, policy_facts: dict[st
         f"{policy_facts['stable_s']:g} s; recovery is measured from the fault's removal (for a kill, from the kill). "
         f"Background work: {policy_facts['work_rate_per_s']:g} submissions/s; every accepted id is read back after "
         "recovery (lost = unknown to the target; not completed = failed or unfinished after the drain; duplicated = "
-        "completions beyond one, from the target's per-task count and/or its completion counter).",
+        "completions beyond one, from the target's per-task count and/or its completion counter). "
+        f"Each experiment ran on its own instance, up to {policy_facts.get('concurrency', 1)} at a time; experiments "
+        "whose faults share something (the proxy server, the mount table) or marked exclusive never overlapped "
+        "(when each ran: gates/G4/schedule.json).",
         "",
         "| Experiment | Req | Fault | Repetitions | Recovery max / median (s) | Budget (s) | Failed requests "
         "| Accepted | Lost | Not completed | Duplicated | Verdict |",

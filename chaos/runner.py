@@ -84,7 +84,8 @@ class Repetition:
             sample = probe_once(self.client, self.settings["readiness"], self.policy.healthy_latency_s, self.clock)
             samples.append(sample)
             streak = streak + 1 if healthy(sample, self.completed, self.policy.healthy_latency_s) else 0
-            pause(self.cancel, self.policy.probe_interval_s)
+            if streak < self.policy.steady_probes:  # the hypothesis holds: no pause after its last probe
+                pause(self.cancel, self.policy.probe_interval_s)
         return {"met": streak >= self.policy.steady_probes, "samples": samples}
 
     def run(self, carried: list[str]) -> dict[str, Any]:
@@ -171,14 +172,16 @@ class Repetition:
                 fault["rollback_error"] = f"{type(exc).__name__}: {exc}"
 
     def _observe(self, prober: Prober, fault: dict[str, Any]) -> None:
-        """Keep probing until a stable recovery shows, or the budget (plus the stable time) is spent."""
+        """Keep probing until a stable recovery shows, or the budget (plus the stable time) is spent.
+
+        Checked at the probe cadence: a recovery is seen one probe after it is complete, not up to 250 ms later.
+        """
         budget = self.settings["budget_s"]
         deadline = fault["removed_at_s"] + budget + self.policy.stable_s + self.policy.healthy_latency_s + 1.0
         minimum = fault["removed_at_s"] + self.policy.stable_s
+        pause(self.cancel, minimum - self.clock())
         while self.clock() < deadline:
-            pause(self.cancel, 0.25)
-            if self.clock() < minimum:
-                continue
+            pause(self.cancel, self.policy.probe_interval_s)
             found = recovery(
                 prober.snapshot(),
                 fault["injected_at_s"],

@@ -2,8 +2,10 @@
 
 `collect` starts one instance per experiment (dependencies behind an embedded Toxiproxy; see
 chaos/instance.py), runs each experiment's repetitions (chaos/runner.py) and stores every probe sample,
-every work submission, the fault's facts and the read-back of every accepted id. It also writes
-chaos_report.md and, under chaos/, a Chaos Toolkit-shaped journal and an SVG timeline per repetition.
+every work submission, the fault's facts and the read-back of every accepted id. Up to
+`concurrency` experiments run at the same time, each on its own instance; experiments whose faults
+share something never overlap (chaos/schedule.py), and when each ran is kept in schedule.json. It also
+writes chaos_report.md and, under chaos/, a Chaos Toolkit-shaped journal and an SVG timeline per repetition.
 `evaluate` recomputes every recovery time, loss and duplicate count from those records.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +26,7 @@ from chaos.judge import NOT_APPLICABLE, judge_experiment
 from chaos.recovery import analyse
 from chaos.report import render_report
 from chaos.runner import Repetition
+from chaos.schedule import EXCLUSIVE, Job, LiveInstances, Span, planned_makespan_s, run_scheduled
 from chaos.timeline import render
 from chaos.toxiproxy_client import ToxiproxyClient, find_or_start_toxiproxy, stop_toxiproxy
 from harness.context import GateContext
@@ -31,6 +36,7 @@ from harness.model import Measurement, Status, Verdict, worst
 from harness.procs import REGISTRY
 
 RUN_FILE = "chaos_run.json"
+SCHEDULE_FILE = "schedule.json"
 #: An experiment's stored outcome and its repetition records.
 Stored = tuple[dict[str, Any] | None, list[dict[str, Any]]]
 #: Instance start, steady states, drain and write-up of one repetition, beyond its fault window.
@@ -52,6 +58,23 @@ def _settings(ctx: GateContext, policy: ChaosPolicy, exp: Experiment) -> dict[st
     }
 
 
+def job_of(exp: Experiment, injector: Injector) -> Job:
+    """The scheduling view of an experiment: what its fault shares with others (everything, if exclusive)."""
+    resources = injector.resources() | ({EXCLUSIVE} if exp.exclusive else set())
+    return Job(exp.id, frozenset(resources))
+
+
+@dataclass
+class _Run:
+    """What the experiments of one collect share: launcher, the target's python, results, live instances."""
+
+    launcher: ChaosLauncher
+    python: Path
+    stored: dict[str, Stored] = field(default_factory=dict)
+    live: LiveInstances = field(default_factory=LiveInstances)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class ChaosGate(Gate):
     """G4: every experiment recovers within its budget and loses and duplicates no accepted work."""
 
@@ -66,13 +89,14 @@ class ChaosGate(Gate):
     policy_model: ClassVar[type[Policy]] = ChaosPolicy
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
-        """Per experiment and repetition: baseline, fault window, a typical recovery and the overhead."""
+        """Baseline, fault window, typical recovery and overhead per repetition, scheduled as `collect` does."""
         assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
-        total = 0.0
+        durations = {}
         for exp in policy.experiments:
             per = policy.baseline_s + policy.fault_window_s(exp, mode) + policy.stable_s + REPETITION_OVERHEAD_S
-            total += per * policy.reps(mode)
-        return max(total, 5.0)
+            durations[exp.id] = per * policy.reps(mode)
+        jobs = [job_of(exp, injector_for(exp.fault)) for exp in policy.experiments]
+        return max(planned_makespan_s(jobs, durations, policy.concurrency), 5.0)
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run every experiment; store raw records, journals, timelines and the report."""
@@ -85,22 +109,28 @@ class ChaosGate(Gate):
         python = ctx.target_python()
         base_url, server = find_or_start_toxiproxy(ctx.scratch / "toxiproxy")
         REGISTRY.add(server)  # so an interrupted run kills it with every other child
+        spans: list[Span] = []
+        jobs = {exp.id: (exp, job_of(exp, injector_for(exp.fault))) for exp in policy.experiments}
         try:
             client = ToxiproxyClient(base_url, timeout_s=10.0)
             ctx.record_tool("toxiproxy", client.version())
-            launcher = ChaosLauncher(ctx.config, ctx.target_dir, ctx.scratch, REGISTRY, client)
-            for exp in policy.experiments:
-                stored[exp.id] = self._experiment(ctx, policy, launcher, python, exp)
+            run = _Run(ChaosLauncher(ctx.config, ctx.target_dir, ctx.scratch, REGISTRY, client), python, stored)
+
+            def work(job: Job) -> None:
+                result = self._experiment(ctx, policy, run, jobs[job.id][0])
+                with run.lock:
+                    stored[job.id] = result
+
+            run_scheduled([job for _exp, job in jobs.values()], policy.concurrency, work, ctx.cancel, spans)
         finally:
             stop_toxiproxy(server)
             REGISTRY.discard(server)
             with contextlib.suppress(OSError):
                 ctx.copy_in("toxiproxy-server.log", ctx.scratch / "toxiproxy" / "toxiproxy-server.log")
+            ctx.write_json(SCHEDULE_FILE, _schedule_record(policy, spans))
             self._write_report(ctx, policy, stored)
 
-    def _experiment(
-        self, ctx: GateContext, policy: ChaosPolicy, launcher: ChaosLauncher, python: Path, exp: Experiment
-    ) -> Stored:
+    def _experiment(self, ctx: GateContext, policy: ChaosPolicy, run: _Run, exp: Experiment) -> Stored:
         """One experiment: check it can run, start its instance, run its repetitions, stop it."""
         injector = injector_for(exp.fault)
         reps = policy.reps(ctx.mode)
@@ -113,7 +143,7 @@ class ChaosGate(Gate):
                 return outcome, []
         ctx.progress(f"{exp.id}: starting an instance")
         try:
-            inst = launcher.start(python, f"G4-{exp.id}", injector.options())
+            inst = run.launcher.start(run.python, f"G4-{exp.id}", injector.options())
         except TargetError as exc:
             for item in exc.output_files:
                 path = Path(str(item))
@@ -124,11 +154,13 @@ class ChaosGate(Gate):
         outcome.update(status="ran", reason="")
         ctx.write_json(name, outcome)
         records: list[dict[str, Any]] = []
+        run.live.up(exp.id, f"127.0.0.1:{inst.port}")
         try:
             with ctx.observed(exp.id, f"http://127.0.0.1:{inst.port}"):
-                self._repetitions(ctx, policy, inst, exp, injector, records=records)
+                self._repetitions(ctx, policy, inst, exp, injector, records=records, live=run.live)
         finally:
-            launcher.stop(inst)
+            run.launcher.stop(inst)
+            run.live.down(exp.id)
             for path in inst.output_files():
                 ctx.copy_in(f"instances/{exp.id}/{path.name}", path)
         return outcome, records
@@ -142,6 +174,7 @@ class ChaosGate(Gate):
         injector: Injector,
         *,
         records: list[dict[str, Any]],
+        live: LiveInstances,
     ) -> None:
         """Run and store each repetition, with its journal and timeline."""
         carried: list[str] = []
@@ -157,7 +190,8 @@ class ChaosGate(Gate):
             records.append(record)
             carried = record["reconciliation"]["open_ids"]
             found = analyse(record, policy.healthy_latency_s, policy.stable_s)
-            _observe_window(ctx, policy, inst, exp, rep=n, t0=started.timestamp(), fault=record["fault"], found=found)
+            window = _Window(rep=n, t0=started.timestamp(), fault=record["fault"], found=found)
+            _observe_window(ctx, policy, inst, exp, window, live=live)
             journal = build_journal(exp, record, found, started)
             ctx.write_document(f"chaos/{exp.id}/journal-{n}.json", _json_bytes(journal))
             svg = render(f"{exp.id} repetition {n}: {exp.title}", record, found, policy.healthy_latency_s)
@@ -167,7 +201,7 @@ class ChaosGate(Gate):
         """chaos_report.md from the records just written, judged as evaluate judges them."""
         judged = [judge_experiment(exp, *stored.get(exp.id, (None, [])), policy) for exp in policy.experiments]
         status = _gate_status(policy, judged)
-        keys = {"probe_interval_s", "healthy_latency_s", "stable_s", "work_rate_per_s", "ci_fault_s"}
+        keys = {"probe_interval_s", "healthy_latency_s", "stable_s", "work_rate_per_s", "ci_fault_s", "concurrency"}
         facts = {**policy.model_dump(include=keys), "repetitions": policy.reps(ctx.mode)}
         ctx.write_document("chaos_report.md", render_report(judged, ctx.mode, facts, status.value).encode("utf-8"))
 
@@ -233,6 +267,17 @@ def _stored(evidence: Evidence, exp: Experiment) -> tuple[dict[str, Any] | None,
     return outcome, records
 
 
+def _schedule_record(policy: ChaosPolicy, spans: list[Span]) -> dict[str, Any]:
+    """schedule.json: the concurrency and, per experiment that started, when it ran and what it held."""
+    return {
+        "concurrency": policy.concurrency,
+        "experiments": [
+            {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "resources": list(s.resources)}
+            for s in spans
+        ],
+    }
+
+
 def _json_bytes(data: Any) -> bytes:
     """Stable JSON bytes for a document."""
     import json  # noqa: PLC0415 - only documents need it
@@ -240,18 +285,30 @@ def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+@dataclass(frozen=True)
+class _Window:
+    """One repetition's fault facts and analysis, on its clock starting at unix time t0."""
+
+    rep: int
+    t0: float
+    fault: dict[str, Any]
+    found: dict[str, Any]
+
+
 def _observe_window(
     ctx: GateContext,
     policy: ChaosPolicy,
     inst: ChaosInstance,
     exp: Experiment,
+    window: _Window,
     *,
-    rep: int,
-    t0: float,
-    fault: dict[str, Any],
-    found: dict[str, Any],
+    live: LiveInstances,
 ) -> None:
-    """Tell the run's observer (G6) when this repetition's fault was in and until the harness saw recovery."""
+    """Tell the run's observer (G6) when this repetition's fault was in and until the harness saw recovery.
+
+    `concurrent` lists the other experiments' instances that were up during the window.
+    """
+    rep, t0, fault, found = window.rep, window.t0, window.fault, window.found
     if fault.get("injected_at_s") is None:
         return
     removed = fault.get("removed_at_s")
@@ -269,4 +326,6 @@ def _observe_window(
         "recovered": recovered is not None,
         "title": exp.title,
     }
-    ctx.observe_window(f"{exp.id}#{rep}", "chaos", t0 + fault["injected_at_s"], t0 + end, info)
+    start_at, end_at = t0 + fault["injected_at_s"], t0 + end
+    info["concurrent"] = live.during(start_at, end_at, besides=exp.id)
+    ctx.observe_window(f"{exp.id}#{rep}", "chaos", start_at, end_at, info)

@@ -1,7 +1,8 @@
 """Fault injectors: one small interface, one module per kind of fault (process, proxy, dependency, DNS, disk, memory).
 
 An injector says whether it can run on this machine (`unavailable` → NOT_RUN with the reason) or is
-meaningless here (`not_applicable`), what it needs from the instance (`options`), and injects and
+meaningless here (`not_applicable`), what it needs from the instance (`options`), what it touches
+that other experiments' instances share (`resources`, see chaos/schedule.py), and injects and
 removes its fault; both return facts that go into the evidence. `remove` is always called, in a
 `finally`, once `inject` has started, and must be safe to call when `inject` failed half-way.
 """
@@ -36,6 +37,10 @@ class Injector(ABC):
     def options(self) -> InstanceOptions:
         """What the experiment's instance must be started with."""
         return InstanceOptions()
+
+    def resources(self) -> frozenset[str]:
+        """Things beyond its own instance this fault uses or changes: experiments sharing one never overlap."""
+        return frozenset()
 
     @abstractmethod
     def inject(self, inst: ChaosInstance) -> dict[str, Any]:

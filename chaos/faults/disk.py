@@ -13,7 +13,7 @@ from typing import Any
 
 from chaos.experiments import DiskFullFault, FileLockFault, ReadOnlyFault
 from chaos.faults import Injector
-from chaos.instance import ChaosInstance, InstanceOptions, run_quiet
+from chaos.instance import MOUNTS, ChaosInstance, InstanceOptions, run_quiet
 from harness.errors import TargetError
 
 FILLER = ".chaos-disk-filler"
@@ -36,6 +36,10 @@ class DiskFullInjector(Injector):
         """The data dir on a tmpfs of the configured size."""
         assert isinstance(self.spec, DiskFullFault)  # noqa: S101 - the registry pairs spec and injector
         return InstanceOptions(tmpfs_mb=self.spec.size_mb)
+
+    def resources(self) -> frozenset[str]:
+        """The machine's mount table: a private namespace made while the tmpfs is mounted would keep a copy of it."""
+        return frozenset({MOUNTS})
 
     def inject(self, inst: ChaosInstance) -> dict[str, Any]:
         """Write the filler until ENOSPC; the free space left is the proof."""

@@ -19,8 +19,8 @@ from typing import Any
 
 from chaos.experiments import DnsFault
 from chaos.faults import Injector
-from chaos.faults.proxy import proxy_name
-from chaos.instance import ChaosInstance, ChaosLauncher, InstanceOptions
+from chaos.faults.proxy import PROXY_SERVER, proxy_name
+from chaos.instance import MOUNTS, ChaosInstance, ChaosLauncher, InstanceOptions
 
 
 def rewrite(path: Path, text: str) -> None:
@@ -46,6 +46,10 @@ class DnsInjector(Injector):
         """Start the instance namespaced, with the dependency reached by name."""
         assert isinstance(self.spec, DnsFault)  # noqa: S101 - the registry pairs spec and injector
         return InstanceOptions(dns_dependency=self.spec.dependency, dns_hostname=self.spec.hostname)
+
+    def resources(self) -> frozenset[str]:
+        """The mount table (the private namespace is a copy of it) and the shared proxy server (its links are cut)."""
+        return frozenset({MOUNTS, PROXY_SERVER})
 
     def inject(self, inst: ChaosInstance) -> dict[str, Any]:
         """Drop the name from the hosts file the target sees."""

@@ -13,6 +13,7 @@ from chaos.experiments import MemoryFault
 from chaos.faults import Injector
 from chaos.faults.process import alive, instance_pid
 from chaos.instance import ChaosInstance
+from chaos.schedule import EXCLUSIVE
 from harness.errors import HarnessError
 
 MIB = 1 << 20
@@ -72,6 +73,10 @@ def gpu_present() -> str | None:
 
 class GpuPressureInjector(Injector):
     """GPU memory pressure: not applicable without a GPU; with one, no injector exists yet (NOT_RUN)."""
+
+    def resources(self) -> frozenset[str]:
+        """The GPU is the machine's, not the instance's: GPU pressure would run alone."""
+        return frozenset({EXCLUSIVE})
 
     def not_applicable(self) -> str | None:
         """No GPU on this machine: there is no GPU memory to pressure."""

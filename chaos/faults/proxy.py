@@ -12,6 +12,8 @@ from chaos.toxiproxy_client import ToxiproxyApiError
 from harness.errors import ConfigError
 
 TOXIC_NAME = "chaos-fault"
+#: The run's one Toxiproxy server (a single asyncio process carrying every instance's dependency links).
+PROXY_SERVER = "toxiproxy-server"
 
 
 def proxy_name(inst: ChaosInstance, dependency: str) -> str:
@@ -25,6 +27,10 @@ def proxy_name(inst: ChaosInstance, dependency: str) -> str:
 
 class ToxicInjector(Injector):
     """Adds one toxic (latency, timeout, reset_peer, bandwidth, ...) to the dependency's proxy."""
+
+    def resources(self) -> frozenset[str]:
+        """The shared proxy server: one fault on it at a time, so a held or throttled link cannot slow another's."""
+        return frozenset({PROXY_SERVER})
 
     def inject(self, inst: ChaosInstance) -> dict[str, Any]:
         """Add the toxic; the server's echo of it is the proof it is in place."""
@@ -51,6 +57,10 @@ class ToxicInjector(Injector):
 
 class ProxyDownInjector(Injector):
     """Disables the dependency's proxy: new connections refused, open ones dropped."""
+
+    def resources(self) -> frozenset[str]:
+        """The shared proxy server (see ToxicInjector.resources)."""
+        return frozenset({PROXY_SERVER})
 
     def inject(self, inst: ChaosInstance) -> dict[str, Any]:
         """Disable the proxy."""

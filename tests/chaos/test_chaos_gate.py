@@ -23,6 +23,17 @@ def run_g4(run_certify: RunCertify, target: Path, out: Path) -> dict[str, Any]:
     return verdict
 
 
+def spans(pack: Path) -> dict[str, tuple[float, float]]:
+    """When each experiment ran, from the pack's schedule.json (unix seconds)."""
+    schedule = json.loads((pack / "gates" / "G4" / "schedule.json").read_text(encoding="utf-8"))
+    return {item["id"]: (item["start"], item["end"]) for item in schedule["experiments"]}
+
+
+def overlapping(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two recorded spans share a moment."""
+    return a[0] < b[1] and b[0] < a[1]
+
+
 def edited(dest_root: Path, name: str, edit: dict[str, str]) -> Path:
     """A committed copy of a fixture under dest_root whose certify.toml had each regex replaced."""
     target = copy_target(dest_root, name, init_git=False)
@@ -56,6 +67,9 @@ def test_supervised_durable_fixture_passes_and_writes_its_documents(
         assert (out / "chaos" / exp / "timeline-1.svg").read_text(encoding="utf-8").startswith("<svg")
     names = {m["name"] for m in verdict["measurements"]}
     assert "C1-api-kill max recovery time" in names
+    ran = spans(out)
+    assert overlapping(ran["C1-worker-kill"], ran["C1-api-kill"])
+    assert not any(overlapping(ran["C4-gpu"], other) for name, other in ran.items() if name != "C4-gpu")
 
 
 @pytest.mark.integration
@@ -65,6 +79,33 @@ def test_unsupervised_worker_never_recovers(git_target: GitTarget, run_certify: 
     assert verdict["status"] == "FAIL"
     assert "not recovered" in verdict["reasons"][0]
     assert "failed or unfinished" in verdict["reasons"][0]
+
+
+@pytest.mark.integration
+def test_unsupervised_target_fails_with_experiments_running_concurrently(
+    run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """chaos-nosuper, two experiments at once and an exclusive one alone: the kills still FAIL, overlaps as declared."""
+    extra = (
+        '\n[[gates.G4.experiments]]\nid = "C3-db-lock"\ntitle = "lock"\nrequirement = "C3"\n'
+        'fault = { type = "file_lock", database = "tasks.db" }\n'
+        '\n[[gates.G4.experiments]]\nid = "C1-api-kill"\ntitle = "SIGKILL of the API"\nrequirement = "C1"\n'
+        'exclusive = true\nfault = { type = "kill", pid_file = "pids/api.pid" }\n'
+    )
+    target = edited(
+        tmp_path / "t", "chaos-nosuper", {r"steady_probes = 2": "steady_probes = 2\nconcurrency = 2", r"\Z": extra}
+    )
+    out = tmp_path / "pack"
+    verdict = run_g4(run_certify, target, out)
+    assert verdict["status"] == "FAIL"
+    judged = {item["id"]: item for item in verdict["details"]["experiments"]}
+    assert judged["C1-worker-kill"]["status"] == "FAIL"
+    assert "not recovered" in " ".join(judged["C1-worker-kill"]["reasons"])
+    assert judged["C1-api-kill"]["status"] == "FAIL"
+    ran = spans(out)
+    assert overlapping(ran["C1-worker-kill"], ran["C3-db-lock"])
+    assert not overlapping(ran["C1-api-kill"], ran["C1-worker-kill"])
+    assert not overlapping(ran["C1-api-kill"], ran["C3-db-lock"])
 
 
 @pytest.mark.integration
