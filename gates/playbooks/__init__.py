@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -69,6 +70,24 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
 
 
+class _Slot:
+    """One of the gate's `parallel` instance slots, held from a run's start until its last observation."""
+
+    def __init__(self, slots: threading.Semaphore) -> None:
+        """Wait for a free slot."""
+        slots.acquire()
+        self._slots = slots
+        self._held = True
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Give the slot back (once; later calls do nothing)."""
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._slots.release()
+
+
 class PlaybookGate(Gate):
     """Verifies the target's self-healing playbooks end to end."""
 
@@ -90,31 +109,58 @@ class PlaybookGate(Gate):
         return 40.0 + 20.0 * count * reps / policy.parallel
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
-        """Governance instance first (the list), then every declared and listed playbook on its own instance."""
+        """Governance instance first (the list), then every declared and listed playbook on its own instance.
+
+        The governance instance holds one of the `parallel` instance slots; the playbook runs start as
+        soon as it has read the list, while it goes on with the parameter and watchdog checks.
+        """
         assert isinstance(policy, PlaybookPolicy)  # noqa: S101 - the registry pairs gate and policy
         started = time.monotonic()
         instances = PlaybookInstances(ctx, policy)
-        ctx.progress("governance instance: list, parameters, watchdog")
-        governance = collect_governance(instances, policy, ctx.cancel)
-        ctx.write_json(GOVERNANCE, governance)
-        if governance.get("start_error"):
-            raise TargetError(f"the target did not start for the playbook gate: {governance['start_error']}")
-        listed = _listed(policy, governance)
-        reps = policy.repetitions_ci if ctx.mode == "ci" else policy.repetitions
-        jobs = [(item, rep) for item in listed if item["id"] in policy.playbooks for rep in range(1, reps + 1)]
+        slots = threading.Semaphore(policy.parallel)
+        listed_answer: list[dict[str, Any]] = []
+        list_read = threading.Event()
+
+        def on_list(answer: dict[str, Any]) -> None:
+            listed_answer.append(answer)
+            list_read.set()
+
+        def governance_run() -> dict[str, Any]:
+            with slots:
+                try:
+                    return collect_governance(instances, policy, ctx.cancel, on_list)
+                finally:
+                    list_read.set()  # no list (start failure, crash): nothing waits for one
 
         def one(job: tuple[dict[str, Any], int]) -> tuple[str, dict[str, Any]] | None:
             item, rep = job
-            if ctx.cancel.is_set():
-                return None
-            ctx.progress(f"{item['id']} run {rep}/{reps}")
-            record = PlaybookRun(policy, item["id"], item["tier"], rep, ctx.cancel).execute(instances)
+            slot = _Slot(slots)
+            try:
+                if ctx.cancel.is_set():
+                    return None
+                ctx.progress(f"{item['id']} run {rep}/{reps}")
+                run = PlaybookRun(policy, item["id"], item["tier"], rep, ctx.cancel)
+                record = run.execute(instances, observed=slot.release)
+            finally:
+                slot.release()
             name = f"runs/{item['id']}-r{rep}.json"
             ctx.write_json(name, record)
             return name, json.loads(dump_json(record))
 
-        with ThreadPoolExecutor(max_workers=policy.parallel, thread_name_prefix="pb") as pool:
-            done = [result for result in pool.map(one, jobs) if result is not None]
+        ctx.progress("governance instance: list, parameters, watchdog")
+        reps = policy.repetitions_ci if ctx.mode == "ci" else policy.repetitions
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pb-governance") as governor:
+            pending = governor.submit(governance_run)
+            list_read.wait()
+            listed = _listed(policy, {"list": listed_answer[0]}) if listed_answer else []
+            jobs = [(item, rep) for item in listed if item["id"] in policy.playbooks for rep in range(1, reps + 1)]
+            # Twice as many threads as slots: a run whose instance is shutting down holds a thread, not a slot.
+            with ThreadPoolExecutor(max_workers=2 * policy.parallel, thread_name_prefix="pb") as pool:
+                done = [result for result in pool.map(one, jobs) if result is not None]
+            governance = pending.result()
+        ctx.write_json(GOVERNANCE, governance)
+        if governance.get("start_error"):
+            raise TargetError(f"the target did not start for the playbook gate: {governance['start_error']}")
         plan = {
             "mode": ctx.mode,
             "repetitions": reps,

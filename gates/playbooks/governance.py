@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gates.playbooks.config import PlaybookPolicy
@@ -18,15 +19,26 @@ from harness.errors import TargetError
 from harness.model import Status
 
 
-def collect_governance(instances: PlaybookInstances, policy: PlaybookPolicy, cancel: threading.Event) -> dict[str, Any]:
-    """List the playbooks, send out-of-bounds parameters, force a watchdog abort; the raw record."""
+def collect_governance(
+    instances: PlaybookInstances,
+    policy: PlaybookPolicy,
+    cancel: threading.Event,
+    on_list: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """List the playbooks, send out-of-bounds parameters, force a watchdog abort; the raw record.
+
+    `on_list` gets the list answer as soon as it is read, so the playbook runs need not wait for
+    the parameter and watchdog checks.
+    """
     api = policy.api
     env = policy.watchdog.instance_env if policy.watchdog else {}
-    record: dict[str, Any] = {"params": [], "watchdog": None}
+    record: dict[str, Any] = {"params": [], "watchdog": None, "started_at": round(time.time(), 3)}
     try:
         with instances.running("PB-governance", env) as instance:
             port = instance.port
             record["list"] = call(port, api.list_playbooks)
+            if on_list is not None:
+                on_list(record["list"])
             if api.clock is not None:
                 record["clock"] = call(port, api.clock, body={api.clock_field: window_epochs(policy)[0]})
             for case in policy.params:
@@ -43,6 +55,7 @@ def collect_governance(instances: PlaybookInstances, policy: PlaybookPolicy, can
                 record["audit_verify"] = call(port, api.audit_verify)
     except TargetError as exc:
         record["start_error"] = exc.message[-600:]
+    record["ended_at"] = round(time.time(), 3)
     return record
 
 

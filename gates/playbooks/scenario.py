@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,8 +60,13 @@ class PlaybookRun:
         self.port = 0
         self.instance: Instance | None = None
         self.t0 = 0.0
+        self.started = time.monotonic()
 
     # -- plumbing ------------------------------------------------------------------------------------
+
+    def mark(self, phase: str) -> None:
+        """Record when a phase ended, in seconds since the run began (where the gate's time goes; not judged)."""
+        self.record.setdefault("phases_s", {})[phase] = round(time.monotonic() - self.started, 3)
 
     def send(self, request: Request, values: dict[str, Any] | None = None, body: Any = None) -> dict[str, Any]:
         """Send one request and keep the answer in the record."""
@@ -102,16 +108,27 @@ class PlaybookRun:
 
     # -- the run -------------------------------------------------------------------------------------
 
-    def execute(self, instances: PlaybookInstances) -> dict[str, Any]:
-        """Run the whole scenario on a fresh instance; the record is returned even when the target fails."""
+    def execute(self, instances: PlaybookInstances, observed: Callable[[], None] = lambda: None) -> dict[str, Any]:
+        """Run the whole scenario on a fresh instance; the record is returned even when the target fails.
+
+        `observed` is called once the last observation is made, before the instance is stopped (the
+        gate lets the next run start while this instance shuts down).
+        """
         label = f"PB-{self.playbook}-r{self.record['rep']}"
+        self.record["started_at"] = round(time.time(), 3)
         try:
             with instances.running(label) as instance:
+                self.mark("started")
                 self.instance, self.port = instance, instance.port
                 self.record["instance"] = instance.name
-                self._scenario()
+                try:
+                    self._scenario()
+                finally:
+                    self.record["observed_at"] = round(time.time(), 3)
+                    observed()
         except TargetError as exc:
             self.record["start_error"] = exc.message[-600:]
+        self.mark("stopped")
         return self.record
 
     def _scenario(self) -> None:
@@ -120,18 +137,25 @@ class PlaybookRun:
         windowed = self.tier >= self.policy.window_tier and self.api.clock is not None
         self.set_clock(outside if windowed else inside)
         self.record["watermark"] = self._settle()
+        self.mark("settled")
         ledger = Ledger(self.port, self.policy.work)
         ledger.start()
         try:
             self.record["baseline"] = self.sample(self.names)
             self._inject_and_dry_run(ledger)
+            self.mark("dry_run")
             self._refusals(windowed, inside)
+            self.mark("refusals")
             self._await_recovery()
+            self.mark("recovered")
             self._rollback()
+            self.mark("rollback")
         finally:
             ledger.stop()
         self.record["ledger"] = {"attempts": ledger.attempts, "finals": ledger.read_back(self.cancel)}
+        self.mark("ledger")
         self._closing_facts()
+        self.mark("closing")
 
     def _settle(self) -> int:
         """Wait until no incident is open for 1 s (start-up healing), bounded; return the newest incident id."""

@@ -42,6 +42,39 @@ def test_honest_fixture_passes_and_writes_the_documents(
     assert "MTTR < 2 min" in report["mttr_claim"]
     assert (out / "playbooks_mttr.svg").read_text(encoding="utf-8").startswith("<svg")
     assert "| flag | 1 |" in (out / "playbooks_report.md").read_text(encoding="utf-8")
+    _assert_instance_slots_held(out / "gates" / "PB")
+
+
+def _assert_instance_slots_held(gate_dir: Path) -> None:
+    """At most `parallel` instances observed at once, the governance one included; runs began before it ended."""
+    plan = json.loads((gate_dir / "plan.json").read_text(encoding="utf-8"))
+    governance = json.loads((gate_dir / "governance.json").read_text(encoding="utf-8"))
+    runs = [json.loads((gate_dir / name).read_text(encoding="utf-8")) for name in plan["runs"]]
+    spans = [(governance["started_at"], governance["ended_at"])]
+    spans += [(run["started_at"], run["observed_at"]) for run in runs]
+    busiest = max(sum(1 for start, end in spans if start <= at < end) for at, _ in spans)
+    assert busiest <= plan["parallel"], spans
+    assert min(run["started_at"] for run in runs) < governance["ended_at"], spans
+    for run in runs:
+        phases = run["phases_s"]
+        assert phases["started"] <= phases["settled"] <= phases["closing"] <= phases["stopped"], phases
+
+
+def test_instance_slot_is_released_once() -> None:
+    """A run's slot goes back when its observations end; the release after the instance stopped is a no-op."""
+    import threading  # noqa: PLC0415 - only this test needs it
+
+    from gates.playbooks import _Slot  # noqa: PLC0415 - keep the module import cheap
+
+    slots = threading.Semaphore(2)
+    first = _Slot(slots)
+    first.release()
+    first.release()
+    held = [_Slot(slots), _Slot(slots)]
+    assert not slots.acquire(blocking=False)
+    for slot in held:
+        slot.release()
+    assert slots.acquire(blocking=False)
 
 
 @pytest.mark.integration
