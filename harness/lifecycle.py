@@ -19,11 +19,14 @@ from harness.failures import output_shape, where_output_is
 from harness.procs import REGISTRY, ProcessRegistry, run_tool, spawn, stop_many, tail
 
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT", "PIP_CACHE_DIR")
+#: Set for every child while a run lasts (harness.workdir: XDG config and cache dirs inside the work dir).
+RUN_CHILD_ENV: dict[str, str] = {}
 
 
 def target_env(extra: dict[str, str] | None = None, venv: Path | None = None) -> dict[str, str]:
     """A minimal environment for target processes: the harness's secrets are not passed on."""
     env = {key: os.environ[key] for key in BASE_ENV_KEYS if key in os.environ}
+    env.update(RUN_CHILD_ENV)
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["PYTHONUNBUFFERED"] = "1"
     if venv is not None:

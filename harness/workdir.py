@@ -4,7 +4,10 @@ While a run lasts, TMPDIR (and Python's `tempfile`) point at `<work dir>/tmp`, s
 tools, Locust, Prometheus and Chromium, which all get TMPDIR through `target_env`, write their
 temporary files there; removing the work dir removes them, however the run ended. Other variables
 the children inherit the same way (pip's cache directory, inside the harness's cache) are set for
-the run's duration too, and restored with TMPDIR.
+the run's duration too, and restored with TMPDIR. Children also get XDG_CONFIG_HOME and
+XDG_CACHE_HOME inside the work dir (not the harness itself, whose caches stay where they are), so
+what Chromium (crash reports, dconf) or bandit's stevedore would write under ~/.config and ~/.cache
+goes with the run.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from harness.lifecycle import RUN_CHILD_ENV
 
 UMOUNT_TIMEOUT_S = 10.0
 OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
@@ -34,6 +39,7 @@ class WorkDir:
         self._saved = {name: os.environ.get(name) for name in run_env}
         os.environ.update(run_env)
         tempfile.tempdir = None  # recomputed from TMPDIR on next use
+        RUN_CHILD_ENV.update(XDG_CONFIG_HOME=str(self.path / "xdg-config"), XDG_CACHE_HOME=str(self.path / "xdg-cache"))
 
     def close(self, *, keep: bool = False) -> None:
         """Restore the harness's environment and, unless `keep`, remove the work dir and what is mounted in it."""
@@ -43,6 +49,7 @@ class WorkDir:
             else:
                 os.environ[name] = value
         tempfile.tempdir = None
+        RUN_CHILD_ENV.clear()
         if not keep:
             remove_tree(self.path)
 

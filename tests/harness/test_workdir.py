@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.lifecycle import target_env
 from harness.workdir import WorkDir, mounts_under, remove_tree
 
 
 def test_work_dir_is_tmpdir_while_open_and_gone_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """TMPDIR, tempfile and the extra variables point into the run until close; then all is as before."""
+    """TMPDIR, tempfile, children's XDG dirs and the extra variables point into the run until close; then as before."""
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.delenv("PIP_CACHE_DIR", raising=False)
     tempfile.tempdir = None
@@ -25,8 +26,14 @@ def test_work_dir_is_tmpdir_while_open_and_gone_after(tmp_path: Path, monkeypatc
         assert os.environ["PIP_CACHE_DIR"] == str(tmp_path / "pip")
         left = Path(tempfile.mkdtemp(prefix="forgotten-"))
         assert left.parent == work.tmp
+        child = target_env()
+        assert child["TMPDIR"] == str(work.tmp)
+        assert child["PIP_CACHE_DIR"] == str(tmp_path / "pip")
+        assert Path(child["XDG_CONFIG_HOME"]).parent == Path(child["XDG_CACHE_HOME"]).parent == work.path
+        assert os.environ.get("XDG_CACHE_HOME") != child["XDG_CACHE_HOME"]  # the harness's own caches stay put
     finally:
         work.close()
+    assert "XDG_CONFIG_HOME" not in target_env()
     assert os.environ["TMPDIR"] == str(tmp_path)
     assert "PIP_CACHE_DIR" not in os.environ
     assert tempfile.gettempdir() == str(tmp_path)
