@@ -19,6 +19,18 @@ from guardian.paths import DataDir
 from guardian.store import Store
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the modules that start real guardian processes first; file order otherwise.
+
+    Under ``-n 4 --dist loadfile --no-loadscope-reorder`` (certify.toml) each of those long
+    modules then starts on a worker of its own at once instead of queueing behind short ones
+    (xdist's default reorder sorts modules by test count, and test_real_processes has 5 tests).
+    A module stays on one worker in file order: the healing modules share one instance.
+    """
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> DataDir:
     """A fresh, created data directory."""

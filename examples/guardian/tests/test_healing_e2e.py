@@ -436,7 +436,18 @@ def test_queue_backlog_tier2_scales_within_bounds(healing: Healing) -> None:
     """Tier 2: waits for approval, then adds 2 workers; rollback restores the count."""
     instance = healing.instance
     before = healing.last_incident_id("queue-backlog")
-    healing.inject("queue-backlog", {"count": 150, "cost_ms": 250})
+    # Backlog old enough after 2 s (default 5 s) and 120 tasks (150 by default): detection comes
+    # sooner and the compute tasks burn less CPU; 2 workers take ~8 s to drain it below 40, time
+    # enough to approve before the backlog clears by itself.
+    conn = db(instance)
+    conn.execute(
+        "INSERT INTO healer_state(key, value) VALUES ('params:queue-backlog', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (json.dumps({"min_age_s": 2}),),
+    )
+    conn.commit()
+    conn.close()
+    healing.inject("queue-backlog", {"count": 120, "cost_ms": 250})
     waiting = healing.wait_incident("queue-backlog", before, {"awaiting_approval"})
     assert persisted(instance, "worker_count") == 2
     healing.approve_pending("queue-backlog")
