@@ -60,8 +60,14 @@ class TargetVenv:
         self._python: Path | None = None
 
     def fingerprint(self) -> str:
-        """Hash of the install command and the dependency declaration files."""
-        digest = hashlib.sha256("\0".join(self.config.install.command).encode())
+        """Hash of the target's resolved path, the install command and the dependency declaration files.
+
+        The path is part of it because an install command may install the target editable (pip -e .):
+        such a venv runs the code of the checkout it was made from, so another checkout with the same
+        pyproject must never reuse it.
+        """
+        digest = hashlib.sha256(str(self.target_dir.resolve()).encode() + b"\0")
+        digest.update("\0".join(self.config.install.command).encode())
         for name in self.config.install.hash_files:
             path = self.target_dir / name
             digest.update(name.encode() + b"\0")

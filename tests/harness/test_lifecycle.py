@@ -122,6 +122,17 @@ def test_fingerprint_follows_the_hash_files(tmp_path: Path) -> None:
     assert before != after
 
 
+def test_another_checkout_never_reuses_a_venv(tmp_path: Path) -> None:
+    """Two checkouts with identical files get different venvs: an editable install runs its own checkout's code."""
+    fingerprints = []
+    for name in ("one", "two"):
+        target = tmp_path / name / "sleepy"
+        target.mkdir(parents=True)
+        (target / "certify.toml").write_bytes((SLEEPY / "certify.toml").read_bytes())
+        fingerprints.append(TargetVenv(load_config(target), target, tmp_path / "cache").fingerprint())
+    assert fingerprints[0] != fingerprints[1]
+
+
 def test_failing_install_step_is_a_target_error_naming_its_log(tmp_path: Path) -> None:
     """An install command that fails raises TargetError naming the step and the log in the pack, not quoting it."""
     data = copy.deepcopy(SLEEPY_DATA)
