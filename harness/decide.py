@@ -49,6 +49,11 @@ def not_selected(gate_id: str) -> Verdict:
     return Verdict.of(Status.NOT_RUN, f"required gate {gate_id} was not run: left out by --gates")
 
 
+def left_out(result: GateResult) -> bool:
+    """Whether a result is the record of a required gate the run left out (--gates) rather than a gate that ran."""
+    return result.verdict == not_selected(result.gate)
+
+
 def overall(
     results: Sequence[GateResult],
     required_gates: Sequence[str],
@@ -79,14 +84,17 @@ def overall(
     for result in results:
         if result.verdict.status is Status.FAIL and result.gate not in required_gates:
             blocking.append({"gate": result.gate, "status": "FAIL", "reasons": list(result.verdict.reasons)})
-    statuses = [result.verdict.status for result in results]
+    # A required gate left out by --gates is recorded (NOT_RUN, blocking) but did not run: the
+    # exit code covers only the gates that ran (README, "--gates").
+    ran = [result for result in results if not left_out(result)]
+    statuses = [result.verdict.status for result in ran]
     if not complete:
         exit_code = 130
     elif blocking_deviations:
         exit_code = DEVIATION_EXIT
     elif Status.FAIL in statuses:
         exit_code = 1
-    elif any(r.required and r.verdict.status is not Status.PASS for r in results):
+    elif any(r.required and r.verdict.status is not Status.PASS for r in ran):
         exit_code = 3
     else:
         exit_code = 0

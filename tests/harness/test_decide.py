@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from harness.context import GateContext
-from harness.decide import COLLECT_RECORD, decide, not_implemented, overall
+from harness.decide import COLLECT_RECORD, decide, not_implemented, not_selected, overall
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import GateResult, Status, Verdict
 
@@ -217,6 +217,20 @@ def test_required_gate_missing_from_results_blocks_as_not_run() -> None:
     assert decision["exit_code"] == 0
     assert decision["certified"] is False
     assert decision["blocking"] == [{"gate": "G1", "status": "NOT_RUN", "reasons": ["not run in this run"]}]
+
+
+@pytest.mark.parametrize("mode", ["ci", "release"])
+def test_required_gate_recorded_as_left_out_blocks_without_changing_the_exit_code(mode: str) -> None:
+    """A required gate recorded NOT_RUN because --gates left it out blocks; the exit code covers the gates that ran."""
+    left_out = GateResult(
+        gate="G1", title="G1", requirements=(), required=True, verdict=not_selected("G1"), duration_s=0.0
+    )
+    decision = overall([result("ID", Status.PASS), left_out], ["ID", "G1"], mode, True)
+    assert decision["exit_code"] == 0
+    assert decision["certified"] is False
+    assert decision["blocking"] == [
+        {"gate": "G1", "status": "NOT_RUN", "reasons": ["required gate G1 was not run: left out by --gates"]}
+    ]
 
 
 def test_no_results_and_no_requirements_certifies_nothing_blocking() -> None:
