@@ -5,20 +5,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
-from harness import __version__, policy_cli
-from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
-from harness.config import json_schema
-from harness.errors import HarnessError, UsageError
-from harness.policy import load_policy
-from harness.policy_cli import add_policy_parser as _add_policy_parser
-from harness.progress import make_reporter
-from harness.registry import catalogue
-from harness.runner import Runner, RunOptions
-from harness.verify import verify_pack
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM, until a run installs its own handlers, is an interruption like Ctrl-C (exit 130)."""
+    del signum, frame
+    raise KeyboardInterrupt
+
+
+# Installed before the imports below, which take a second or two on a busy machine: a SIGTERM
+# arriving then must still end in "interrupted" (130), not in death by signal.
+signal.signal(signal.SIGTERM, _interrupted)
+try:
+    from harness import __version__, policy_cli
+    from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
+    from harness.config import json_schema
+    from harness.errors import HarnessError, UsageError
+    from harness.policy import load_policy
+    from harness.policy_cli import add_policy_parser as _add_policy_parser
+    from harness.progress import make_reporter
+    from harness.registry import catalogue
+    from harness.runner import Runner, RunOptions
+    from harness.verify import verify_pack
+except KeyboardInterrupt:
+    print("certify: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 EXIT_CODES = """exit codes:
   0    every required gate PASSed (verify: the pack checks out)

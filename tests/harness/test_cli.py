@@ -215,3 +215,21 @@ def test_plan_prints_the_release_soak_up_front_and_writes_nothing(run_certify: R
     assert total is not None, proc.stdout
     assert float(total.group(1)) >= 8
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("delay_s", [0.15, 0.3, 0.6])
+def test_sigterm_while_the_cli_starts_is_an_interruption(delay_s: float, tmp_path: Path) -> None:
+    """SIGTERM during the CLI's imports or config reading exits 130 with one line, not death by signal."""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from tests.harness.packs import FIXTURES, certify_argv, certify_env  # noqa: PLC0415
+
+    target = FIXTURES / "targets" / "sleepy"
+    argv = certify_argv("run", "--target", str(target), "--gates", "ID", "--out", str(tmp_path / "pack"))
+    proc = subprocess.Popen(argv, env=certify_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stdout + stderr
+    assert proc.returncode in (130, 0), (proc.returncode, stderr)  # 0: the one-gate run had already finished
