@@ -221,11 +221,26 @@ def test_dependency_slow(healing: Healing) -> None:
     assert wait_for(lambda: starved_s(instance) > 1.5, 15)
     incident = healed(healing, "dependency-slow", before)
     assert wait_for(lambda: starved_s(instance) < 1.0, 10)
-    running = query(
-        instance,
-        "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND kind = 'dependency'",
-    )[0][0]
-    assert running <= 1
+
+    def running() -> int:
+        return int(
+            query(
+                instance,
+                "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND kind = 'dependency'",
+            )[0][0]
+        )
+
+    def bulkheaded() -> bool:
+        # Five samples over ~1 s, so a gap between two tasks is not taken for the bulkhead.
+        for _ in range(5):
+            if running() > 1:
+                return False
+            time.sleep(0.2)
+        return True
+
+    # Each worker applies the new limit when it next reads the settings: on a loaded machine a
+    # worker can still claim a second dependency task after verify saw <= 1 running (2 seen).
+    assert wait_for(bulkheaded, 15), running()
     assert query(instance, "SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0] == 0
     assert healing.rollback(incident["id"])["status"] == "done"
     assert settings_rows(instance) == settings_before
