@@ -163,15 +163,39 @@ def _judge_dry_run(run: dict[str, Any], checks: dict[str, str], reasons: list[st
         reasons.append(f"{run['playbook']}: dry-run not checked: {run.get('dry_run_skip', 'no hold declared')}")
         return
     changes = diff_snapshot(dry["before"], dry["after"])
+    churn = fault_churn(dry)
+    unexplained = [change for change in changes if change_subject(change) not in churn]
+    explained = [change for change in changes if change_subject(change) in churn]
     status = dry["answer"]["status"]
     if status is None or not 200 <= status < 300:
         checks["dry_run"] = "FAIL"
         reasons.append(f"{run['playbook']}: dry-run request answered {status} ({dry['answer']['error']})")
-    elif changes:
+    elif unexplained:
         checks["dry_run"] = "FAIL"
-        reasons.append(f"{run['playbook']}: dry-run changed state: {'; '.join(changes[:5])}")
+        reasons.append(f"{run['playbook']}: dry-run changed state: {'; '.join(unexplained[:5])}")
     else:
         checks["dry_run"] = "PASS"
+        if explained:
+            reasons.append(
+                f"{run['playbook']}: during the dry-run {'; '.join(explained[:3])}, as in the control windows "
+                "without a dry-run (the fault's own churn), so not held against the dry-run"
+            )
+
+
+def change_subject(change: str) -> str:
+    """What a snapshot difference is about, without its verb: a file path, or 'processes: processes'."""
+    if change.split(":", 1)[0] in ("processes", "sqlite", "api"):
+        return change.removesuffix(" changed")
+    return change.rsplit(" ", 1)[0]
+
+
+def fault_churn(dry: dict[str, Any]) -> set[str]:
+    """Subjects that changed in the control windows beside the dry-run (none recorded: nothing excused)."""
+    control = dry.get("control")
+    if not control:
+        return set()
+    changes = diff_snapshot(control["before"], dry["before"]) + diff_snapshot(dry["after"], control["after"])
+    return {change_subject(change) for change in changes}
 
 
 def _judge_governance(

@@ -30,6 +30,8 @@ from harness.errors import TargetError
 from harness.lifecycle import Instance
 
 SAMPLE_S = 0.25
+#: Shortest control window beside the dry-run (seconds with no dry-run, to see the fault's own churn).
+CONTROL_S = 1.0
 
 
 def window_epochs(policy: PlaybookPolicy, now: float | None = None) -> tuple[float, float]:
@@ -195,13 +197,27 @@ class PlaybookRun:
             ledger.pause()
             try:
                 time.sleep(0.3)  # in-flight work settles; workers still run, their files are volatile
+                # Control windows without a dry-run, before and after it, at least as long as its own:
+                # what changes in them is the fault's own churn (a poison task keeps crashing workers).
+                control_before = self.snapshot()
+                time.sleep(CONTROL_S)
                 before = self.snapshot()
                 before["probes"] = self.sample(self.rollback_names)["obs"]
+                started = time.monotonic()
                 answer = self.send(self.api.dry_run, {"id": self.playbook}, self.check.dry_run_params)
                 after = self.snapshot()
+                window_s = time.monotonic() - started
+                time.sleep(max(CONTROL_S, window_s))
+                control_after = self.snapshot()
             finally:
                 ledger.resume()
-            self.record["dry_run"] = {"before": before, "answer": answer, "after": after}
+            self.record["dry_run"] = {
+                "before": before,
+                "answer": answer,
+                "after": after,
+                "window_s": round(window_s, 3),
+                "control": {"before": control_before, "after": control_after},
+            }
         self.record["released_at"] = time.time()
 
     def _watch_fault(self) -> list[dict[str, Any]]:

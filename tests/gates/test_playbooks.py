@@ -261,3 +261,59 @@ def test_resolution_claimed_before_the_probes_saw_health_fails_the_timeline() ->
     assert facts["last_fault_sample_at"] == t0 + 4.0
     run["incidents"] = [{**honest, "detected_at": t0 - 30}]
     assert "before the injection" in timeline_findings(_policy(), run)[1][0]
+
+
+def _snap(worker_pid: int, flag: str = "a") -> dict[str, Any]:
+    """A snapshot: one pid file, one other file, and the process list."""
+    return {
+        "files": {"pids/worker-0.pid": str(worker_pid), "fault.flag": flag},
+        "processes": [{"pid": worker_pid, "name": "worker"}],
+    }
+
+
+def _dry(before: dict[str, Any], after: dict[str, Any], control: dict[str, Any] | None) -> dict[str, Any]:
+    """A held run record whose dry-run answered 200 between the two snapshots."""
+    dry: dict[str, Any] = {"before": before, "after": after, "answer": {"status": 200, "error": None}}
+    if control is not None:
+        dry["control"] = control
+    return {"playbook": "flag", "held": True, "dry_run": dry}
+
+
+def _dry_check(run: dict[str, Any]) -> tuple[str, list[str]]:
+    """The dry-run check and the reasons the judge gives for one run record."""
+    from gates.playbooks.judge import _judge_dry_run  # noqa: PLC0415
+
+    checks: dict[str, str] = {}
+    reasons: list[str] = []
+    _judge_dry_run(run, checks, reasons)
+    return checks["dry_run"], reasons
+
+
+def test_worker_churn_seen_without_a_dry_run_is_not_held_against_it() -> None:
+    """A worker restarted by the fault in the control windows too (poison task) does not fail the dry-run."""
+    run = _dry(_snap(11), _snap(12), {"before": _snap(10), "after": _snap(13)})
+    status, reasons = _dry_check(run)
+    assert status == "PASS"
+    assert any("the fault's own churn" in reason for reason in reasons)
+
+
+def test_dry_run_change_absent_from_the_control_windows_fails() -> None:
+    """A file the dry-run changed that did not change without it FAILs, whatever churned beside it."""
+    run = _dry(_snap(11), _snap(12, flag="b"), {"before": _snap(10), "after": _snap(13, flag="b")})
+    status, reasons = _dry_check(run)
+    assert status == "FAIL"
+    assert any("fault.flag changed" in reason for reason in reasons)
+    assert not any("pids/worker-0.pid" in reason for reason in reasons)
+
+
+def test_dry_run_without_control_windows_fails_on_any_change() -> None:
+    """A record without control windows (older packs) excuses nothing: a restarted worker FAILs."""
+    status, reasons = _dry_check(_dry(_snap(11), _snap(12), None))
+    assert status == "FAIL"
+    assert any("processes: processes changed" in reason for reason in reasons)
+
+
+def test_quiet_control_windows_excuse_nothing() -> None:
+    """With no churn in the control windows a dry-run that restarts a worker FAILs."""
+    status, _ = _dry_check(_dry(_snap(11), _snap(12), {"before": _snap(11), "after": _snap(12)}))
+    assert status == "FAIL"
