@@ -41,11 +41,17 @@ def alert_series(body: dict[str, Any]) -> list[tuple[str, str, list[float]]]:
     return out
 
 
-def fired_in(alerts: list[tuple[str, str, list[float]]], instance: str, start: float, end: float) -> dict[str, float]:
-    """Alert -> first firing time in [start, end] on that instance (series without an instance label count too)."""
+def fired_in(
+    alerts: list[tuple[str, str, list[float]]], instance: str, start: float, end: float, *, alone: bool = True
+) -> dict[str, float]:
+    """Alert -> first firing time in [start, end] on that instance.
+
+    A series without an instance label counts only for a window that had the machine to itself
+    (`alone`): beside another experiment's instance it could be that one's alert.
+    """
     fired: dict[str, float] = {}
     for name, where, times in alerts:
-        if where and where != instance:
+        if (where and where != instance) or (not where and not alone):
             continue
         inside = [t for t in times if start <= t <= end]
         if inside:
@@ -183,7 +189,8 @@ def check_shared_alerts(facts: dict[str, Any], alerts_body: dict[str, Any], poli
     grace = policy.shared.grace_s
     findings, table, statuses = [], [], []
     for window in facts["windows"]:
-        fired = fired_in(alerts, window.get("instance", ""), window["start"], window["end"] + grace)
+        alone = not window.get("concurrent")
+        fired = fired_in(alerts, window.get("instance", ""), window["start"], window["end"] + grace, alone=alone)
         expected: tuple[str, ...] = ()
         if window["kind"] == "chaos":
             expected = policy.shared.chaos_alerts.get(window["name"].split("#", 1)[0], ())

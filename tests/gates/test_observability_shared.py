@@ -143,3 +143,11 @@ def test_observer_only_when_a_watched_gate_runs_before_g6(tmp_path: Path) -> Non
     assert observer is not None
     assert not observer.watching("G2")
     observer.stop()
+
+
+def test_unlabelled_alert_counts_only_for_a_window_alone_on_the_machine() -> None:
+    """An alert series with no instance label is credited to a window only if no other instance was up in it."""
+    alerts = [("DepDown", "", [1010.0])]
+    assert fired_in(alerts, INSTANCE, 1000.0, 1040.0) == {"DepDown": 1010.0}
+    assert fired_in(alerts, INSTANCE, 1000.0, 1040.0, alone=False) == {}
+    assert fired_in([("DepDown", INSTANCE, [1010.0])], INSTANCE, 1000.0, 1040.0, alone=False) == {"DepDown": 1010.0}
