@@ -82,7 +82,8 @@ class Limit(_Table):
     clamp: bool = Field(
         default=True,
         description="Judge a looser target value at the policy's bound (thresholds); false for run shapes such as "
-        "durations: the run keeps the target's value and the deviation blocks (an abbreviated soak is never stretched).",
+        "durations: the run keeps the target's value and the deviation blocks "
+        "(an abbreviated soak is never stretched).",
     )
 
     @model_validator(mode="after")

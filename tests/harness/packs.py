@@ -29,8 +29,9 @@ def certify_env(**extra: str) -> dict[str, str]:
 
 def certify_argv(*args: str) -> list[str]:
     """Argv running the real CLI with this interpreter; a `run` naming no policy gets the fixture targets' one."""
-    extra = ["--policy", str(FIXTURES / "policies" / "fixture-targets.toml")]
-    return [sys.executable, "-m", "harness.cli", *args, *(extra if args[:1] == ("run",) and "--policy" not in args else [])]
+    names_no_policy = args[:1] == ("run",) and "--policy" not in args
+    extra = ["--policy", str(FIXTURES / "policies" / "fixture-targets.toml")] if names_no_policy else []
+    return [sys.executable, "-m", "harness.cli", *args, *extra]
 
 
 def guardian_copy(dest: Path) -> Path:
