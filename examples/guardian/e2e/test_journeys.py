@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -28,11 +29,16 @@ def _dashboard_when_ready(page: Page, base_url: str) -> None:
         page.goto(base_url + "/")
         health = page.locator("section[aria-labelledby=health-h]")
         ready = health.locator(".badge.ready").count() > 0
-        workers = page.locator("section[aria-labelledby=procs-h] td", has_text="No live workers.").count() == 0
+        no_workers = page.locator(
+            "section[aria-labelledby=procs-h] td", has_text="No live workers."
+        )
+        workers = no_workers.count() == 0
         if ready and workers:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"the dashboard did not show a ready instance within {READY_DEADLINE_S:g} s")
+            pytest.fail(
+                f"the dashboard did not show a ready instance within {READY_DEADLINE_S:g} s"
+            )
         page.wait_for_timeout(500)
 
 
@@ -41,8 +47,8 @@ def _dynamic(page: Page) -> list[Locator]:
     return [page.locator("section[aria-labelledby=procs-h]")]
 
 
-def test_launch(page: Page, journey, base_url: str) -> None:
-    """The instance's dashboard loads and shows it healthy: ready, store writable, circuit closed."""
+def test_launch(page: Page, journey: Any, base_url: str) -> None:
+    """The dashboard loads and shows the instance healthy: ready, store writable, circuit closed."""
     _dashboard_when_ready(page, base_url)
     expect(page).to_have_title(re.compile(r"^Guardian dashboard"))
     health = page.locator("section[aria-labelledby=health-h]")
@@ -53,10 +59,18 @@ def test_launch(page: Page, journey, base_url: str) -> None:
     journey.visual("dashboard", mask=_dynamic(page))
 
 
-def test_dashboard(page: Page, journey, base_url: str) -> None:
+def test_dashboard(page: Page, journey: Any, base_url: str) -> None:
     """Every dashboard panel is there and the navigation reaches each page and back."""
     page.goto(base_url + "/")
-    for heading in ("Health", "Queue", "Tasks by kind", "Supervised processes", "Submit a task", "Recent tasks"):
+    panels = (
+        "Health",
+        "Queue",
+        "Tasks by kind",
+        "Supervised processes",
+        "Submit a task",
+        "Recent tasks",
+    )
+    for heading in panels:
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     journey.step("dashboard panels")
     nav = page.get_by_role("navigation", name="main")
@@ -67,7 +81,7 @@ def test_dashboard(page: Page, journey, base_url: str) -> None:
         journey.step(f"navigated to {link}")
 
 
-def test_submit_task(page: Page, journey, base_url: str) -> None:
+def test_submit_task(page: Page, journey: Any, base_url: str) -> None:
     """A task submitted through the dashboard form reaches "completed" on its own page."""
     page.goto(base_url + "/")
     page.get_by_label("Kind", exact=True).select_option("orchestrate")
@@ -84,16 +98,19 @@ def test_submit_task(page: Page, journey, base_url: str) -> None:
         page.wait_for_timeout(300)
         page.reload()
     expect(page.get_by_role("heading", name="Result")).to_be_visible()
-    expect(page.locator("section", has=page.get_by_role("heading", name="Result")).locator("pre")).not_to_have_text("—")
+    result = page.locator("section", has=page.get_by_role("heading", name="Result"))
+    expect(result.locator("pre")).not_to_have_text("—")
     journey.step("task completed")
     page.goto(base_url + "/ui/tasks?status=completed")
     expect(page.locator("tbody tr").first.locator(".badge")).to_have_text("completed")
     journey.step("task listed as completed")
 
 
-def test_submit_rejects_bad_payload(page: Page, journey, base_url: str) -> None:
+def test_submit_rejects_bad_payload(page: Page, journey: Any, base_url: str) -> None:
     """The form refuses a payload that is not JSON and says why, keeping what was typed."""
-    journey.expect_console_error(r"status of 422", "the service answers a rejected form with HTTP 422")
+    journey.expect_console_error(
+        r"status of 422", "the service answers a rejected form with HTTP 422"
+    )
     page.goto(base_url + "/")
     page.get_by_label("Payload (JSON object)").fill("{not json")
     page.get_by_role("button", name="Submit task").click()
@@ -102,7 +119,7 @@ def test_submit_rejects_bad_payload(page: Page, journey, base_url: str) -> None:
     journey.step("validation error shown")
 
 
-def test_settings_persist(page: Page, journey, base_url: str) -> None:
+def test_settings_persist(page: Page, journey: Any, base_url: str) -> None:
     """A log-level change is saved, survives a reload, and can be set back."""
     page.goto(base_url + "/ui/settings")
     level = page.get_by_label("log level")
@@ -125,13 +142,14 @@ def test_settings_persist(page: Page, journey, base_url: str) -> None:
     journey.step(f"set back to {original}")
 
 
-def test_logs_view(page: Page, journey, base_url: str) -> None:
+def test_logs_view(page: Page, journey: Any, base_url: str) -> None:
     """The logs page shows the tail of the instance's log, and the line count can be changed."""
     page.goto(base_url + "/ui/logs")
     expect(page.get_by_text(re.compile(r"Last \d+ line\(s\) of"))).to_be_visible()
     expect(page.locator("pre")).to_contain_text('"level"')
     journey.step("log tail")
-    page.get_by_label("Lines to show (1–1000)").fill("5")
+    # The en dash is the label's own text (templates/logs.html); get_by_label matches it exactly.
+    page.get_by_label("Lines to show (1–1000)").fill("5")  # noqa: RUF001
     page.get_by_role("button", name="Show").click()
     expect(page).to_have_url(re.compile(r"/ui/logs\?lines=5$"))
     expect(page.get_by_text(re.compile(r"Last [1-5] line\(s\) of"))).to_be_visible()
@@ -139,7 +157,7 @@ def test_logs_view(page: Page, journey, base_url: str) -> None:
 
 
 @pytest.mark.after_shutdown
-def test_shutdown(page: Page, journey, base_url: str) -> None:
+def test_shutdown(page: Page, journey: Any, base_url: str) -> None:
     """After the harness stopped the instance, its UI no longer answers."""
     journey.expect_network_failures("the harness stopped the instance before this journey")
     with pytest.raises(PlaywrightError, match="ERR_CONNECTION_REFUSED"):
