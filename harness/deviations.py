@@ -242,6 +242,19 @@ def _limit_deviations(loaded: LoadedPolicy, data: dict[str, Any]) -> list[tuple[
     return found
 
 
+def _gate_deviation(kind: Kind, gate: str, *, what: str, policy_limit: str, target_value: str) -> Deviation:
+    """A deviation about one gate, identified as `kind:gate` and carrying that gate's requirement ids."""
+    return Deviation(
+        id=f"{kind}:{gate}",
+        kind=kind,
+        gate=gate,
+        requirements=_requirements_of(gate),
+        what=what,
+        policy_limit=policy_limit,
+        target_value=target_value,
+    )
+
+
 def _gate_deviations(
     loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs, allowed_na: dict[str, str]
 ) -> list[Deviation]:
@@ -252,11 +265,9 @@ def _gate_deviations(
     for gate, reason in declared.items():
         if gate not in allowed_na:
             found.append(
-                Deviation(
-                    id=f"not-applicable:{gate}",
-                    kind="not-applicable",
-                    gate=gate,
-                    requirements=_requirements_of(gate),
+                _gate_deviation(
+                    "not-applicable",
+                    gate,
                     what=f"{gate} is declared not applicable ({reason}); the policy does not allow that for {gate}",
                     policy_limit="may not be declared not applicable",
                     target_value=f"not applicable: {reason}",
@@ -265,11 +276,9 @@ def _gate_deviations(
     for gate in meta.required_gates:
         if gate not in config.certificate.required_gates and gate not in allowed_na:
             found.append(
-                Deviation(
-                    id=f"required-gate:{gate}",
-                    kind="required-gate",
-                    gate=gate,
-                    requirements=_requirements_of(gate),
+                _gate_deviation(
+                    "required-gate",
+                    gate,
                     what=f"{gate} is required by the policy but left out of [certificate] required_gates",
                     policy_limit="required",
                     target_value="left out of required_gates",
@@ -279,11 +288,9 @@ def _gate_deviations(
         for gate in effective_required(loaded, config, allowed_na):
             if gate not in args.gates:
                 found.append(
-                    Deviation(
-                        id=f"gates-subset:{gate}",
-                        kind="gates-subset",
-                        gate=gate,
-                        requirements=_requirements_of(gate),
+                    _gate_deviation(
+                        "gates-subset",
+                        gate,
                         what=f"{gate} is required but left out by --gates {','.join(args.gates)} in a release run",
                         policy_limit="every required gate runs in a release run",
                         target_value=f"--gates {','.join(args.gates)}",
