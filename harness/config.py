@@ -239,26 +239,35 @@ def _short(value: Any) -> str:
 def load_config(target_dir: Path) -> CertifyConfigBase:
     """Read and validate `<target_dir>/certify.toml`; every problem is a ConfigError."""
     path = target_dir / CONFIG_NAME
+    raw_bytes = read_settings_file(path, missing_hint="point --target at a directory holding certify.toml")
+    return parse_config(parse_toml(raw_bytes, str(path)), str(path))
+
+
+def read_settings_file(path: Path, missing_hint: str, error: type[ConfigError] = ConfigError) -> bytes:
+    """The bytes of a settings file (certify.toml, a policy); missing or unreadable raises `error` naming `path`."""
     try:
-        raw_bytes = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         msg = f"{path}: not found"
-        raise ConfigError(msg, hint="point --target at a directory holding certify.toml") from None
+        raise error(msg, hint=missing_hint) from None
     except OSError as exc:
         msg = f"{path}: cannot read: {exc.strerror}"
-        raise ConfigError(msg) from None
+        raise error(msg) from None
+
+
+def parse_toml(raw: bytes, source: str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """TOML bytes as data; text that is not UTF-8, not TOML or nested too deeply raises `error` naming `source`."""
     try:
-        data = tomllib.loads(raw_bytes.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        msg = f"{path}: not UTF-8 text at byte {exc.start}"
-        raise ConfigError(msg) from None
+        msg = f"{source}: not UTF-8 text at byte {exc.start}"
+        raise error(msg) from None
     except tomllib.TOMLDecodeError as exc:
-        msg = f"{path}: invalid TOML: {exc}"
-        raise ConfigError(msg) from None
+        msg = f"{source}: invalid TOML: {exc}"
+        raise error(msg) from None
     except RecursionError:
-        msg = f"{path}: invalid TOML: nested too deeply"
-        raise ConfigError(msg) from None
-    return parse_config(data, str(path))
+        msg = f"{source}: invalid TOML: nested too deeply"
+        raise error(msg) from None
 
 
 def parse_config(data: dict[str, Any], source: str) -> CertifyConfigBase:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.resources
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness import __version__
-from harness.config import format_validation_error
+from harness.config import format_validation_error, parse_toml, read_settings_file
 from harness.errors import ConfigError
 from harness.registry import catalogue
 
@@ -206,14 +205,7 @@ def _scalar_text(value: object) -> str:
 
 def parse_policy(raw: bytes, source: str) -> LoadedPolicy:
     """Parse and validate a policy from its bytes; every problem is one PolicyError line naming source and key."""
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        msg = f"{source}: not UTF-8 text at byte {exc.start}"
-        raise PolicyError(msg) from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f"{source}: invalid TOML: {exc}"
-        raise PolicyError(msg) from None
+    data = parse_toml(raw, source, PolicyError)
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
@@ -233,15 +225,8 @@ def load_policy(path: Path | None) -> LoadedPolicy:
     """The policy in `path`, or the standard policy when `path` is None."""
     if path is None:
         return standard_policy()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        msg = f"{path}: not found"
-        raise PolicyError(msg, hint="--policy names the certifier's policy file (see `certify policy show`)") from None
-    except OSError as exc:
-        msg = f"{path}: cannot read: {exc.strerror}"
-        raise PolicyError(msg) from None
-    return parse_policy(raw, str(path))
+    hint = "--policy names the certifier's policy file (see `certify policy show`)"
+    return parse_policy(read_settings_file(path, hint, PolicyError), str(path))
 
 
 def describe(loaded: LoadedPolicy) -> list[str]:
