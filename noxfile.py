@@ -126,7 +126,10 @@ def tests(session: nox.Session) -> None:
     """The harness's test suite, integration tests included."""
     require_system(session, "git")
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    # Most tests wait on real processes (targets, Locust, Prometheus, Chromium), so three workers
+    # fit 2 cores; a file stays on one worker (module fixtures, shared targets). The slowest tests
+    # are listed so a slow CI run says where its time went.
+    session.run("pytest", "-n", "3", "--dist", "loadfile", "--durations=25", *session.posargs)
 
 
 @nox.session
