@@ -125,6 +125,30 @@ def test_unmodified_reference_target_has_no_deviation() -> None:
     assert "no deviation" in proc.stdout
 
 
+LOOSENED = [
+    ("G1", "min_diff_pct", 10.0),
+    ("G2", "ci_min_arrivals", 50),
+    ("G4", "repetitions", 1),
+    ("G4", "healthy_latency_s", 30.0),
+    ("G4", "stable_s", 0.1),
+    ("G4", "steady_probes", 1),
+    ("G6", "tolerance", 0.5),
+    ("G6", "min_valid_log_share", 0.5),
+    ("G8", "min_section_words", 1),
+    ("PB", "repetitions", 1),
+    ("E2E", "pixel_tolerance", 255),
+]
+
+
+@pytest.mark.parametrize(("gate", "key", "value"), LOOSENED, ids=[f"{g}.{k}" for g, k, _ in LOOSENED])
+def test_every_judging_threshold_has_a_limit(gate: str, key: str, value: float) -> None:
+    """Loosening any of these G1/G2/G4/G6/G8/PB/E2E thresholds in certify.toml is a blocking deviation."""
+    data = load_config(GUARDIAN).model_dump(mode="json", exclude_none=True)
+    data["gates"].setdefault(gate, {})[key] = value
+    report = deviations(standard_policy(), parse_config(data, "certify.toml"), RunArgs("release", None, TODAY))
+    assert f"limit:gates.{gate}.{key}" in [d.id for d in report.blocking]
+
+
 def test_gates_subset_in_release_mode_is_a_deviation() -> None:
     """`--gates ID,G8` in release mode leaves nine required gates out, each a blocking deviation; in ci mode none."""
     release = cli("policy", "check", "--target", GUARDIAN, "--gates", "ID,G8")
@@ -237,7 +261,7 @@ def test_policy_show_names_the_standard_policy() -> None:
     """`certify policy show` prints name, version, sha256 and the G4 ceiling of the standard policy."""
     proc = cli("policy", "show")
     assert proc.returncode == 0
-    assert proc.stdout.startswith(f"policy standard 1 (sha256 {standard_policy().sha256})")
+    assert proc.stdout.startswith(f"policy standard 2 (sha256 {standard_policy().sha256})")
     assert "gates.G4.recovery_budget_s <= 60" in proc.stdout
 
 
@@ -272,12 +296,12 @@ def test_release_run_with_a_lowered_floor_names_it_on_the_certificate(tmp_path: 
     out = tmp_path / "pack"
     proc = cli("run", "--target", target, "--mode", "release", "--gates", "ID", "--out", out)
     assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert "NOT CERTIFIABLE under policy standard 1" in proc.stdout
+    assert "NOT CERTIFIABLE under policy standard 2" in proc.stdout
     assert proc.stdout.index("BLOCKING limit:gates.G1.min_overall_line_pct") < proc.stdout.index("plan (release")
     page = (out / "production_readiness_certificate.md").read_text(encoding="utf-8")
     first_screen = "\n".join(page.splitlines()[:20])
     assert "## Verdict: **NOT CERTIFIED**" in first_screen
-    assert f"policy **standard 1**, sha256 {standard_policy().sha256}" in first_screen
+    assert f"policy **standard 2**, sha256 {standard_policy().sha256}" in first_screen
     assert (
         "limit:gates.G1.min\\_overall\\_line\\_pct" in first_screen
         or "limit:gates.G1.min_overall_line_pct" in first_screen
