@@ -400,6 +400,16 @@ def test_log_flood(healing: Healing) -> None:
     assert persisted(instance, "log_level") == "DEBUG"
     httpx.post(f"{instance.base_url}/ui/settings", data={"log_level": "INFO"}, timeout=10)
     assert persisted(instance, "log_level") == "INFO"
+    # The flood's 3000 tasks are left to this module's shared instance: drained here, or on a busy
+    # machine they are still queued seconds later and the healer opens a queue-backlog incident
+    # (1521 queued, oldest 5 s) before test_queue_backlog has injected anything.
+    assert wait_for(lambda: unfinished(instance) == 0, 90, 0.5), f"{unfinished(instance)} left"
+
+
+def unfinished(instance: Instance) -> int:
+    """Tasks of the instance still queued or running."""
+    sql = "SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')"
+    return int(query(instance, sql)[0][0])
 
 
 def test_settings_drift_tier3_needs_approval_and_window(healing: Healing) -> None:
@@ -435,6 +445,8 @@ def test_settings_drift_tier3_needs_approval_and_window(healing: Healing) -> Non
 def test_queue_backlog_tier2_scales_within_bounds(healing: Healing) -> None:
     """Tier 2: waits for approval, then adds 2 workers; rollback restores the count."""
     instance = healing.instance
+    # Earlier tests' work must not be the backlog (it would open the incident before the injection).
+    assert wait_for(lambda: unfinished(instance) == 0, 60, 0.5), f"{unfinished(instance)} left"
     before = healing.last_incident_id("queue-backlog")
     # The backlog counts from the first tick after the injection (min_age_s 0; default 5 s): the
     # 2 workers drain 150 tasks of 250 ms below 40 in ~14 s, and detection and approval must
