@@ -31,7 +31,7 @@ from harness.lifecycle import Instance
 
 SAMPLE_S = 0.25
 #: Shortest control window beside the dry-run (seconds with no dry-run, to see the fault's own churn).
-CONTROL_S = 1.0
+CONTROL_S = 0.3
 
 
 def window_epochs(policy: PlaybookPolicy, now: float | None = None) -> tuple[float, float]:
@@ -196,11 +196,12 @@ class PlaybookRun:
                 return
             ledger.pause()
             try:
-                time.sleep(0.3)  # in-flight work settles; workers still run, their files are volatile
                 # Control windows without a dry-run, before and after it, at least as long as its own:
                 # what changes in them is the fault's own churn (a poison task keeps crashing workers).
+                # The first is the settling pause the dry-run always had: the hold stays short, or a
+                # fault that clears itself (poison: the task fails for good) is gone before release.
                 control_before = self.snapshot()
-                time.sleep(CONTROL_S)
+                time.sleep(CONTROL_S)  # in-flight work settles; workers still run, their files are volatile
                 before = self.snapshot()
                 before["probes"] = self.sample(self.rollback_names)["obs"]
                 started = time.monotonic()
