@@ -18,6 +18,7 @@ import collections
 import datetime as dt
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -133,8 +134,15 @@ def intermittent(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM ends the benchmark like Ctrl-C, so its scratch TMPDIR is still removed."""
+    del signum, frame
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Run the repetitions and print the figures; 1 when any gate FAILed or errored in any run."""
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="?", type=int, default=5, help="how many certify runs (default 5)")
     parser.add_argument("--gates", default="", help="repeat only these gates (comma-separated), e.g. PB")
