@@ -67,9 +67,16 @@ def one_run(args: argparse.Namespace, index: int, out_root: Path, tmp: Path) -> 
     env = {**os.environ, "CI": "true", "TMPDIR": str(tmp)}
     start = time.perf_counter()
     with (out_root / f"run-{index:02d}.log").open("wb") as log:
-        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=args.timeout_s, check=False)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            returncode = proc.wait(timeout=args.timeout_s)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            # The run stops its own children and removes its work dir on SIGTERM; SIGKILL would not.
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+            raise
     wall = time.perf_counter() - start
-    run: dict[str, Any] = {"index": index, "wall_s": wall, "exit": done.returncode, "gates": {}}
+    run: dict[str, Any] = {"index": index, "wall_s": wall, "exit": returncode, "gates": {}}
     results_file = out / "results.json"
     selected = set(args.gates.split(",")) if args.gates else None
     if results_file.exists():
