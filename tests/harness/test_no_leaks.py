@@ -16,23 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness.packs import PLUGINS, certify_argv, certify_env, committed_copy, guardian_copy
+from tests.harness.packs import PLUGINS, certify_argv, certify_env, guardian_copy
 
 pytestmark = pytest.mark.integration
 
 LEAKY_PLUGINS = f"{PLUGINS},tests.fixtures.plugins.leaky_gates"
-
-
-@pytest.fixture(scope="module")
-def sleepy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A committed copy of the sleepy fixture target."""
-    return committed_copy("sleepy", tmp_path_factory.mktemp("target") / "sleepy")
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One venv cache for the module, so the bare venv is created once."""
-    return tmp_path_factory.mktemp("venvs")
 
 
 @pytest.fixture

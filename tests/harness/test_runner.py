@@ -12,21 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.harness.packs import certify_argv, certify_env, committed_copy
+from tests.harness.packs import certify_argv, certify_env
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sleepy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A committed copy of the sleepy fixture target."""
-    return committed_copy("sleepy", tmp_path_factory.mktemp("target") / "sleepy")
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One venv cache for the module, so the bare venv is created once."""
-    return tmp_path_factory.mktemp("venvs")
 
 
 def _results(pack: Path) -> dict[str, dict[str, object]]:
