@@ -27,6 +27,7 @@ class Request(Spec):
     method: Literal["GET", "POST", "PUT", "DELETE"] = "GET"
     path: str = Field(description="Path with placeholders such as {id}, {incident_id}, {approval_id}, {request_id}.")
     body: dict[str, Any] | None = Field(None, description="JSON body (playbook options are merged into inject).")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Seconds to wait for the answer before recording an error.")
 
 
 class TargetApi(Spec):
@@ -37,7 +38,9 @@ class TargetApi(Spec):
     id_field: str = "id"
     tier_field: str = "tier"
     fault_field: str = Field("fault", description="Field describing the injected fault (reported only).")
-    inject: Request = Request(method="POST", path="/api/guardian/faults/{id}")
+    # An injector may wait for the target to be quiet enough to plant its fault (a WAL to empty
+    # under load): its answer gets longer than an ordinary API call.
+    inject: Request = Request(method="POST", path="/api/guardian/faults/{id}", timeout_s=20.0)
     dry_run: Request = Request(method="POST", path="/api/guardian/playbooks/{id}/dry-run")
     incidents: Request = Request(path="/api/guardian/incidents?limit=1000")
     incidents_items: str = "incidents"

@@ -27,7 +27,7 @@ def call(port: int, request: Request, values: dict[str, Any] | None = None, body
     """One HTTP request to 127.0.0.1:port; returns {status, body, error, at}; never raises."""
     path = request.path.format_map({key: str(value) for key, value in (values or {}).items()})
     payload = body if body is not None else request.body
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=request.timeout_s)
     started = time.time()
     try:
         data = None if payload is None else json.dumps(payload).encode()

@@ -1,7 +1,7 @@
 """Task kinds: payload validation at submission and execution in a worker.
 
-* ``orchestrate`` — many light tasks: plans ``steps`` sub-steps (hashing each step descriptor)
-  and waits ``cost_ms`` in total, standing in for waiting on sub-agents.
+* ``orchestrate`` — many light tasks: plans ``steps`` sub-steps (hashing each step descriptor,
+  one DEBUG line per step) and waits ``cost_ms`` in total, standing in for waiting on sub-agents.
 * ``compute`` — CPU-bound: chains SHA-256 for ``cost_ms`` of wall time, standing in for speech
   processing. It checkpoints every few milliseconds so heartbeats and shutdown still work.
 * ``dependency`` — calls the upstream service through the retrying, circuit-broken client.
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 from guardian.dependency import UpstreamClient
 from guardian.errors import InvalidTaskError, PermanentTaskError
 from guardian.settings import Settings
+
+log = logging.getLogger("guardian.kinds")
 
 MAX_TEXT_CHARS = 256
 MAX_BODY_BYTES = 16 * 1024
@@ -88,6 +91,7 @@ def _orchestrate(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     for step in range(steps):
         ctx.checkpoint()
         digest.update(f"step-{step}".encode())
+        log.debug("orchestrate step planned", extra={"step": step + 1, "steps": steps})
         if per_step_s > 0:
             time.sleep(per_step_s)
     return {"steps": steps, "cost_ms": cost_ms, "plan_digest": digest.hexdigest()[:16]}

@@ -269,8 +269,8 @@ def test_dependency_rate_limited(healing: Healing) -> None:
     # The storm is real: the upstream itself counts 429s (polled, not a fixed 3 s window).
     assert wait_for(lambda: control(healing)["by_status"].get("429", 0) >= first_429s + 3, 15)
     incident = healed(healing, "dependency-rate-limited", before)
-    # The upstream's own count agrees with the playbook's healed claim (below max_429_per_min, 30/min),
-    # over 10 s: in 4 s two 429s of two paced workers landing in one quota second already read 0.5/s.
+    # The upstream's own count agrees with the playbook's healed claim (below max_429_per_min,
+    # 30/min), over 10 s: in 4 s two 429s of two paced workers in one quota second read 0.5/s.
     assert rejected_per_s(healing, 10.0) < 0.5
     assert query(instance, "SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0] == 0
     assert healing.rollback(incident["id"])["status"] == "done"

@@ -117,7 +117,7 @@ class LogFlood(BasePlaybook):
             ParamSpec("max_bytes_per_s", int, 20_000, 1000, 1 << 40, "log growth budget"),
             ParamSpec("window_s", int, 2, 1, 600, "measurement window"),
         ),
-        fault="sets log_level DEBUG and submits 3000 light tasks",
+        fault="sets log_level DEBUG and submits 300 light tasks of 10 steps (11 DEBUG lines each)",
     )
 
     def _rate(self, env: HealEnv, window_s: int) -> float:
@@ -167,23 +167,27 @@ class LogFlood(BasePlaybook):
         return PlaybookOutcome(True, f"log_level back to {previous}")
 
     def inject(self, env: HealEnv, options: dict[str, Any]) -> dict[str, Any]:
-        """DEBUG plus a stream of light tasks (each completion logs at DEBUG).
+        """DEBUG plus a stream of light tasks (each step and each completion logs at DEBUG).
 
         The tasks are scheduled evenly over `spread_s` seconds, starting after the processes have
         applied the new level (they re-read settings within two seconds): a flood is sustained
-        log growth, not one burst that a fast worker clears before DEBUG is even in effect.
+        log growth, not one burst that a fast worker clears before DEBUG is even in effect. Few
+        tasks of many steps (30 tasks/s by default, about 70 kB/s of log at DEBUG) flood the log
+        without queueing work faster than a loaded host drains it: 3000 one-step tasks did, and
+        the queue-backlog playbook fired during the flood.
         """
         settings_mod.save(env.store(), {"log_level": "DEBUG"})
-        count = int(options.get("count", 3000))
+        count = int(options.get("count", 300))
+        steps = int(options.get("steps", 10))
         spread_s = float(options.get("spread_s", 10.0))
         start = time.time() + 2.5
-        payload = json.dumps({"steps": 1, "cost_ms": 0})
+        payload = json.dumps({"steps": steps, "cost_ms": 0})
         rows: list[tuple[str, str, str, int, float, str | None, float | None]] = [
             ("orchestrate", payload, "queued", 0, start + spread_s * i / count, None, None)
             for i in range(count)
         ]
         insert_task_rows(env, rows)
-        return {"log_level": "DEBUG", "submitted": count, "spread_s": spread_s}
+        return {"log_level": "DEBUG", "submitted": count, "steps": steps, "spread_s": spread_s}
 
 
 class CircuitStuckOpen(BasePlaybook):

@@ -228,12 +228,21 @@ class DamagedIndex(BasePlaybook):
         overwritten, so no committed frame of that page is waiting in the WAL to cover it up.
         """
         index = str(options.get("index", "tasks_kind_created"))
-        deadline = time.monotonic() + 4.0  # bounded: a reader that never ends blocks TRUNCATE
-        with raw_connection(env, timeout_s=0.2) as conn:
+        # Bounded: a reader that never ends blocks TRUNCATE. Under a loaded machine readers and
+        # writers are slow, and a writer queued behind the checkpoint often takes the write lock
+        # before this connection does; 15 s of attempts is enough for a busy 2-core host (4 s once
+        # failed there), and the harness waits 20 s for an inject to answer.
+        deadline = time.monotonic() + 15.0
+        attempts = 0
+        with raw_connection(env, timeout_s=1.0) as conn:
             while not self._empty_wal_locked(env, conn):
+                attempts += 1
                 if time.monotonic() > deadline:
-                    return {"error": "the WAL could not be emptied (a reader holds it)"}
-                time.sleep(0.02)
+                    return {
+                        "error": f"the WAL could not be emptied in 15 s ({attempts} attempts): "
+                        "readers or writers kept it busy"
+                    }
+                time.sleep(0.02 + 0.03 * (attempts % 3))
             try:
                 pages = conn.execute(
                     "SELECT pageno, pagetype FROM dbstat WHERE name = ? ORDER BY pageno", (index,)
@@ -248,7 +257,13 @@ class DamagedIndex(BasePlaybook):
                     os.fsync(handle.fileno())
             finally:
                 conn.execute("ROLLBACK")
-        return {"index": index, "page": page, "page_size": size, "index_pages": len(pages)}
+        return {
+            "index": index,
+            "page": page,
+            "page_size": size,
+            "index_pages": len(pages),
+            "wal_attempts": attempts + 1,
+        }
 
     @staticmethod
     def _empty_wal_locked(env: HealEnv, conn: sqlite3.Connection) -> bool:
