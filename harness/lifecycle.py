@@ -36,11 +36,26 @@ def target_env(extra: dict[str, str] | None = None, venv: Path | None = None) ->
     return env
 
 
+_ISSUED_PORTS: set[int] = set()
+_PORT_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago and that this process never handed out before.
+
+    Gates start instances side by side; the kernel may offer a port just released by another
+    gate's probe socket, so two instances could be told the same port and one would fail to bind
+    (a false FAIL). Each port is handed out once per harness process.
+    """
+    with _PORT_LOCK:
+        for _ in range(64):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _ISSUED_PORTS:
+                _ISSUED_PORTS.add(port)
+                return port
+    raise TargetError("no free TCP port on 127.0.0.1 that was not already handed out in this run")
 
 
 def fill(template: str, values: dict[str, str]) -> str:

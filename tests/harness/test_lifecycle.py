@@ -361,3 +361,9 @@ def test_missing_tool_is_tool_missing_error(registry: RecordingRegistry, tmp_pat
             ["no-such-tool-xyz"], cwd=tmp_path, env=target_env(), timeout_s=5, registry=registry,
             stdout_path=tmp_path / "o.txt", stderr_path=tmp_path / "e.txt",
         )
+
+
+def test_free_port_never_hands_out_the_same_port_twice() -> None:
+    """Ports handed out side by side in one process are all different, even when released at once."""
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
