@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.config import CertifyConfigBase, parse_config, resolved_json
 from harness.errors import ConfigError
-from harness.policy import Limit, LoadedPolicy, PolicyError, PolicyWaiver
+from harness.policy import LoadedPolicy, PolicyError, PolicyWaiver
+from harness.policy_limits import LimitMiss, limit_misses, same_value, value_text
 from harness.registry import catalogue
 
 DEVIATIONS_FORMAT = "release-harness-deviations/1"
 DEVIATIONS_FILE = "deviations.json"
 Kind = Literal["limit", "required-gate", "gates-subset", "mode", "not-applicable", "requested-waiver"]
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -128,117 +128,24 @@ def _requirements_of(gate: str | None) -> tuple[str, ...]:
     return known[gate][1] if gate in known else ()
 
 
-def _gate_of(key: str, limit: Limit) -> str | None:
-    """The gate a limit key belongs to: explicit, `gates.<id>.`, or G7 for bootstrap.*."""
-    if limit.gate is not None:
-        return limit.gate
-    parts = key.split(".")
-    if parts[0] == "gates" and len(parts) > 1:
-        return parts[1]
-    return "G7" if parts[0] == "bootstrap" else None
-
-
-def _expand(data: Any, parts: list[str], key: str, shown: str = "") -> list[tuple[str, tuple[Any, ...], Any]]:
-    """(shown key, concrete path, value) for every match of a dotted key with `*` wildcards."""
-    if not parts:
-        return [(shown, (), data)]
-    head, rest = parts[0], parts[1:]
-    if data is None:
-        return []  # an optional section left out (e.g. no [bootstrap]): nothing to bound
-    items: list[tuple[Any, str]]
-    if head == "*":
-        if isinstance(data, dict):
-            items = [(name, str(name)) for name in data]
-        elif isinstance(data, list):
-            items = [
-                (i, str(item.get("id") or item.get("name") or i)) if isinstance(item, dict) else (i, str(i))
-                for i, item in enumerate(data)
-            ]
-        else:
-            return []
-    else:
-        if not isinstance(data, dict) or head not in data:
-            msg = f"policy limit {key!r}: certify.toml has no key {head!r} there"
-            raise PolicyError(msg, hint="`certify schema` lists every key of certify.toml")
-        items = [(head, head)]
+def _limit_deviations(loaded: LoadedPolicy, data: dict[str, Any]) -> list[tuple[Deviation, LimitMiss]]:
+    """Every target value looser than its limit, as a deviation with the miss it comes from."""
     found = []
-    for step, label in items:
-        label_text = f"[{label}]" if head == "*" else (f".{label}" if shown else label)
-        for text, path, value in _expand(data[step], rest, key, shown + label_text):
-            found.append((text, (step, *path), value))
-    return found
-
-
-def _number(value: Any) -> bool:
-    """A JSON number that is not a boolean."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _meets(limit: Limit, value: Any, key: str) -> bool:
-    """Whether a target value is within the limit; a limit of the wrong type for the key is a PolicyError."""
-    if limit.floor is not None or limit.ceiling is not None:
-        if not _number(value):
-            msg = f"policy limit {key!r}: a {limit.kind} needs a numeric key, certify.toml has {value!r}"
-            raise PolicyError(msg)
-        number = float(value)
-        return number >= limit.floor if limit.floor is not None else number <= float(limit.ceiling or 0)
-    if limit.equals is not None:
-        return _same(value, limit.equals)
-    if limit.one_of is not None:
-        return any(_same(value, option) for option in limit.one_of)
-    if not isinstance(value, list):
-        msg = f"policy limit {key!r}: `includes` needs a list key, certify.toml has {value!r}"
-        raise PolicyError(msg)
-    return all(any(_same(item, wanted) for item in value) for wanted in limit.includes or ())
-
-
-def _same(value: Any, wanted: Any) -> bool:
-    """Equality that keeps booleans apart from numbers."""
-    return isinstance(value, bool) == isinstance(wanted, bool) and value == wanted
-
-
-def _strict_value(limit: Limit, value: Any) -> Any:
-    """The value a gate is judged against when the target's is looser: the policy's bound."""
-    if limit.floor is not None or limit.ceiling is not None:
-        bound = limit.floor if limit.floor is not None else limit.ceiling
-        return int(bound) if isinstance(value, int) and float(bound).is_integer() else bound  # type: ignore[arg-type]
-    if limit.equals is not None:
-        return limit.equals
-    if limit.one_of is not None:
-        return limit.one_of[-1]
-    return [*value, *(w for w in limit.includes or () if not any(_same(i, w) for i in value))]
-
-
-def _value_text(value: Any) -> str:
-    """A target value as printed."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_value_text, value)) + "]"
-    return str(value)
-
-
-def _limit_deviations(loaded: LoadedPolicy, data: dict[str, Any]) -> list[tuple[Deviation, tuple[Any, ...], Any]]:
-    """Every target value looser than its limit, with the concrete path and the strict value."""
-    found = []
-    for key, limit in loaded.policy.limits.items():
-        gate = _gate_of(key, limit)
-        for shown, path, value in _expand(data, key.split("."), key):
-            if value is None or _meets(limit, value, key):
-                continue
-            deviation = Deviation(
-                id=f"limit:{shown}",
-                kind="limit",
-                gate=gate,
-                requirements=_requirements_of(gate),
-                what=f"{shown} = {_value_text(value)} is looser than the policy's {limit.text()}"
-                + (f" ({limit.why})" if limit.why else ""),
-                policy_limit=limit.text(),
-                target_value=_value_text(value),
-                value=value,
-                policy_key=key,
-            )
-            found.append((deviation, path, _strict_value(limit, value)))
+    for miss in limit_misses(loaded, data):
+        limit = miss.limit
+        deviation = Deviation(
+            id=f"limit:{miss.shown}",
+            kind="limit",
+            gate=miss.gate,
+            requirements=_requirements_of(miss.gate),
+            what=f"{miss.shown} = {value_text(miss.value)} is looser than the policy's {limit.text()}"
+            + (f" ({limit.why})" if limit.why else ""),
+            policy_limit=limit.text(),
+            target_value=value_text(miss.value),
+            value=miss.value,
+            policy_key=miss.key,
+        )
+        found.append((deviation, miss))
     return found
 
 
@@ -370,18 +277,11 @@ def _why_not(waiver: PolicyWaiver, deviation: Deviation | None, target: str, day
             "a limit waiver must state the exact value it accepts (value = ...)",
         ),
         (
-            waiver.value is not None and not _same_value(waiver.value, deviation.value),
-            f"it accepts value {_value_text(waiver.value)}; certify.toml has {deviation.target_value}",
+            waiver.value is not None and not same_value(waiver.value, deviation.value),
+            f"it accepts value {value_text(waiver.value)}; certify.toml has {deviation.target_value}",
         ),
     ]
     return next((why for failed, why in checks if failed), None)
-
-
-def _same_value(accepted: Any, value: Any) -> bool:
-    """Waiver value equality (a TOML array against a JSON list)."""
-    if isinstance(accepted, tuple | list) and isinstance(value, list):
-        return len(accepted) == len(value) and all(_same(a, b) for a, b in zip(accepted, value, strict=True))
-    return _same(value, accepted) or (_number(accepted) and _number(value) and accepted == value)
 
 
 def _apply_waivers(
@@ -425,7 +325,7 @@ def _allowed_na(loaded: LoadedPolicy, config: CertifyConfigBase) -> dict[str, st
 def deviations(loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs) -> DeviationReport:
     """Every deviation of (certify.toml, run arguments) from the policy, waivers applied; pure."""
     allowed = _allowed_na(loaded, config)
-    found = [d for d, _, _ in _limit_deviations(loaded, resolved_json(config))]
+    found = [d for d, _ in _limit_deviations(loaded, resolved_json(config))]
     found += _gate_deviations(loaded, config, args, allowed)
     requested, granted = _requested_waivers(loaded, config, args.run_date)
     found += requested
@@ -458,9 +358,9 @@ def effective_config(loaded: LoadedPolicy, config: CertifyConfigBase, report: De
     data = copy.deepcopy(resolved_json(config))
     waived = {d.id for d in report.deviations if not d.blocking}
     clamped = {key for key, limit in loaded.policy.limits.items() if limit.clamp}
-    for deviation, path, strict in _limit_deviations(loaded, resolved_json(config)):
+    for deviation, miss in _limit_deviations(loaded, resolved_json(config)):
         if deviation.id not in waived and deviation.policy_key in clamped:
-            _set(data, path, strict)
+            _set(data, miss.path, miss.strict)
     data["certificate"]["required_gates"] = list(report.required_gates)
     data["waivers"] = [
         {
