@@ -22,10 +22,11 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 # arriving then must still end in "interrupted" (130), not in death by signal.
 signal.signal(signal.SIGTERM, _interrupted)
 try:
-    from harness import __version__, policy_cli
+    from harness import __version__, attest_cli, policy_cli
     from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
     from harness.config import json_schema
     from harness.errors import HarnessError, UsageError
+    from harness.evidence import ATTESTATIONS
     from harness.policy import load_policy
     from harness.policy_cli import add_policy_parser as _add_policy_parser
     from harness.progress import make_reporter
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the certifier's policy file (default: the standard policy shipped with the harness)",
     )
+    attest_cli.add_sign_key_argument(run)
     run.add_argument(
         "--plan", action="store_true", help="print the plan (gates, profiles, durations) and exit without running"
     )
@@ -160,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--policy", type=Path, default=None, help="re-judge under this policy file (default: the pack's own copy)"
     )
+    attest_cli.add_key_arguments(verify)
+    attest_cli.add_attest_parsers(sub)
     _add_policy_parser(sub)
     e2e = sub.add_parser("e2e", help="E2E helpers: refresh the target's visual baselines on purpose")
     e2e.add_argument(
@@ -193,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         cache_dir=cache.resolve(),
         policy=args.policy,
+        signer=None if args.plan else attest_cli.run_signer(args),
     )
     if args.plan:
         from harness.plan import make_plan  # noqa: PLC0415
@@ -207,6 +212,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
     print(f"pack: {outcome.pack_root}")
+    if options.signer is not None and outcome.complete:
+        print(f"signed: {outcome.pack_root / ATTESTATIONS} (key id {options.signer.public_key.keyid})")
     if not outcome.complete:
         print("run interrupted: pack marked INCOMPLETE, no certificate written", file=sys.stderr)
     elif runner.deviations.blocking:
@@ -221,6 +228,7 @@ def _run(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     """Certify verify PACK."""
     report = verify_pack(args.pack, load_policy(args.policy) if args.policy is not None else None)
+    attest_cli.check_signatures(args, report)
     for problem in report.problems:
         print(problem)
     if report.ok:
@@ -275,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "schema": _schema,
             "policy": policy_cli.policy_command,
             "advisory-db": advisory_db_command,
+            "keygen": attest_cli.keygen_command,
+            "verify-attestation": attest_cli.verify_attestation_command,
         }
         return commands[args.command](args)
     except HarnessError as exc:

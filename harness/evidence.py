@@ -23,6 +23,8 @@ RENDERED = (
     "merge_gate_report.md",
     "merge_gate_report.html",
 )
+#: One signed DSSE envelope per line, written after the manifest and the certificate (it signs both).
+ATTESTATIONS = "attestations.intoto.jsonl"
 
 
 def dump_json(data: Any) -> bytes:
@@ -76,7 +78,7 @@ class EvidencePack:
     def _claim(self, relpath: str, owner: str) -> Path:
         """Check a relative path stays inside the pack and record who wrote it."""
         path = (self.root / relpath).resolve()
-        if not path.is_relative_to(self.root.resolve()) or relpath in (MANIFEST, *RENDERED):
+        if not path.is_relative_to(self.root.resolve()) or relpath in (MANIFEST, ATTESTATIONS, *RENDERED):
             msg = f"{relpath}: not a writable evidence path"
             raise PackError(msg)
         with self._lock:

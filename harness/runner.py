@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.config import CertifyConfigBase, canonical_digest, load_config, resolved_json
@@ -35,6 +35,9 @@ from harness.runrecord import declared_version, git_identity, harness_packages, 
 from harness.schedule import next_to_start, ordered, overlaps
 from harness.workdir import WorkDir
 
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner
+
 GRACE_S = 5.0
 POLL_S = 0.1
 
@@ -50,6 +53,8 @@ class RunOptions:
     jobs: int
     cache_dir: Path
     policy: Path | None = None
+    #: Signs the finished pack into attestations.intoto.jsonl (harness/attest_pack.py); None: unsigned.
+    signer: CryptoSigner | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +355,10 @@ class Runner:
         if complete:
             for name, data in render_reports(pack.root, digest).items():
                 pack.write_rendered(name, data)
+            if self.options.signer is not None:
+                from harness.attest_pack import sign_pack  # noqa: PLC0415 - protobuf loads only for signed runs
+
+                sign_pack(pack.root, self.options.signer)
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if step_summary:
             with Path(step_summary).open("a", encoding="utf-8") as handle:

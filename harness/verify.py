@@ -12,7 +12,7 @@ from harness.config import CertifyConfigBase, canonical_digest, parse_config
 from harness.decide import decide, not_implemented, not_selected, overall
 from harness.deviations import DEVIATIONS_FILE
 from harness.errors import ConfigError, PackError
-from harness.evidence import MANIFEST, RENDERED, sha256_file
+from harness.evidence import ATTESTATIONS, MANIFEST, RENDERED, sha256_file
 from harness.gate import Evidence
 from harness.model import GateResult
 from harness.policy import POLICY_COPY, LoadedPolicy
@@ -62,7 +62,7 @@ def _check_files(root: Path, manifest: dict[str, Any], report: VerifyReport) -> 
             report.problems.append(f"changed: {relpath} (sha256 differs from the manifest)")
     for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
         relpath = path.relative_to(root).as_posix()
-        if relpath not in files and relpath != MANIFEST and relpath not in RENDERED:
+        if relpath not in files and relpath not in (MANIFEST, ATTESTATIONS) and relpath not in RENDERED:
             report.problems.append(f"added: {relpath} (not in the manifest)")
 
 
