@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -13,6 +13,7 @@ from harness.errors import PackError
 from harness.model import Verdict
 
 if TYPE_CHECKING:
+    from harness.config import CertifyConfigBase
     from harness.context import GateContext, RunServices
     from harness.observer import Observer
 
@@ -92,6 +93,15 @@ class Gate(ABC):
 
     spec: ClassVar[GateSpec]
     policy_model: ClassVar[type[Policy]]
+
+    def policy_for(self, config: CertifyConfigBase) -> Policy:
+        """What `collect` and `evaluate` receive: the gate's certify.toml table from the (effective) config.
+
+        A gate whose verdict also rests on run-level parts of the config (G5: the finding waivers
+        the certifier's policy grants) adds them here, so `certify verify` recomputes its verdict
+        under whichever policy the auditor brings.
+        """
+        return cast(Policy, config.policy(self.spec.id))
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """Expected wall time of `collect` for the plan printed before a run."""

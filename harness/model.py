@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,6 +75,24 @@ class Verdict(BaseModel):
         """Shorthand for a verdict with reasons given positionally."""
         return cls(status=status, reasons=tuple(reasons), **kwargs)
 
+    def difference(self, recorded: Verdict) -> str:
+        """What tells this (recomputed) verdict from a recorded one, in one line: reasons gained, lost, details."""
+        gained = [reason for reason in self.reasons if reason not in recorded.reasons]
+        lost = [reason for reason in recorded.reasons if reason not in self.reasons]
+        parts = [f"now: {_clip(reason, 160)}" for reason in gained[:2]]
+        parts += [f"no longer: {_clip(reason, 160)}" for reason in lost[:2]]
+        if self.measurements != recorded.measurements:
+            parts.append("measurements differ")
+        changed = sorted(
+            k for k in self.details.keys() | recorded.details.keys() if self.details.get(k) != recorded.details.get(k)
+        )
+        parts += [
+            f"details.{key}: {_clip(_json(recorded.details.get(key)), 100)} -> "
+            f"{_clip(_json(self.details.get(key)), 100)}"
+            for key in changed[:2]
+        ]
+        return "; ".join(parts) or "status differs"
+
 
 class GateResult(BaseModel):
     """A verdict as recorded in results.json, with the run facts that evaluate cannot know."""
@@ -87,6 +106,19 @@ class GateResult(BaseModel):
     verdict: Verdict
     duration_s: float
     evidence: tuple[str, ...] = ()
+
+
+def _clip(text: str, limit: int) -> str:
+    """Text cut to about `limit` characters in the middle, so its end (often an id in brackets) survives."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]}"
+
+
+def _json(value: Any) -> str:
+    """A detail value as compact JSON, for a one-line difference."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def worst(statuses: list[Status]) -> Status:

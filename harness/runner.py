@@ -262,7 +262,7 @@ class Runner:
         gate_services = RunServices(**{**services.__dict__, "cancel": cancel})
         ctx = GateContext(entry.gate.spec, gate_services)
         gate_run = _GateRun(entry=entry, gate=entry.gate, ctx=ctx, cancel=cancel, started=time.monotonic())
-        policy = self.config.policy(entry.gate_id)
+        policy = entry.gate.policy_for(self.config)
         gate_run.thread = threading.Thread(
             target=_collect,
             args=(entry.gate, ctx, policy, gate_run.record),
@@ -307,7 +307,7 @@ class Runner:
         record = dict(gate_run.record) or {"outcome": "error", "reason": "collect ended without a record"}
         gate_run.ctx.write_json(COLLECT_RECORD, record)
         evidence = Evidence(services.pack.root, gate_id, services.pack.files_of(gate_id))
-        verdict = decide(gate_run.gate, evidence, self.config.policy(gate_id))
+        verdict = decide(gate_run.gate, evidence, gate_run.gate.policy_for(self.config))
         duration = time.monotonic() - gate_run.started
         if gate_id in self.timeline:
             self.timeline[gate_id]["end_s"] = round(time.monotonic() - self._t0, 3)

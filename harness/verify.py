@@ -123,11 +123,11 @@ def _check_verdicts(
             expected = not_implemented(result.gate, str(run.get("harness_version")))
         else:
             files = tuple(sorted(path for path, owner in owners.items() if owner == result.gate))
-            expected = decide(gate, Evidence(root, result.gate, files), config.policy(result.gate))
+            expected = decide(gate, Evidence(root, result.gate, files), gate.policy_for(config))
         if expected != result.verdict:
             report.problems.append(
                 f"verdict of {result.gate} differs: recorded {result.verdict.status.value}, "
-                f"recomputed {expected.status.value} ({'; '.join(expected.reasons)[:200]})"
+                f"recomputed {expected.status.value} ({expected.difference(result.verdict)})"
             )
     complete = run.get("state") == "COMPLETE"
     recomputed = overall(results, config.certificate.required_gates, str(run.get("mode")), complete, blocking_ids)

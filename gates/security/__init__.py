@@ -14,11 +14,13 @@ import importlib.util
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gates.security import inventory, licences, report, sarif, sast, sbom, secret_scan, vulns
 from gates.security.policy import (
     EvidenceReader,
+    GrantedWaiver,
+    JudgedSecurityPolicy,
     Judgement,
     ScanResult,
     SecurityPolicy,
@@ -30,6 +32,9 @@ from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict
+
+if TYPE_CHECKING:
+    from harness.config import CertifyConfigBase
 
 CONTEXT = "context.json"
 INSTALL_HINT = (
@@ -88,8 +93,13 @@ def _outputs(reader: EvidenceReader) -> ScanResult:
 
 
 def assess_all(reader: EvidenceReader, policy: SecurityPolicy) -> tuple[list[ScanResult], Judgement]:
-    """Every scanner's result and the waivers applied to their findings (pure)."""
+    """Every scanner's result and the policy's granted waivers applied to their findings on the run's date (pure).
+
+    The waivers are the policy's (a JudgedSecurityPolicy), never the evidence's: a context.json from
+    an older pack may still list the waivers of its run, and they are ignored.
+    """
     context = reader.read_json(CONTEXT)
+    waivers = policy.waiver_entries() if isinstance(policy, JudgedSecurityPolicy) else []
     results = [
         sast.assess(reader, policy),
         vulns.assess(reader, policy, context),
@@ -98,7 +108,7 @@ def assess_all(reader: EvidenceReader, policy: SecurityPolicy) -> tuple[list[Sca
         licences.assess(reader, policy, context),
     ]
     findings = [f for r in results for f in r.findings]
-    judgement = apply_waivers(findings, context["waivers"], dt.date.fromisoformat(context["run_date"]))
+    judgement = apply_waivers(findings, waivers, dt.date.fromisoformat(context["run_date"]))
     return results, judgement
 
 
@@ -113,6 +123,16 @@ class SecurityGate(Gate):
         documents=(report.DOCUMENT, sbom.DOCUMENT, sarif.DOCUMENT),
     )
     policy_model: ClassVar[type[Policy]] = SecurityPolicy
+
+    def policy_for(self, config: CertifyConfigBase) -> Policy:
+        """`[gates.G5]` plus the G5 finding waivers of the (effective) config: the policy's, for this target."""
+        granted = tuple(
+            GrantedWaiver(finding=w.finding, reason=w.reason, owner=w.owner, expires=w.expires)
+            for w in config.waivers
+            if w.gate == "G5"
+        )
+        table = config.policy(self.spec.id)
+        return JudgedSecurityPolicy.model_validate({**table.model_dump(), "waivers": granted})
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """Five tool runs plus the target's venv, which is usually cached."""
@@ -149,7 +169,7 @@ class SecurityGate(Gate):
 
     @staticmethod
     def _context(ctx: GateContext, tools: dict[str, str]) -> dict[str, Any]:
-        """Facts evaluate needs and cannot know: run date, mode, the target's own name, the G5 waivers."""
+        """Facts evaluate needs and cannot know: run date, mode, the target's own name (waivers: the policy's)."""
         target = ctx.target_dir
         dependency_file = next(
             (n for n in ("pyproject.toml", "requirements.txt", "setup.py") if (target / n).is_file()), None
@@ -160,7 +180,6 @@ class SecurityGate(Gate):
             "target_project": _project_name(target, ctx.config.target.name),
             "dependency_file": dependency_file,
             "tools": tools,
-            "waivers": [w.model_dump(mode="json") for w in ctx.config.waivers if w.gate == "G5"],
         }
 
     @staticmethod

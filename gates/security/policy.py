@@ -128,6 +128,29 @@ class SecurityPolicy(Policy):
         return Severity(self.fail_on)
 
 
+class GrantedWaiver(Policy):
+    """A G5 finding waiver the certifier's policy grants this target (never one from certify.toml)."""
+
+    finding: str = Field(description="Finding id or alias it accepts (case-insensitive).")
+    reason: str = Field(description="Why, with who approved it.")
+    owner: str = Field(description="Who owns the accepted risk.")
+    expires: dt.date = Field(description="Last day it is honoured.")
+
+
+class JudgedSecurityPolicy(SecurityPolicy):
+    """What G5's collect and evaluate receive: the `[gates.G5]` thresholds plus the policy's granted waivers.
+
+    The waivers come from the policy the verdict is computed under, not from the evidence, so
+    `certify verify --policy AUDITOR` re-judges the same findings against the auditor's waivers.
+    """
+
+    waivers: tuple[GrantedWaiver, ...] = Field((), description="Finding waivers granted by the certifier's policy.")
+
+    def waiver_entries(self) -> list[dict[str, Any]]:
+        """The waivers as apply_waivers reads them."""
+        return [waiver.model_dump(mode="json") for waiver in self.waivers]
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem a scanner reported, normalised; never holds a secret's value."""

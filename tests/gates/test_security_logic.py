@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from gates.security import cvss, licences, osv, sast, sbom, secret_scan, vulns
+from gates.security import SecurityGate, assess_all, cvss, licences, osv, sast, sbom, secret_scan, vulns
 from gates.security.policy import (
     Finding,
+    GrantedWaiver,
+    JudgedSecurityPolicy,
     ScanResult,
     SecurityPolicy,
     Severity,
@@ -22,6 +24,7 @@ from gates.security.policy import (
     severity_of,
     severity_of_score,
 )
+from harness.config import parse_config
 from harness.model import Status
 from tests.conftest import FIXTURE_TARGETS, DictView
 
@@ -418,6 +421,34 @@ def test_failed_detect_secrets_batch_and_git_listing_quote_no_output() -> None:
         "a detect-secrets batch of 3 files failed: detect-secrets exited 1 with an error message; "
         "its full output is in b.txt"
     )
+
+
+def test_g5_waivers_come_from_the_policy_given_not_from_the_evidence() -> None:
+    """A finding is waived under a policy granting it, counted under one that does not, whatever context.json says."""
+    dep = {"name": "Req", "version": "1", "vulns": [{"id": "PYSEC-9", "aliases": ["CVE-9"], "fix_versions": ["2"]}]}
+    view = audit_evidence([dep])
+    view.files["context.json"] = {**CONTEXT, "waivers": [waiver("CVE-9", "2099-01-01")]}  # an older pack's copy
+    granted = GrantedWaiver(finding="CVE-9", reason="accepted", owner="o@example.invalid", expires=dt.date(2099, 1, 1))
+    _, waived = assess_all(view, JudgedSecurityPolicy(waivers=(granted,)))
+    _, counted = assess_all(view, JudgedSecurityPolicy())
+    assert [f.id for f, _ in waived.waived] == ["vuln:req:PYSEC-9"]
+    assert [f.id for f in counted.unwaived] == ["vuln:req:PYSEC-9"]
+    expired = granted.model_copy(update={"expires": dt.date(2026, 11, 20)})
+    _, late = assess_all(view, JudgedSecurityPolicy(waivers=(expired,)))
+    assert "vuln:req:PYSEC-9" in [f.id for f in late.unwaived]
+
+
+def test_g5_policy_for_carries_the_configs_g5_waivers_only() -> None:
+    """SecurityGate.policy_for adds the (effective) config's G5 waivers to [gates.G5], leaving other gates' out."""
+    data = {
+        "target": {"name": "svc"},
+        "gates": {"G5": {"fail_on": "medium"}},
+        "waivers": [{**waiver("CVE-9", "2099-01-01"), "gate": "G5"}, {**waiver("X-1", "2099-01-01"), "gate": "G1"}],
+    }
+    policy = SecurityGate().policy_for(parse_config(data, "certify.toml"))
+    assert isinstance(policy, JudgedSecurityPolicy)
+    assert policy.fail_on == "medium"
+    assert [w.finding for w in policy.waivers] == ["CVE-9"]
 
 
 def test_pip_audit_vulnerability_becomes_a_default_severity_finding() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.model import Status, Verdict
 from tests.harness.packs import certify_argv, certify_env, committed_copy
 
 
@@ -103,3 +104,15 @@ def test_forged_verdict_is_recomputed_and_caught(pack: Path, tmp_path: Path) -> 
     done = _verify(copy)
     assert done.returncode == 1
     assert "verdict of ID differs: recorded PASS, recomputed FAIL" in done.stdout
+
+
+def test_verdict_difference_names_what_changed_and_keeps_a_long_reasons_end() -> None:
+    """A recomputed verdict's difference line lists reasons gained and lost, then changed details, ids intact."""
+    long_reason = "high: " + "x" * 300 + " [vuln:urllib3:PYSEC-2021-59]"
+    recorded = Verdict.of(Status.FAIL, "high: other [a]", details={"waived": 1})
+    recomputed = Verdict.of(Status.FAIL, "high: other [a]", long_reason, details={"waived": 0})
+    line = recomputed.difference(recorded)
+    assert line.startswith("now: high: xxx")
+    assert line.endswith("[vuln:urllib3:PYSEC-2021-59]; details.waived: 1 -> 0")
+    assert len(line) < 250
+    assert Verdict.of(Status.PASS).difference(Verdict.of(Status.FAIL)) == "status differs"
