@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURE_TARGETS, commit_all, copy_target, measurement, run_gate_verified
+from tests.conftest import FIXTURE_TARGETS, certify, commit_all, copy_target, measurement, run_gate_verified
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +113,25 @@ def test_credential_vulnerable_pin_and_gpl_fail_with_waivers_applied(tmp_path: P
     for path in out.rglob("*"):
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_verify_rejudges_g5_under_the_auditors_waivers(tmp_path: Path, cache_dir: Path) -> None:
+    """A pack judged with a waiver the auditor's policy lacks is a mismatch naming G5 and the finding; same: ok."""
+    out = tmp_path / "pack"
+    target = target_with(tmp_path, "sec-bad", FRESH_ENOUGH)
+    run_gate_verified("G5", target, out, cache_dir, "--policy", WAIVER_POLICY)
+    same = certify("verify", out, "--policy", WAIVER_POLICY)
+    assert same.returncode == 0, same.stdout + same.stderr
+    text = WAIVER_POLICY.read_text(encoding="utf-8")
+    live = text[text.index("[[waivers]]") : text.index("[[waivers]]", text.index("[[waivers]]") + 1)]
+    auditor = tmp_path / "auditor.toml"
+    auditor.write_text(text.replace(live, "").replace('name = "sec-bad-waivers"', 'name = "auditor"'), encoding="utf-8")
+    other = certify("verify", out, "--policy", auditor)
+    assert other.returncode == 1, other.stdout + other.stderr
+    assert "Traceback" not in other.stdout + other.stderr
+    (line,) = [problem for problem in other.stdout.splitlines() if problem.startswith("verdict of")]
+    assert line.startswith("verdict of G5 differs: recorded FAIL, recomputed FAIL (now: ")
+    assert "vuln:urllib3:PYSEC-2021-59" in line
 
 
 def test_waivers_in_certify_toml_alone_are_requested_not_honoured(tmp_path: Path, cache_dir: Path) -> None:
