@@ -68,14 +68,23 @@ class PolicyMeta(_Table):
         return value
 
 
+KINDS = ("floor", "ceiling", "equals", "one_of", "includes", "subset_of")
+
+
 class Limit(_Table):
-    """The bound of one certify.toml key: exactly one of floor, ceiling, equals, one_of, includes."""
+    """The bound of one certify.toml key: exactly one of floor, ceiling, equals, one_of, includes, subset_of."""
 
     floor: float | None = Field(None, description="The target's value must be at least this.")
     ceiling: float | None = Field(None, description="The target's value must be at most this.")
     equals: Scalar | None = Field(None, description="The target's value must be exactly this.")
     one_of: tuple[Scalar, ...] | None = Field(None, min_length=1, description="Allowed values, loosest last.")
     includes: tuple[Scalar, ...] | None = Field(None, min_length=1, description="A list holding all of these.")
+    subset_of: tuple[Scalar, ...] | None = Field(None, min_length=1, description="A list holding only these.")
+    exempt: tuple[str, ...] = Field(
+        (),
+        description="For a key with `*`: items (by id or name) the limit does not bound, e.g. the experiments "
+        "the policy lets a target mark optional.",
+    )
     gate: str | None = Field(None, description="Gate the key belongs to; default: from the key (gates.<id>.).")
     why: str = Field("", description="The requirement figure behind the limit, in words.")
     clamp: bool = Field(
@@ -88,25 +97,30 @@ class Limit(_Table):
     @model_validator(mode="after")
     def _one_kind(self) -> Limit:
         """A limit is exactly one kind of bound."""
-        kinds = [
-            kind for kind in ("floor", "ceiling", "equals", "one_of", "includes") if getattr(self, kind) is not None
-        ]
+        kinds = [kind for kind in KINDS if getattr(self, kind) is not None]
         if len(kinds) != 1:
-            msg = f"a limit needs exactly one of floor, ceiling, equals, one_of, includes (got {kinds or 'none'})"
+            msg = f"a limit needs exactly one of {', '.join(KINDS)} (got {kinds or 'none'})"
             raise ValueError(msg)
         return self
 
     @property
     def kind(self) -> str:
         """Which bound this is."""
-        return next(k for k in ("floor", "ceiling", "equals", "one_of", "includes") if getattr(self, k) is not None)
+        return next(k for k in KINDS if getattr(self, k) is not None)
 
     def text(self) -> str:
-        """The bound in words, e.g. `>= 75` or `one of low, medium, high`."""
+        """The bound in words, e.g. `>= 75`, `one of low, medium, high` or `== false (except C4-gpu)`."""
         bound = getattr(self, self.kind)
-        words = {"floor": ">=", "ceiling": "<=", "equals": "==", "one_of": "one of", "includes": "includes"}
+        words = {
+            "floor": ">=",
+            "ceiling": "<=",
+            "equals": "==",
+            "one_of": "one of",
+            "includes": "includes",
+            "subset_of": "only of",
+        }
         shown = ", ".join(map(_scalar_text, bound)) if isinstance(bound, tuple) else _scalar_text(bound)
-        return f"{words[self.kind]} {shown}"
+        return f"{words[self.kind]} {shown}" + (f" (except {', '.join(self.exempt)})" if self.exempt else "")
 
 
 class NotApplicableTerms(_Table):
@@ -154,6 +168,16 @@ class Policy(_Table):
         default_factory=dict, description="Gates that may be declared not applicable, with their terms."
     )
     waivers: tuple[PolicyWaiver, ...] = Field((), description="Waivers the certifier grants.")
+
+    @field_validator("limits")
+    @classmethod
+    def _exempt_needs_a_wildcard(cls, value: dict[str, Limit]) -> dict[str, Limit]:
+        """`exempt` names items of a `*`; on a key without one it would exempt nothing."""
+        bad = [key for key, limit in value.items() if limit.exempt and "*" not in key.split(".")]
+        if bad:
+            msg = f"limit {bad[0]!r}: exempt needs a key with `*` (it names items of that list or table)"
+            raise ValueError(msg)
+        return value
 
     @field_validator("not_applicable")
     @classmethod

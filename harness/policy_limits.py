@@ -1,8 +1,9 @@
 """Where a policy limit lands in a resolved certify.toml, whether the target's value meets it, and the strict value.
 
 A limit's key is dotted (`gates.G1.min_critical_pct`) and may use `*` for every item of a list or
-table (`gates.G4.experiments.*.recovery_budget_s`). `limit_misses` lists every target value looser
-than its limit, with its concrete path and the value the gate is judged at instead; pure.
+table (`gates.G4.experiments.*.recovery_budget_s`), less the items its `exempt` names.
+`limit_misses` lists every target value looser than its limit, with its concrete path and the
+value the gate is judged at instead; pure.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def _meets(limit: Limit, value: Any, key: str) -> bool:
     if not isinstance(value, list):
         msg = f"policy limit {key!r}: `{limit.kind}` needs a list key, certify.toml has {value!r}"
         raise PolicyError(msg)
+    if limit.subset_of is not None:
+        return all(any(same(item, allowed) for allowed in limit.subset_of) for item in value)
     return all(any(same(item, wanted) for item in value) for wanted in limit.includes or ())
 
 
@@ -111,6 +114,9 @@ def _strict_value(limit: Limit, value: Any) -> Any:
         return limit.equals
     if limit.one_of is not None:
         return limit.one_of[-1]
+    if limit.subset_of is not None:
+        kept = [item for item in value if any(same(item, allowed) for allowed in limit.subset_of)]
+        return kept or list(limit.subset_of)
     return [*value, *(w for w in limit.includes or () if not any(same(i, w) for i in value))]
 
 
@@ -123,13 +129,18 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def _exempt(limit: Limit, shown: str) -> bool:
+    """Whether a matched item is one the limit exempts (its id or name in the shown key's brackets)."""
+    return any(f"[{item}]" in shown for item in limit.exempt)
+
+
 def limit_misses(loaded: LoadedPolicy, data: dict[str, Any]) -> list[LimitMiss]:
     """Every value of a resolved certify.toml looser than its policy limit (unset values are not bounded)."""
     found = []
     for key, limit in loaded.policy.limits.items():
         gate = gate_of(key, limit)
         for shown, path, value in _expand(data, key.split("."), key):
-            if value is None or _meets(limit, value, key):
+            if value is None or _exempt(limit, shown) or _meets(limit, value, key):
                 continue
             found.append(LimitMiss(key, limit, gate, shown, path, value, _strict_value(limit, value)))
     return found

@@ -261,7 +261,7 @@ def test_policy_show_names_the_standard_policy() -> None:
     """`certify policy show` prints name, version, sha256 and the G4 ceiling of the standard policy."""
     proc = cli("policy", "show")
     assert proc.returncode == 0
-    assert proc.stdout.startswith(f"policy standard 2 (sha256 {standard_policy().sha256})")
+    assert proc.stdout.startswith(f"policy standard 3 (sha256 {standard_policy().sha256})")
     assert "gates.G4.recovery_budget_s <= 60" in proc.stdout
 
 
@@ -296,12 +296,12 @@ def test_release_run_with_a_lowered_floor_names_it_on_the_certificate(tmp_path: 
     out = tmp_path / "pack"
     proc = cli("run", "--target", target, "--mode", "release", "--gates", "ID", "--out", out)
     assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert "NOT CERTIFIABLE under policy standard 2" in proc.stdout
+    assert f"NOT CERTIFIABLE under policy standard {standard_policy().version}" in proc.stdout
     assert proc.stdout.index("BLOCKING limit:gates.G1.min_overall_line_pct") < proc.stdout.index("plan (release")
     page = (out / "production_readiness_certificate.md").read_text(encoding="utf-8")
     first_screen = "\n".join(page.splitlines()[:20])
     assert "## Verdict: **NOT CERTIFIED**" in first_screen
-    assert f"policy **standard 2**, sha256 {standard_policy().sha256}" in first_screen
+    assert f"policy **standard {standard_policy().version}**, sha256 {standard_policy().sha256}" in first_screen
     assert (
         "limit:gates.G1.min\\_overall\\_line\\_pct" in first_screen
         or "limit:gates.G1.min_overall_line_pct" in first_screen
