@@ -39,9 +39,10 @@ except KeyboardInterrupt:
 
 EXIT_CODES = """exit codes:
   0    every required gate PASSed (verify: the pack checks out)
-  1    a gate FAILed, a target that cannot be installed or started included (verify: a file or verdict
-       does not match)
-  2    usage or config error (bad argument, bad certify.toml, unusable output directory)
+  1    a gate FAILed, a target that cannot be installed or started included (verify: a file, verdict or
+       signed statement does not match; with --key, a signature is bad, untrusted or missing)
+  2    usage or config error (bad argument, bad certify.toml, unusable output directory, a key file
+       that is missing or not an ed25519 PEM key)
   3    a required gate is INCONCLUSIVE, NOT_RUN or ERROR
   4    the run deviates from the policy (a looser threshold, a required gate left out, a --gates subset
        in release mode, a self-granted waiver, ...) and no policy waiver accepts it: never certified,
