@@ -37,14 +37,19 @@ def require_system(session: nox.Session, *tools: str) -> None:
         session.error(f"missing system tool(s): {hints}")
 
 
-def _certify(session: nox.Session, mode: str, *gates: str) -> None:
-    """Install the harness and run `certify run` with the session's extra arguments."""
+def _certify(session: nox.Session, mode: str, *gates: str, sign_keys: Path | None = None) -> None:
+    """Install the harness and run `certify run` with the session's extra arguments (signed if sign_keys)."""
     require_system(session, "git")
     session.install("-e", ".")
+    env = {}
+    if sign_keys is not None:  # a throwaway pair: it proves signing and verifying work, not who ran the session
+        shutil.rmtree(sign_keys, ignore_errors=True)
+        session.run("certify", "keygen", "--out", str(sign_keys))
+        env["CERTIFY_SIGN_KEY"] = str(sign_keys / "certify-signing.key")
     args = ["certify", "run", "--mode", mode]
     if gates:
         args += ["--gates", ",".join(gates)]
-    session.run(*args, *session.posargs)
+    session.run(*args, *session.posargs, env=env)
 
 
 @nox.session
@@ -55,8 +60,14 @@ def certify(session: nox.Session) -> None:
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Quick merge gate: ci mode, durations scaled down, a merge-gate report instead of a certificate."""
-    _certify(session, "ci")
+    """Quick merge gate: ci mode, scaled durations, a merge-gate report; signed with a throwaway key, then verified."""
+    keys = Path(session.create_tmp()) / "throwaway-signing-key"
+    before = set(ARTIFACTS.glob("*/manifest.json"))
+    try:
+        _certify(session, "ci", sign_keys=keys)
+    finally:  # a BLOCKED merge gate still has a pack to verify; the session fails as before
+        for manifest in sorted(set(ARTIFACTS.glob("*/manifest.json")) - before):
+            session.run("certify", "verify", str(manifest.parent), "--key", str(keys / "certify-signing.pub.pem"))
 
 
 @nox.session
