@@ -123,10 +123,16 @@ def test_interrupt_at_random_moments_leaves_no_child_and_no_certificate(
             "--cache-dir",
             str(cache_dir),
         )
+        # SLEEPY outlasts the latest interrupt, so every attempt interrupts a running run; the random
+        # moment counts from the pack directory's creation (the CLI's signal handlers exist by then),
+        # as a busy machine may take more than a second just to start Python.
         proc = subprocess.Popen(
-            argv, env=certify_env(SLEEPY_SECONDS="3"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv, env=certify_env(SLEEPY_SECONDS="12"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        deadline = time.monotonic() + rng.uniform(1.0, 7.0)
+        started = time.monotonic()
+        while not out.exists() and proc.poll() is None and time.monotonic() - started < 60:
+            time.sleep(0.02)
+        deadline = time.monotonic() + rng.uniform(0.0, 6.0)
         seen: set[int] = set()
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -134,6 +140,7 @@ def test_interrupt_at_random_moments_leaves_no_child_and_no_certificate(
             except psutil.NoSuchProcess:
                 break
             time.sleep(0.05)
+        assert proc.poll() is None, f"attempt {attempt}: the run ended before it could be interrupted"
         proc.send_signal(sig)
         sent = time.monotonic()
         stdout, stderr = proc.communicate(timeout=30)
