@@ -7,23 +7,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.attestation import (
-    PAYLOAD_TYPE,
-    SIGN_KEY_ENV,
-    AttestationError,
-    generate_keypair,
-    load_signer,
-    read_envelopes,
-    signer_from_pem,
-    trusted_keys,
-)
 from harness.errors import UsageError
 from harness.evidence import ATTESTATIONS
 
+# securesystemslib and protobuf are imported by the commands that use them, not at `certify`
+# start-up: every command pays only for what it needs, and start-up (where a SIGTERM must still end
+# in "interrupted", exit 130) stays as short as before attestations.
 if TYPE_CHECKING:
     from securesystemslib.signer import CryptoSigner, Key
 
     from harness.verify import VerifyReport
+
+#: The environment variable a run reads the signing key (a path, or the PEM itself) from without --sign-key.
+SIGN_KEY_ENV = "CERTIFY_SIGN_KEY"
 
 VERIFY_EXIT_CODES = """exit codes:
   0    every envelope is signed by a trusted key and is an in-toto Statement v1
@@ -77,11 +73,13 @@ def run_signer(args: argparse.Namespace) -> CryptoSigner | None:
 
     The variable is removed from this process's environment once read, so no child ever sees it.
     """
-    from_env = os.environ.pop(SIGN_KEY_ENV, None)
+    from_env = os.environ.pop(SIGN_KEY_ENV, "")
+    if args.sign_key is None and not from_env:
+        return None
+    from harness.attestation import load_signer, signer_from_pem  # noqa: PLC0415 - see the imports above
+
     if args.sign_key is not None:
         return load_signer(args.sign_key)
-    if not from_env:
-        return None
     if from_env.lstrip().startswith("-----BEGIN"):
         return signer_from_pem(from_env.encode("utf-8"), f"${SIGN_KEY_ENV}")
     return load_signer(Path(from_env))
@@ -89,6 +87,8 @@ def run_signer(args: argparse.Namespace) -> CryptoSigner | None:
 
 def _keys(args: argparse.Namespace) -> list[Key] | None:
     """The trusted keys named by --key / --trusted-keys, or None when neither was given."""
+    from harness.attestation import trusted_keys  # noqa: PLC0415 - see the imports above
+
     if not args.key and args.trusted_keys is None:
         return None
     return trusted_keys(list(args.key), args.trusted_keys)
@@ -96,6 +96,8 @@ def _keys(args: argparse.Namespace) -> list[Key] | None:
 
 def keygen_command(args: argparse.Namespace) -> int:
     """Certify keygen --out DIR."""
+    from harness.attestation import generate_keypair  # noqa: PLC0415 - see the imports above
+
     private_path, public_path, keyid = generate_keypair(args.out)
     print(f"private key: {private_path} (0600; keep it secret: a CI secret, never the repository)")
     print(f"public key:  {public_path} (give it to auditors: certify verify PACK --key {public_path})")
@@ -105,6 +107,8 @@ def keygen_command(args: argparse.Namespace) -> int:
 
 def verify_attestation_command(args: argparse.Namespace) -> int:
     """Certify verify-attestation FILE --key PUB.pem: the envelopes alone."""
+    from harness.attestation import PAYLOAD_TYPE, AttestationError, read_envelopes  # noqa: PLC0415
+
     keys = _keys(args)
     if keys is None:
         msg = "verify-attestation: give at least one --key PUB.pem or --trusted-keys DIR"

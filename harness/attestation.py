@@ -33,8 +33,6 @@ from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 from harness.errors import HarnessError, UsageError
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
-#: The environment variable a run reads the signing key from when --sign-key is not given.
-SIGN_KEY_ENV = "CERTIFY_SIGN_KEY"
 PRIVATE_KEY_NAME = "certify-signing.key"
 PUBLIC_KEY_NAME = "certify-signing.pub.pem"
 
