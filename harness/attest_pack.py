@@ -199,19 +199,13 @@ def _compare(where: str, expected: Statement, signed: SignedStatement, report: P
         report.problems.append(f"{where}: the signed statement disagrees with the pack at {', '.join(paths[:6])}")
 
 
-def check_pack(root: Path, keys: list[Key] | None) -> PackAttestation:
-    """Check a pack's attestation file: signatures (against keys; None skips them) and every statement vs the pack."""
-    report = PackAttestation()
-    try:
-        signed = read_envelopes(root / ATTESTATIONS, keys)
-    except AttestationError as exc:
-        report.problems.append(exc.message)
-        return report
-    report.statements = len(signed)
-    report.keyids = tuple(sorted({keyid for s in signed for keyid in s.keyids}))
+def _check_gates(root: Path, signed: list[SignedStatement], report: PackAttestation) -> list[tuple[str, str]]:
+    """Hold every gate statement against results.json and the manifest; the (gate, payload sha256) pairs."""
     run, files = _json(root, "run.json"), _json(root, MANIFEST).get("files", {})
-    summaries = [s for s in signed if s.predicate_type == VERIFICATION_SUMMARY]
-    by_gate = {str(s.predicate.get("gate")): s for s in signed if s.predicate_type == TEST_RESULT}
+    gate_statements = [s for s in signed if s.predicate_type == TEST_RESULT]
+    by_gate = {str(s.predicate.get("gate")): s for s in gate_statements}
+    if len(by_gate) != len(gate_statements):
+        report.problems.append(f"{ATTESTATIONS}: more than one statement for a gate")
     for s in signed:
         if s.predicate_type not in (VERIFICATION_SUMMARY, TEST_RESULT):
             report.problems.append(f"{ATTESTATIONS} line {s.line}: unexpected predicateType {s.predicate_type}")
@@ -228,14 +222,27 @@ def check_pack(root: Path, keys: list[Key] | None) -> PackAttestation:
         if statement is not None:
             where = f"{ATTESTATIONS} line {statement.line} (gate {result.get('gate')})"
             _compare(where, _gate_statement(root, result, run, files), statement, report)
+    return [(gate, by_gate[gate].payload_sha256) for gate in gate_ids if gate in by_gate]
+
+
+def check_pack(root: Path, keys: list[Key] | None) -> PackAttestation:
+    """Check a pack's attestation file: signatures (against keys; None skips them) and every statement vs the pack."""
+    report = PackAttestation()
+    try:
+        signed = read_envelopes(root / ATTESTATIONS, keys)
+    except AttestationError as exc:
+        report.problems.append(exc.message)
+        return report
+    report.statements = len(signed)
+    report.keyids = tuple(sorted({keyid for s in signed for keyid in s.keyids}))
+    digests = _check_gates(root, signed, report)
+    summaries = [s for s in signed if s.predicate_type == VERIFICATION_SUMMARY]
     if len(summaries) != 1:
         report.problems.append(f"{ATTESTATIONS}: {len(summaries)} verification summaries, expected exactly one")
         return report
     summary = summaries[0]
-    digests = [(gate, by_gate[gate].payload_sha256) for gate in gate_ids if gate in by_gate]
-    _compare(
-        f"{ATTESTATIONS} line {summary.line} (verification summary)", _summary_statement(root, digests), summary, report
-    )
+    where = f"{ATTESTATIONS} line {summary.line} (verification summary)"
+    _compare(where, _summary_statement(root, digests), summary, report)
     report.policy_sha256 = str((summary.predicate.get("policy") or {}).get("digest", {}).get("sha256", ""))
     report.verification_result = str(summary.predicate.get("verificationResult"))
     report.mode = str(summary.predicate.get("mode"))
