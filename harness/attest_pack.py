@@ -21,6 +21,7 @@ from securesystemslib.signer import CryptoSigner, Key
 
 from harness import __version__
 from harness.attestation import AttestationError, SignedStatement, read_envelopes, sign_statement
+from harness.errors import PackError
 from harness.evidence import ATTESTATIONS, MANIFEST, RENDERED, atomic_write, sha256_file
 from harness.runrecord import utc_now
 
@@ -146,7 +147,11 @@ def sign_pack(root: Path, signer: CryptoSigner) -> str:
         payload = json.loads(line)["payload"]
         digests.append((str(result.get("gate")), _payload_sha256(payload)))
     lines.append(sign_statement(_summary_statement(root, digests), signer))
-    atomic_write(root / ATTESTATIONS, ("\n".join(lines) + "\n").encode("utf-8"))
+    try:
+        atomic_write(root / ATTESTATIONS, ("\n".join(lines) + "\n").encode("utf-8"))
+    except OSError as exc:
+        msg = f"{root / ATTESTATIONS}: cannot write the signed attestations: {exc.strerror}; the pack is unsigned"
+        raise PackError(msg) from None
     return signer.public_key.keyid
 
 
