@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import psutil
 from pydantic import Field
 
+from harness.checks import CheckSpec
 from harness.config import BootstrapSection
 from harness.context import GateContext
 from harness.errors import ToolMissingError
@@ -327,10 +328,24 @@ def _bootstrap_failure(boot: dict[str, Any], log: str, total_s: float, budget_s:
     return None
 
 
+#: What this gate evidences (the traceability matrix).
+CHECKS = (
+    CheckSpec(
+        id="G7.bootstrap",
+        title="the bootstrap script, timed on a clean copy of the tracked files, then the smoke script",
+        requirements=("G7", "X1"),
+        measurements=("bootstrap total", "smoke *"),
+        evidence=("gates/G7/bootstrap.json",),
+    ),
+)
+
+
 class BootstrapGate(Gate):
     """Times the bootstrap of a clean copy step by step and checks the service is runnable after it."""
 
-    spec: ClassVar[GateSpec] = GateSpec(id="G7", title="Bootstrap time", requirements=("G7", "X1"), timeout_s=1800)
+    spec: ClassVar[GateSpec] = GateSpec(
+        id="G7", title="Bootstrap time", requirements=("G7", "X1"), timeout_s=1800, checks=CHECKS
+    )
     policy_model: ClassVar[type[Policy]] = BootstrapPolicy
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:

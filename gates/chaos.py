@@ -29,6 +29,7 @@ from chaos.runner import Repetition
 from chaos.schedule import EXCLUSIVE, Job, LiveInstances, Span, planned_makespan_s, run_scheduled
 from chaos.timeline import render
 from chaos.toxiproxy_client import ToxiproxyClient, find_or_start_toxiproxy, stop_toxiproxy
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import TargetError
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -75,6 +76,28 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+#: What this gate evidences (the traceability matrix): one check per fault class, one for data loss.
+CHECKS = (
+    *(
+        CheckSpec(
+            id=f"G4.{fault}",
+            title=f"{fault} experiments: automatic recovery within the budget",
+            requirements=("G4", fault),
+            measurements=(f"{fault}-* max recovery time",),
+            evidence=(f"chaos/{fault}-*/journal-*.json", "chaos_report.md"),
+        )
+        for fault in ("C1", "C2", "C3", "C4")
+    ),
+    CheckSpec(
+        id="G4.no-loss",
+        title="no accepted task lost, left uncompleted or duplicated across every experiment",
+        requirements=("G4", "C5"),
+        measurements=("* lost", "* not completed", "* duplicated"),
+        evidence=("gates/G4/experiments/*/outcome.json", "chaos_report.md"),
+    ),
+)
+
+
 class ChaosGate(Gate):
     """G4: every experiment recovers within its budget and loses and duplicates no accepted work."""
 
@@ -85,6 +108,7 @@ class ChaosGate(Gate):
         needs_service=True,
         timeout_s=4 * 3600.0,
         documents=("chaos_report.md", "chaos"),
+        checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = ChaosPolicy
 

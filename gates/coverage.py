@@ -35,6 +35,7 @@ from gates.coverage_judge import (
     parse_junit,
     pct_floor,
 )
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -106,11 +107,37 @@ class _Written:
         return json.loads(self.texts[name])
 
 
+#: What this gate evidences (the traceability matrix).
+CHECKS = (
+    CheckSpec(
+        id="G1.overall",
+        title="the target's tests pass; overall line and branch coverage",
+        requirements=("G1",),
+        measurements=("tests run*", "failing or erroring tests", "overall * coverage"),
+        evidence=("gates/G1/coverage.json", "gates/G1/pytest-junit.xml", "coverage_report.html"),
+    ),
+    CheckSpec(
+        id="G1.critical",
+        title="line and branch coverage of every critical-path module",
+        requirements=("G1",),
+        measurements=("* coverage of * (critical)",),
+        evidence=("gates/G1/coverage.json",),
+    ),
+    CheckSpec(
+        id="G1.changed",
+        title="changed-line coverage (ci mode)",
+        requirements=("G1",),
+        measurements=("changed-line coverage", "untaken branches on changed critical lines"),
+        evidence=("gates/G1/coverage.json",),
+    ),
+)
+
+
 class CoverageGate(Gate):
     """Runs the target's tests under pytest-cov and judges results, overall, critical and diff coverage."""
 
     spec: ClassVar[GateSpec] = GateSpec(
-        id="G1", title="Test coverage", requirements=("G1",), timeout_s=3600, documents=(REPORT,)
+        id="G1", title="Test coverage", requirements=("G1",), timeout_s=3600, documents=(REPORT,), checks=CHECKS
     )
     policy_model: ClassVar[type[Policy]] = CoveragePolicy
 

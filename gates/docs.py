@@ -42,6 +42,7 @@ from gates.bootstrap import (
     sandbox_env,
     stamped_argv,
 )
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -70,11 +71,43 @@ from gates.docs_checks import (
 __all__ = ["DocsGate", "DocsPolicy", "github_slug", "parse_markdown", "quickstart_script", "runnable_blocks"]
 
 
+#: What this gate evidences (the traceability matrix).
+CHECKS = (
+    CheckSpec(
+        id="G8.docs",
+        title="required docs present, links and anchors resolve, no placeholder text",
+        requirements=("G8",),
+        measurements=("docs findings",),
+        evidence=("gates/G8/docs_findings.json",),
+    ),
+    CheckSpec(
+        id="G8.quickstart",
+        title="the quickstart's shell blocks run in a sandbox within the budget",
+        requirements=("D1",),
+        measurements=("quickstart duration",),
+        evidence=("gates/G8/quickstart.sh", "readme_quickstart.md"),
+    ),
+    CheckSpec(
+        id="G8.runbooks",
+        title="runbooks with the required sections, one per alert rule",
+        requirements=("D2",),
+        measurements=("docs findings",),
+        details=("runbooks",),
+        evidence=("gates/G8/docs_findings.json",),
+    ),
+)
+
+
 class DocsGate(Gate):
     """Checks quickstart, runbooks, configuration matrix and troubleshooting docs, and runs the quickstart."""
 
     spec: ClassVar[GateSpec] = GateSpec(
-        id="G8", title="Docs", requirements=("G8", "D1", "D2", "D3", "D4"), timeout_s=1800, documents=(QUICKSTART_DOC,)
+        id="G8",
+        title="Docs",
+        requirements=("G8", "D1", "D2", "D3", "D4"),
+        timeout_s=1800,
+        documents=(QUICKSTART_DOC,),
+        checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = DocsPolicy
 

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 
 from e2e import browser, rendering, runner
 from e2e.report import describe_finding, render_report
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict, worst
@@ -348,6 +349,38 @@ class _Written:
         return json.loads(self.read_text(name))
 
 
+#: What this gate evidences (the traceability matrix).
+CHECKS = (
+    CheckSpec(
+        id="E2E.journeys",
+        title="browser journeys in headless Chromium, without console, page, request or accessibility findings",
+        requirements=("E1",),
+        measurements=("failed journeys", "* findings"),
+        evidence=("e2e/*/*.png",),
+    ),
+    CheckSpec(
+        id="E2E.cli",
+        title="CLI journeys",
+        requirements=("E2",),
+        measurements=("failed CLI checks",),
+        evidence=("gates/E2E/cli.json",),
+    ),
+    CheckSpec(
+        id="E2E.visual",
+        title="pixel diff of the screens against their baselines",
+        requirements=("E3",),
+        measurements=("largest visual diff",),
+        evidence=("e2e/*/visual-*.diff.png",),
+    ),
+    CheckSpec(
+        id="E2E.report",
+        title="the E2E report of every journey and step",
+        requirements=("E4",),
+        evidence=("e2e_report.html",),
+    ),
+)
+
+
 class E2EGate(Gate):
     """Runs the target's Playwright and CLI journeys against an isolated instance; screenshots as evidence."""
 
@@ -358,6 +391,7 @@ class E2EGate(Gate):
         needs_service=True,
         timeout_s=1800,
         documents=(REPORT, "e2e"),
+        checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = E2EPolicy
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -55,14 +56,23 @@ def _toml_key(path: Path, dotted: str) -> str | None:
     return str(data)
 
 
+#: What this gate evidences (the traceability matrix; R1 is the matrix itself, not this gate).
+CHECKS = (
+    CheckSpec(
+        id="ID.identity",
+        title="the commit certified, the tree's state and every declared version agree",
+        requirements=("R4",),
+        measurements=("distinct declared versions", "uncommitted changes"),
+        evidence=("gates/ID/identity.json",),
+    ),
+)
+
+
 class IdentityGate(Gate):
     """Records commit and dirty state and checks the declared versions agree."""
 
     spec: ClassVar[GateSpec] = GateSpec(
-        id="ID",
-        title="Target identity and version consistency",
-        requirements=("R1", "R4"),
-        timeout_s=120,
+        id="ID", title="Target identity and version consistency", requirements=("R4",), timeout_s=120, checks=CHECKS
     )
     policy_model: ClassVar[type[Policy]] = IdentityPolicy
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict, worst
@@ -173,6 +174,29 @@ def judge_rate(failures: int, total: int, limit: float, confidence: float) -> tu
     return (Status.PASS if high <= limit else Status.INCONCLUSIVE), low, high
 
 
+#: What G2 and G3 evidence (the traceability matrix): one check per load profile each.
+LATENCY_CHECKS = tuple(
+    CheckSpec(
+        id=f"G2.{pid}",
+        title=f"{pid}: p99 HTTP and task latency, from the planned start, under the profile's load",
+        requirements=("G2", pid),
+        measurements=(f"{pid} p99 *",),
+        evidence=(f"load_test_results/{pid}.json", f"load_test_results/{pid}-latency.svg"),
+    )
+    for pid in PROFILE_IDS
+)
+ERROR_RATE_CHECKS = tuple(
+    CheckSpec(
+        id=f"G3.{pid}",
+        title=f"{pid}: request error rate and task failure rate (upper Wilson bound)",
+        requirements=("G3",),
+        measurements=(f"{pid} request error rate", f"{pid} task failure rate"),
+        evidence=(f"gates/G3/load/{pid}/raw.csv.gz",),
+    )
+    for pid in PROFILE_IDS
+)
+
+
 class LatencyGate(Gate):
     """G2: each profile's p99 HTTP latency (from the planned start) against its threshold."""
 
@@ -184,6 +208,7 @@ class LatencyGate(Gate):
         runs_alone=True,
         timeout_s=TIMEOUT_S,
         documents=("load_test_results",),
+        checks=LATENCY_CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = LoadPolicy
 
@@ -321,6 +346,7 @@ class ErrorRateGate(Gate):
         runs_alone=True,
         after=("G2",),
         timeout_s=TIMEOUT_S,
+        checks=ERROR_RATE_CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = ErrorRatePolicy
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.errors import PackError
@@ -60,13 +60,48 @@ def overall(
     mode: str,
     complete: bool,
     blocking_deviations: Sequence[str] = (),
+    *,
+    traceability: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Exit code, certification and blocking gates of a run (see README, "Exit codes").
 
     An unwaived deviation from the policy (by id) makes a complete run exit 4 and never certify,
     whatever its gates say; the ids are recorded under `deviations` (absent when there are none,
-    as in packs from before policies).
+    as in packs from before policies). `traceability` (the matrix's decision facts, absent in packs
+    from before the matrix) is recorded; in release mode under a policy that lists requirements,
+    CERTIFIED needs every in-scope requirement evidenced and PASS, and a run short of it exits 3.
     """
+    blocking = _blocking(results, required_gates)
+    # A required gate left out by --gates is recorded (NOT_RUN, blocking) but did not run: the
+    # exit code covers only the gates that ran (README, "--gates").
+    ran = [result for result in results if not left_out(result)]
+    statuses = [result.verdict.status for result in ran]
+    if not complete:
+        exit_code = 130
+    elif blocking_deviations:
+        exit_code = DEVIATION_EXIT
+    elif Status.FAIL in statuses:
+        exit_code = 1
+    elif any(r.required and r.verdict.status is not Status.PASS for r in ran):
+        exit_code = 3
+    else:
+        exit_code = 0
+    matrix_short = bool(
+        traceability is not None and mode == "release" and traceability["scope_listed"] and traceability["not_passed"]
+    )
+    if matrix_short and exit_code == 0:
+        exit_code = 3
+    certified = complete and mode == "release" and not blocking and not blocking_deviations and not matrix_short
+    decision: dict[str, Any] = {"exit_code": exit_code, "certified": certified, "blocking": blocking}
+    if blocking_deviations:
+        decision["deviations"] = list(blocking_deviations)
+    if traceability is not None:
+        decision["traceability"] = dict(traceability)
+    return decision
+
+
+def _blocking(results: Sequence[GateResult], required_gates: Sequence[str]) -> list[dict[str, Any]]:
+    """The gates between a run and a certificate: required ones not PASS, and any FAIL."""
     by_gate = {result.gate: result for result in results}
     blocking: list[dict[str, Any]] = []
     for gate_id in required_gates:
@@ -84,22 +119,4 @@ def overall(
     for result in results:
         if result.verdict.status is Status.FAIL and result.gate not in required_gates:
             blocking.append({"gate": result.gate, "status": "FAIL", "reasons": list(result.verdict.reasons)})
-    # A required gate left out by --gates is recorded (NOT_RUN, blocking) but did not run: the
-    # exit code covers only the gates that ran (README, "--gates").
-    ran = [result for result in results if not left_out(result)]
-    statuses = [result.verdict.status for result in ran]
-    if not complete:
-        exit_code = 130
-    elif blocking_deviations:
-        exit_code = DEVIATION_EXIT
-    elif Status.FAIL in statuses:
-        exit_code = 1
-    elif any(r.required and r.verdict.status is not Status.PASS for r in ran):
-        exit_code = 3
-    else:
-        exit_code = 0
-    certified = complete and mode == "release" and not blocking and not blocking_deviations
-    decision: dict[str, Any] = {"exit_code": exit_code, "certified": certified, "blocking": blocking}
-    if blocking_deviations:
-        decision["deviations"] = list(blocking_deviations)
-    return decision
+    return blocking

@@ -114,6 +114,12 @@ class EvidencePack:
         with self._lock:
             return tuple(sorted(path for path, who in self._owners.items() if who == owner))
 
+    def gate_hashes(self) -> dict[str, str]:
+        """The sha256 of every file a gate (not the harness) wrote so far, as the manifest will record it."""
+        with self._lock:
+            owners = dict(self._owners)
+        return {path: sha256_file(self.root / path) for path, who in sorted(owners.items()) if who != HARNESS}
+
     def write_manifest(self) -> str:
         """Hash every recorded file into manifest.json (written last); return its sha256."""
         with self._lock:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
+from harness.checks import CheckSpec
 from harness.errors import PackError
 from harness.model import Verdict
 
@@ -33,6 +34,8 @@ class GateSpec(BaseModel):
     after: tuple[str, ...] = ()
     timeout_s: float = 1800.0
     documents: tuple[str, ...] = ()
+    #: The checks inside the gate, each with the requirement ids it evidences and the files it writes.
+    checks: tuple[CheckSpec, ...] = ()
 
 
 class Policy(BaseModel):

@@ -21,6 +21,7 @@ from harness import __version__
 from harness.config import format_validation_error, parse_toml, read_settings_file
 from harness.errors import ConfigError
 from harness.registry import catalogue
+from harness.requirements import requirement_catalogue
 
 STANDARD_POLICY = "standard.toml"
 POLICY_COPY = "policy.toml"
@@ -46,6 +47,20 @@ class PolicyMeta(_Table):
     modes: tuple[str, ...] = Field(("release", "ci"), description="Run modes the policy accepts at all.")
     required_gates: tuple[str, ...] = Field(description="Gates that must PASS for CERTIFIED.")
     requirements: tuple[str, ...] = Field((), description="Catalogue requirement ids the policy holds a target to.")
+    out_of_scope: dict[str, str] = Field(
+        default_factory=dict, description="Catalogue requirement ids the policy leaves out, each with the reason."
+    )
+
+    @field_validator("requirements", "out_of_scope")
+    @classmethod
+    def _known_requirements(cls, value: tuple[str, ...] | dict[str, str]) -> tuple[str, ...] | dict[str, str]:
+        """Every requirement id must be one of the catalogue the harness ships."""
+        known = requirement_catalogue().ids
+        unknown = [requirement for requirement in value if requirement not in known]
+        if unknown:
+            msg = f"unknown requirement id(s) {', '.join(unknown)}; see harness/data/requirements.toml"
+            raise ValueError(msg)
+        return value
 
     @field_validator("required_gates")
     @classmethod

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 #: Every gate id a certificate may name, with its title and the requirement ids it evidences.
 CATALOGUE: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ID": ("Target identity and version consistency", ("R1", "R4")),
+    "ID": ("Target identity and version consistency", ("R4",)),
     "G1": ("Test coverage", ("G1",)),
     "G2": ("Latency under load (p99)", ("G2", "P1", "P2", "P3", "P4", "P5")),
     "G3": ("Error rate under load", ("G3",)),

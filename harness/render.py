@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from harness.errors import PackError
 from harness.model import GateResult, Status
 from harness.render_policy import junit_policy, policy_context
+from harness.render_matrix import traceability_context
 from harness.render_rows import (
     VERIFY_COMMAND,
     InconsistentResultsError,
@@ -121,6 +122,7 @@ def render_summary(
         "exit_code": overall.exit_code,
         "exit_meaning": exit_code_meaning(overall.exit_code),
         **policy_context(run_doc, deviations_doc),
+        "traceability": traceability_context(results_doc),
     }
     return _render("summary.md.j2", context)
 
@@ -372,6 +374,7 @@ def _report_context(
         "verify_command": VERIFY_COMMAND,
         "exit_code": overall.exit_code,
         "exit_meaning": exit_code_meaning(overall.exit_code),
+        "traceability": traceability_context(results_doc),
     }
 
 

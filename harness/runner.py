@@ -33,6 +33,7 @@ from harness.redact import Redactor, allowed_env
 from harness.render import render_junit, render_reports, render_summary
 from harness.runrecord import declared_version, git_identity, harness_packages, host_info, utc_now
 from harness.schedule import next_to_start, ordered, overlaps
+from harness.traceability import write_matrix
 from harness.workdir import WorkDir
 
 if TYPE_CHECKING:
@@ -332,7 +333,15 @@ class Runner:
         results = [self.results[gate_id] for gate_id in order if gate_id in self.results]
         results += unselected_results(results, self.config.certificate.required_gates)
         blocking_ids = [deviation.id for deviation in self.deviations.blocking]
-        decision = overall(results, self.config.certificate.required_gates, self.options.mode, complete, blocking_ids)
+        traceability = write_matrix(pack, results, self.policy)
+        decision = overall(
+            results,
+            self.config.certificate.required_gates,
+            self.options.mode,
+            complete,
+            blocking_ids,
+            traceability=traceability,
+        )
         results_doc = {
             "format": "release-harness-results/1",
             "results": [result.model_dump(mode="json") for result in results],

@@ -19,6 +19,7 @@ from harness.policy import POLICY_COPY, LoadedPolicy
 from harness.policy_pack import RUN_FORMAT_V1, judge, pack_policy, run_args_of
 from harness.registry import implemented
 from harness.render import render_junit, render_reports, render_summary
+from harness.traceability import recheck_matrix
 
 
 @dataclass
@@ -130,7 +131,10 @@ def _check_verdicts(
                 f"recomputed {expected.status.value} ({expected.difference(result.verdict)})"
             )
     complete = run.get("state") == "COMPLETE"
-    recomputed = overall(results, config.certificate.required_gates, str(run.get("mode")), complete, blocking_ids)
+    matrix = recheck_matrix(root, results, manifest, auditor or pack_policy(root), report.problems)
+    recomputed = overall(
+        results, config.certificate.required_gates, str(run.get("mode")), complete, blocking_ids, traceability=matrix
+    )
     if recomputed != results_doc.get("overall"):
         report.problems.append("results.json: overall decision differs from the one recomputed from the verdicts")
     deviations_doc = _load_json(root, DEVIATIONS_FILE) if (root / DEVIATIONS_FILE).is_file() else None

@@ -28,6 +28,7 @@ from gates.observability.report import (
 from gates.observability.run import ObservabilityRun
 from gates.observability.shared import SharedPrometheus, record_shared
 from gates.observability.shared_judge import assess_shared
+from harness.checks import CheckSpec
 from harness.context import GateContext, RunServices
 from harness.evidence import dump_json
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -51,6 +52,55 @@ def verdict_of(checks: list[Check]) -> Verdict:
     )
 
 
+#: What this gate evidences (the traceability matrix).
+CHECKS = (
+    CheckSpec(
+        id="G6.logs",
+        title="structured JSON logs, warnings during the fault",
+        requirements=("G6", "O1"),
+        details=("logs",),
+        measurements=("valid JSON log lines", "WARNING/ERROR/CRITICAL lines during the fault"),
+        evidence=("logs_sample/*",),
+    ),
+    CheckSpec(
+        id="G6.metrics",
+        title="scraped metrics: families, counters and histogram against what the load generator saw",
+        requirements=("G6", "O2"),
+        details=(
+            "scrape",
+            "metrics",
+            "cross-check",
+            "latency",
+            "shared scrape",
+            "shared cross-check",
+            "shared latency",
+        ),
+        evidence=("gates/G6/prom/crosscheck.json",),
+    ),
+    CheckSpec(
+        id="G6.dashboards",
+        title="every dashboard panel returns data from the real Prometheus; exported",
+        requirements=("G6", "O3"),
+        details=("dashboards",),
+        evidence=("observability_dashboard_export.json", "gates/G6/prom/dashboard-queries.json"),
+    ),
+    CheckSpec(
+        id="G6.alerts",
+        title="alert rules valid (promtool), firing during the fault and silent before",
+        requirements=("G6", "O4"),
+        details=("alert rules", "alerts", "shared alerts"),
+        evidence=("gates/G6/promtool.json", "gates/G6/prom/alerts-range.json"),
+    ),
+    CheckSpec(
+        id="G6.live",
+        title="no frozen metric: every family moves with live traffic",
+        requirements=("O5",),
+        details=("live metrics",),
+        evidence=("gates/G6/scrapes/*.txt",),
+    ),
+)
+
+
 class ObservabilityGate(Gate):
     """G6: metrics, logs, alert rules and dashboards checked against a real Prometheus and G6's own traffic."""
 
@@ -63,6 +113,7 @@ class ObservabilityGate(Gate):
         after=("G2", "G3", "G4"),
         timeout_s=3600.0,
         documents=(REPORT, DASHBOARD_EXPORT, LOGS_SAMPLE),
+        checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = ObservabilityPolicy
 

@@ -24,6 +24,7 @@ from gates.playbooks.observe import field
 from gates.playbooks.report import render_json, render_markdown, render_svg
 from gates.playbooks.scenario import PlaybookRun
 from gates.playbooks.stats import judge_claims
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import TargetError
 from harness.evidence import dump_json
@@ -88,6 +89,38 @@ class _Slot:
                 self._slots.release()
 
 
+#: What this gate evidences (the traceability matrix).
+CHECKS = (
+    CheckSpec(
+        id="PB.count",
+        title="every playbook the target lists is loaded, as many as the catalogue names",
+        requirements=("H1",),
+        measurements=("playbooks listed",),
+        evidence=("gates/PB/plan.json",),
+    ),
+    CheckSpec(
+        id="PB.lifecycle",
+        title="per playbook: fault seen, dry-run without side effects, execute, verify, rollback",
+        requirements=("H2",),
+        details=("playbooks",),
+        evidence=("playbooks_report.json", "playbooks_report.md"),
+    ),
+    CheckSpec(
+        id="PB.mttr",
+        title="MTTR from the harness's own probe timeline",
+        requirements=("H5",),
+        measurements=("MTTR max",),
+        evidence=("playbooks_mttr.svg", "playbooks_report.json"),
+    ),
+    CheckSpec(
+        id="PB.governance",
+        title="approval, change window, run timeout, parameter bounds and the audit log, held and audited",
+        requirements=("H8", "H9", "H10", "H11", "H13"),
+        evidence=("gates/PB/governance.json",),
+    ),
+)
+
+
 class PlaybookGate(Gate):
     """Verifies the target's self-healing playbooks end to end."""
 
@@ -98,6 +131,7 @@ class PlaybookGate(Gate):
         needs_service=True,
         timeout_s=3600,
         documents=DOCUMENTS,
+        checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = PlaybookPolicy
 

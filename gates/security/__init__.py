@@ -28,6 +28,7 @@ from gates.security.policy import (
     judge,
 )
 from gates.security.store import EvidenceStore
+from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -112,6 +113,53 @@ def assess_all(reader: EvidenceReader, policy: SecurityPolicy) -> tuple[list[Sca
     return results, judgement
 
 
+#: What this gate evidences (the traceability matrix): one check per scanner, one for the findings.
+CHECKS = (
+    CheckSpec(
+        id="G5.findings",
+        title="no unwaived finding at or above high",
+        requirements=("G5",),
+        measurements=("unwaived findings at or above high",),
+        evidence=("security_report.md", "security.sarif"),
+    ),
+    CheckSpec(
+        id="G5.sast",
+        title="SAST (bandit) over the target's code",
+        requirements=("S1",),
+        details=("scanners.SAST (bandit)",),
+        evidence=("gates/G5/sast/bandit.json",),
+    ),
+    CheckSpec(
+        id="G5.secrets",
+        title="secret scan (detect-secrets) of every tracked file",
+        requirements=("S2",),
+        details=("scanners.secrets (detect-secrets)",),
+        evidence=("gates/G5/secrets/detect-secrets.json",),
+    ),
+    CheckSpec(
+        id="G5.sbom",
+        title="CycloneDX SBOM, schema-validated",
+        requirements=("S3",),
+        details=("scanners.SBOM (cyclonedx-bom)",),
+        evidence=("sbom.json", "gates/G5/sbom/validation.json"),
+    ),
+    CheckSpec(
+        id="G5.licences",
+        title="licence review of every installed package",
+        requirements=("S4",),
+        details=("scanners.licences (pip-licenses)",),
+        evidence=("gates/G5/licences/pip-licenses.json",),
+    ),
+    CheckSpec(
+        id="G5.vulnerabilities",
+        title="known-vulnerability audit of the dependencies (pip-audit)",
+        requirements=("S8",),
+        details=("scanners.known vulnerabilities (pip-audit)",),
+        evidence=("gates/G5/runs/*-pip-audit.stdout.txt",),
+    ),
+)
+
+
 class SecurityGate(Gate):
     """G5: 0 unwaived high/critical findings, every scanner having really scanned something."""
 
@@ -121,6 +169,7 @@ class SecurityGate(Gate):
         requirements=("G5", "S1", "S2", "S3", "S4", "S8"),
         timeout_s=1800,
         documents=(report.DOCUMENT, sbom.DOCUMENT, sarif.DOCUMENT),
+        checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = SecurityPolicy
 
