@@ -11,6 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+_TERM_DURING_IMPORTS: list[int] = []
+
+
+def _term_noted(signum: int, frame: FrameType | None) -> None:
+    """While the modules below import, SIGTERM is only noted.
+
+    An exception raised inside a class body or a descriptor's __set_name__ can surface as another
+    error (RuntimeError in 3.11), so raising KeyboardInterrupt there is not safe.
+    """
+    del frame
+    _TERM_DURING_IMPORTS.append(signum)
+
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
     """SIGTERM, until a run installs its own handlers, is an interruption like Ctrl-C (exit 130)."""
@@ -20,7 +32,7 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 
 # Installed before the imports below, which take a second or two on a busy machine: a SIGTERM
 # arriving then must still end in "interrupted" (130), not in death by signal.
-signal.signal(signal.SIGTERM, _interrupted)
+signal.signal(signal.SIGTERM, _term_noted)
 try:
     from harness import __version__, attest_cli, policy_cli
     from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
@@ -33,9 +45,12 @@ try:
     from harness.registry import catalogue
     from harness.runner import Runner, RunOptions
     from harness.verify import verify_pack
-except KeyboardInterrupt:
+except KeyboardInterrupt:  # Ctrl-C (SIGINT) during the imports
+    _TERM_DURING_IMPORTS.append(signal.SIGINT)
+if _TERM_DURING_IMPORTS:
     print("certify: interrupted", file=sys.stderr)
     sys.exit(130)
+signal.signal(signal.SIGTERM, _interrupted)
 
 EXIT_CODES = """exit codes:
   0    every required gate PASSed (verify: the pack checks out)
@@ -50,6 +65,7 @@ EXIT_CODES = """exit codes:
   5    certify advisory-db update: the advisory database could not be fetched or verified (the
        previous copy is unchanged)
   130  interrupted (SIGINT/SIGTERM): the pack is marked INCOMPLETE and has no certificate
+  141  stdout was closed by its reader (`certify policy show | head`); nothing else went wrong
 """
 
 
@@ -296,7 +312,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("certify: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`certify policy show | head`): no traceback, and no second
+        # error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def entry() -> None:
+    """The console script: `main`, then exit with its code.
+
+    Once main has returned the outcome is decided and written; a SIGTERM or Ctrl-C arriving while
+    the interpreter shuts down (when Python has put the default actions back) must not turn a
+    finished run's exit code into death by signal.
+    """
+    code = main()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from harness import __version__
 from harness.registry import CATALOGUE
 from tests.conftest import GitTarget, RunCertify
+from tests.harness.packs import certify_argv, certify_env
 
 CERTIFICATE = "production_readiness_certificate.md"
 MERGE_REPORT = "merge_gate_report.md"
@@ -237,3 +239,23 @@ def test_sigterm_while_the_cli_starts_is_an_interruption(delay_s: float, tmp_pat
     stdout, stderr = proc.communicate(timeout=60)
     assert "Traceback" not in stdout + stderr
     assert proc.returncode in (130, 0), (proc.returncode, stderr)  # 0: the one-gate run had already finished
+
+
+def test_stdout_closed_by_its_reader_is_exit_141_without_a_traceback() -> None:
+    """`certify policy show` writing into a pipe whose reader has gone exits 141 and prints no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            certify_argv("policy", "show"),
+            env=certify_env(),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr
