@@ -18,12 +18,15 @@ from harness.decide import decide, overall
 from harness.evidence import atomic_write, dump_json, sha256_file
 from harness.gate import Evidence
 from harness.model import GateResult
+from harness.policy_pack import pack_policy
 from harness.registry import implemented
 from harness.render import render_junit, render_reports, render_summary
+from harness.render_matrix import render_matrix_md
+from harness.traceability import MATRIX_JSON, MATRIX_MD, build_matrix, decision_facts, gate_hashes
 
 
 def _forge_id_verdict(pack: Path) -> None:
-    """Edit ID's evidence so it FAILs, then rewrite results, junit, summary, manifest and certificate to agree."""
+    """Edit ID's evidence so it FAILs, then rewrite results, matrix, junit, summary, manifest, certificate to agree."""
     identity = pack / "gates/ID/identity.json"
     data = json.loads(identity.read_text())
     data["versions"]["pyproject.toml:project.version"] = "9.9.9"
@@ -37,7 +40,12 @@ def _forge_id_verdict(pack: Path) -> None:
     results = json.loads((pack / "results.json").read_text())
     results["results"][0]["verdict"] = verdict.model_dump(mode="json")
     parsed = [GateResult.model_validate(r) for r in results["results"]]
-    results["overall"] = overall(parsed, ["ID"], "release", True, [])
+    for relpath, entry in manifest["files"].items():
+        entry.update(sha256=sha256_file(pack / relpath), size=(pack / relpath).stat().st_size)
+    matrix = build_matrix(parsed, gate_hashes(manifest["files"]), pack_policy(pack))
+    atomic_write(pack / MATRIX_JSON, dump_json(matrix))
+    atomic_write(pack / MATRIX_MD, render_matrix_md(matrix).encode())
+    results["overall"] = overall(parsed, ["ID"], "release", True, [], traceability=decision_facts(matrix))
     run = json.loads((pack / "run.json").read_text())
     deviations = json.loads((pack / "deviations.json").read_text())
     atomic_write(pack / "results.json", dump_json(results))
