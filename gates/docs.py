@@ -67,6 +67,7 @@ from gates.docs_checks import (
     quickstart_script,
     runnable_blocks,
 )
+from gates.docs_config import DocCheck, judge_configuration_matrix, judge_troubleshooting, run_configuration
 
 __all__ = ["DocsGate", "DocsPolicy", "github_slug", "parse_markdown", "quickstart_script", "runnable_blocks"]
 
@@ -86,6 +87,20 @@ CHECKS = (
         requirements=("D1",),
         measurements=("quickstart duration",),
         evidence=("gates/G8/quickstart.sh", "readme_quickstart.md"),
+    ),
+    CheckSpec(
+        id="G8.configuration-matrix",
+        title="the known-good configuration matrix lists this run's OS and Python",
+        requirements=("D3",),
+        measurements=("configuration matrix rows for this run",),
+        evidence=("gates/G8/snapshot/*configuration-matrix*.md", "gates/G8/docs_inputs.json"),
+    ),
+    CheckSpec(
+        id="G8.troubleshooting",
+        title="a troubleshooting guide of substance",
+        requirements=("D4",),
+        measurements=("troubleshooting guide words",),
+        evidence=("gates/G8/snapshot/*troubleshooting*.md",),
     ),
     CheckSpec(
         id="G8.runbooks",
@@ -145,6 +160,7 @@ class DocsGate(Gate):
                 blocks = runnable_blocks(parse_markdown(texts[f"snapshot/{policy.quickstart}"]))
                 if blocks:
                     inputs.update(self._run_quickstart(ctx, box, blocks, policy, texts))
+        inputs["run_configuration"] = run_configuration()
         ctx.write_json(INPUTS, inputs)
         ctx.write_json(FINDINGS, assess(inputs, texts.__getitem__, policy).report())
 
@@ -194,14 +210,17 @@ class DocsGate(Gate):
                     "quickstart duration", result.quickstart["total_s"], "<=", policy.quickstart_budget_s, "s"
                 )
             )
+        config_checks = self._config_checks(evidence, inputs, policy)
+        measurements += [check.measurement for check in config_checks]
         reasons = [f.sentence() for f in result.findings[:MAX_REASONS]]
+        reasons += [check.reason for check in config_checks if check.reason]
         if len(result.findings) > MAX_REASONS:
             reasons.append(f"... and {len(result.findings) - MAX_REASONS} more finding(s) in {FINDINGS}")
         note = leftover_note(
             "the quickstart", (inputs.get("quickstart_run") or {}).get("left_running", []) + inputs["leftovers"]
         )
         details = {"findings": len(result.findings), "runbooks": result.runbooks, "quickstart": result.quickstart}
-        if result.findings:
+        if result.findings or any(check.reason for check in config_checks):
             status = Status.FAIL
         elif not result.quickstart["blocks"]:
             status = Status.INCONCLUSIVE
@@ -209,11 +228,31 @@ class DocsGate(Gate):
         elif not result.quickstart.get("steps"):
             status = Status.INCONCLUSIVE
             reasons.append("the quickstart run was cancelled before it finished")
+        elif len(config_checks) < 2:
+            status = Status.INCONCLUSIVE
+            reasons.append(f"{INPUTS} records no run configuration: D3's row for this run cannot be looked for")
         else:
             status = Status.PASS
             reasons.insert(0, self._summary(result, external))
         reasons += [note] if note else []
         return Verdict(status=status, reasons=tuple(reasons), measurements=tuple(measurements), details=details)
+
+    @staticmethod
+    def _config_checks(evidence: Evidence, inputs: dict[str, Any], policy: DocsPolicy) -> list[DocCheck]:
+        """D3 (this run's row in the configuration matrix) and D4 (a troubleshooting guide), from the snapshot."""
+
+        def text_of(path: str) -> str | None:
+            """A tracked document's snapshot text, or None when the target does not track it."""
+            name = f"snapshot/{path}"
+            return evidence.read_text(name) if path in inputs["snapshot"] and evidence.exists(name) else None
+
+        matrix = judge_configuration_matrix(
+            policy.configuration_matrix, text_of(policy.configuration_matrix), inputs.get("run_configuration")
+        )
+        guide = judge_troubleshooting(
+            policy.troubleshooting, text_of(policy.troubleshooting), policy.min_troubleshooting_words
+        )
+        return [check for check in (matrix, guide) if check is not None]
 
     @staticmethod
     def _summary(result: Assessment, external: int) -> str:

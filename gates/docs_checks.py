@@ -54,6 +54,11 @@ class DocsPolicy(Policy):
         ("docs/configuration-matrix.md", "docs/troubleshooting.md"),
         description="Other documents that must exist: configuration matrix (D3), troubleshooting guide (D4).",
     )
+    configuration_matrix: str = Field(
+        "docs/configuration-matrix.md", description="D3: the known-good configuration matrix; must list this run's row."
+    )
+    troubleshooting: str = Field("docs/troubleshooting.md", description="D4: the troubleshooting guide.")
+    min_troubleshooting_words: int = Field(50, ge=1, description="D4: fewest words the guide may hold outside code.")
     checked_docs: tuple[str, ...] = Field(
         ("README.md", "docs/*.md"), description="Globs (`*` crosses directories) of more docs to link- and text-check."
     )

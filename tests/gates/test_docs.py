@@ -222,6 +222,14 @@ Restore the files you deleted from last night's snapshot if the service reports 
 
 The DiskFull alert resolves, df shows more than twenty percent free, and writes succeed again from the client.
 """
+RUN_CONFIGURATION = {
+    "os": "Debian GNU/Linux 12 (bookworm)",
+    "os_id": "debian",
+    "os_name": "Debian GNU/Linux",
+    "os_version": "12",
+    "python": "3.11.7",
+    "machine": "x86_64",
+}
 QUICKSTART = "# Quickstart\n\nRead the [runbook](runbooks/disk-full.md#diagnosis).\n\n```sh\necho hi\n```\n"
 RULES = (
     "groups:\n  - name: g\n    rules:\n      - alert: DiskFull\n        annotations:\n          runbook: disk-full\n"
@@ -256,6 +264,7 @@ def docs_evidence(tmp_path: Path, files: dict[str, str], returncode: int = 0) ->
         "snapshot": sorted(files),
         "quickstart_run": run,
         "leftovers": [],
+        "run_configuration": RUN_CONFIGURATION,
     }
     (gate / "docs_inputs.json").write_text(json.dumps(inputs), encoding="utf-8")
     names = tuple(str(p.relative_to(tmp_path)) for p in gate.rglob("*") if p.is_file())
@@ -263,7 +272,15 @@ def docs_evidence(tmp_path: Path, files: dict[str, str], returncode: int = 0) ->
 
 
 POLICY = DocsPolicy(required_docs=(), alert_rules=("alerts.yml",), required_runbooks=("disk-full",))
-GOOD = {"docs/quickstart.md": QUICKSTART, "docs/runbooks/disk-full.md": RUNBOOK, "alerts.yml": RULES}
+MATRIX = "# Known-good configurations\n\n| OS | Python |\n|---|---|\n| Debian 12 | 3.11 |\n"
+TROUBLESHOOTING = "# Troubleshooting\n\n" + "When the service does not answer, read its log and restart it. " * 6 + "\n"
+GOOD = {
+    "docs/quickstart.md": QUICKSTART,
+    "docs/runbooks/disk-full.md": RUNBOOK,
+    "alerts.yml": RULES,
+    "docs/configuration-matrix.md": MATRIX,
+    "docs/troubleshooting.md": TROUBLESHOOTING,
+}
 
 
 def test_evaluate_passes_complete_hand_written_docs(tmp_path: Path) -> None:
@@ -289,6 +306,25 @@ def test_evaluate_passes_complete_hand_written_docs(tmp_path: Path) -> None:
         ("alerts.yml", "runbook: disk-full", "runbook: docs/runbooks/memory.md", "names runbook 'docs/runbooks/memory"),
         ("alerts.yml", "        annotations:\n          runbook: disk-full\n", "", "has no annotations.runbook"),
         ("docs/quickstart.md", "echo hi", "echo hi >/tmp/hi.txt", "docs/quickstart.md:6: writes under the real /tmp"),
+        (
+            "docs/configuration-matrix.md",
+            "| Debian 12 | 3.11 |",
+            "| Debian 12 | 3.12 |",
+            "docs/configuration-matrix.md: no row of the known-good configuration matrix (D3) names this run's "
+            "OS 'Debian GNU/Linux 12 (bookworm)', Python 3.11.7",
+        ),
+        (
+            "docs/configuration-matrix.md",
+            "| Debian 12 | 3.11 |",
+            "| Ubuntu 24.04 | 3.11 |",
+            "no row of the known-good configuration matrix (D3)",
+        ),
+        (
+            "docs/troubleshooting.md",
+            TROUBLESHOOTING,
+            "# Troubleshooting\n\nRestart it.\n",
+            "docs/troubleshooting.md: the troubleshooting guide (D4) has 3 words, fewer than 50",
+        ),
     ],
 )
 def test_evaluate_fails_each_kind_of_defect(tmp_path: Path, path: str, old: str, new: str, expected: str) -> None:
@@ -321,3 +357,24 @@ def test_evaluate_follows_the_policy_not_collect(tmp_path: Path) -> None:
     verdict = DocsGate().evaluate(evidence, strict)
     assert verdict.status is Status.FAIL
     assert len(verdict.reasons) == 5
+
+
+def test_evaluate_fails_without_a_configuration_matrix_or_guide(tmp_path: Path) -> None:
+    """Docs without the D3 matrix and the D4 guide FAIL, each reason naming the missing file."""
+    files = {k: v for k, v in GOOD.items() if k not in ("docs/configuration-matrix.md", "docs/troubleshooting.md")}
+    verdict = DocsGate().evaluate(docs_evidence(tmp_path, files), POLICY)
+    assert verdict.status is Status.FAIL
+    assert any("docs/configuration-matrix.md: the known-good configuration matrix (D3)" in r for r in verdict.reasons)
+    assert any("docs/troubleshooting.md: the troubleshooting guide (D4) is not" in r for r in verdict.reasons)
+
+
+def test_evaluate_is_inconclusive_without_the_runs_configuration(tmp_path: Path) -> None:
+    """Evidence that records no run configuration cannot show D3's row for this run: INCONCLUSIVE."""
+    evidence = docs_evidence(tmp_path, GOOD)
+    inputs_path = tmp_path / "gates" / "G8" / "docs_inputs.json"
+    inputs = json.loads(inputs_path.read_text(encoding="utf-8"))
+    del inputs["run_configuration"]
+    inputs_path.write_text(json.dumps(inputs), encoding="utf-8")
+    verdict = DocsGate().evaluate(evidence, POLICY)
+    assert verdict.status is Status.INCONCLUSIVE
+    assert any("records no run configuration" in reason for reason in verdict.reasons)
