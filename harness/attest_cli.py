@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from harness.evidence import ATTESTATIONS
 if TYPE_CHECKING:
     from securesystemslib.signer import CryptoSigner, Key
 
+    from harness.attestation import SignedStatement
     from harness.verify import VerifyReport
 
 #: The environment variable a run reads the signing key (a path, or the PEM itself) from without --sign-key.
@@ -47,6 +49,14 @@ def add_attest_parsers(sub: Any) -> None:
     )
     check.add_argument("file", type=Path, help=f"an {ATTESTATIONS} file")
     add_key_arguments(check)
+    check.add_argument(
+        "--subject",
+        type=Path,
+        action="append",
+        default=[],
+        help="a file you were given with it (the certificate, say): its name and sha256 must be a signed subject; "
+        "repeatable",
+    )
 
 
 def add_key_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,12 +137,37 @@ def verify_attestation_command(args: argparse.Namespace) -> int:
             digest = predicate["policy"].get("digest", {}).get("sha256", "")
             extra = f", mode {predicate.get('mode')}, policy sha256 {digest}"
         print(f"line {statement.line}: {statement.predicate_type} {what}: {result}{extra}")
+    problems = [problem for path in args.subject if (problem := _subject_problem(path, signed))]
+    if problems:
+        print(*(f"FAILED: {problem}" for problem in problems), sep="\n")
+        return 1
     keyids = sorted({keyid for statement in signed for keyid in statement.keyids})
+    subjects = f"; {len(args.subject)} --subject file(s) match their signed sha256" if args.subject else ""
     print(
         f"ok: {len(signed)} {PAYLOAD_TYPE} envelope(s) in {args.file}, signatures checked, signed by key id "
-        f"{', '.join(keyids)}; the pack itself was not re-checked (certify verify PACK --key)"
+        f"{', '.join(keyids)}{subjects}; the pack itself was not re-checked (certify verify PACK --key)"
     )
     return 0
+
+
+def _subject_problem(path: Path, signed: list[SignedStatement]) -> str | None:
+    """Why a file is not a signed subject (by its name and sha256) of any statement; None when it is."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        msg = f"--subject {path}: cannot read it: {exc.strerror}"
+        raise UsageError(msg) from None
+    named = [
+        subject.get("digest", {}).get("sha256")
+        for statement in signed
+        for subject in statement.statement.get("subject", [])
+        if str(subject.get("name", "")).rsplit("/", 1)[-1] == path.name
+    ]
+    if digest in named:
+        return None
+    if not named:
+        return f"{path}: no statement signs a file named {path.name}"
+    return f"{path}: sha256 {digest} is not the signed one ({', '.join(sorted(map(str, named)))})"
 
 
 def check_signatures(args: argparse.Namespace, report: VerifyReport) -> None:

@@ -106,7 +106,7 @@ def test_unsigned_pack_says_unsigned_never_verified(world: dict) -> None:
 
 
 def test_verify_attestation_checks_the_file_alone(world: dict, tmp_path: Path) -> None:
-    """verify-attestation exits 0 with the right key, 1 with another (line named), 2 without a usable key."""
+    """verify-attestation: 0 with the right key and certificate, 1 with another key or an edited one, 2 no key."""
     pack = signed_pack(world["target"], tmp_path / "pack", world["keys"])
     emailed = tmp_path / "emailed.intoto.jsonl"
     emailed.write_bytes((pack / ATTESTATIONS).read_bytes())
@@ -117,6 +117,16 @@ def test_verify_attestation_checks_the_file_alone(world: dict, tmp_path: Path) -
     wrong = certify("verify-attestation", str(emailed), "--key", str(world["other"].public))
     assert wrong.returncode == 1
     assert "emailed.intoto.jsonl line 1: no valid signature by a trusted key" in wrong.stdout
+    certificate = tmp_path / "production_readiness_certificate.md"
+    certificate.write_bytes((pack / certificate.name).read_bytes())
+    with_key = ("verify-attestation", str(emailed), "--key", str(world["keys"].public))
+    held = certify(*with_key, "--subject", str(certificate))
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert "1 --subject file(s) match their signed sha256" in held.stdout
+    certificate.write_text(certificate.read_text().replace("CERTIFIED", "CERTIFIED (edited)", 1))
+    edited = certify(*with_key, "--subject", str(certificate))
+    assert edited.returncode == 1
+    assert f"FAILED: {certificate}: sha256" in edited.stdout
     _one_error_line(certify("verify-attestation", str(emailed)), 2, "--key")
     _one_error_line(certify("verify-attestation", str(emailed), "--key", str(world["keys"].private)), 2, "key")
 
