@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gates.security import inventory, licences, report, sarif, sast, sbom, secret_scan, vulns
+from gates.security import inventory, licences, pins, report, sarif, sast, sbom, secret_scan, vulns
 from gates.security.policy import (
     EvidenceReader,
     GrantedWaiver,
@@ -151,6 +151,13 @@ CHECKS = (
         evidence=("gates/G5/licences/pip-licenses.json",),
     ),
     CheckSpec(
+        id="G5.pinned",
+        title="a lock file pins every installed distribution with hashes, and the install used it",
+        requirements=("X2",),
+        details=(f"scanners.{pins.SCANNER}",),
+        evidence=(f"gates/G5/{pins.INPUTS}", "gates/G5/inventory.json"),
+    ),
+    CheckSpec(
         id="G5.vulnerabilities",
         title="known-vulnerability audit of the dependencies (pip-audit)",
         requirements=("S8",),
@@ -166,7 +173,7 @@ class SecurityGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="G5",
         title="Security",
-        requirements=("G5", "S1", "S2", "S3", "S4", "S8"),
+        requirements=("G5", "S1", "S2", "S3", "S4", "S8", "X2"),
         timeout_s=1800,
         documents=(report.DOCUMENT, sbom.DOCUMENT, sarif.DOCUMENT),
         checks=CHECKS,
@@ -244,6 +251,7 @@ class SecurityGate(Gate):
             return
         python = ctx.target_python()
         found = inventory.collect(store, python, policy.tool_timeout_s)
+        pins.collect(store, ctx.target_dir, policy, ctx.config.install.command)
         if available["deps"] and found and not ctx.cancel.is_set():
             ctx.progress("pip-audit over the installed set")
             vulns.collect(store, policy, found["site_packages"])
@@ -288,7 +296,8 @@ class SecurityGate(Gate):
     def _judge(reader: EvidenceReader, policy: SecurityPolicy) -> Verdict:
         """The verdict from whatever reader holds the evidence."""
         results, judgement = assess_all(reader, policy)
-        return judge([*results, _outputs(reader)], judgement, policy)
+        pinned = pins.assess(reader, policy, reader.read_json(CONTEXT))
+        return judge([*results, _outputs(reader), *([pinned] if pinned else [])], judgement, policy)
 
     def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
         """Recompute every scanner's result, the waivers and the merge from the stored evidence."""

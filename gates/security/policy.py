@@ -91,6 +91,12 @@ class SecurityPolicy(Policy):
         "high",
         description="Unwaived findings at or above this severity (critical/high/medium/low) fail the gate.",
     )
+    lock_file: str | None = Field(
+        None,
+        description="X2: the pip lock/constraints file (relative to the target) pinning every installed distribution "
+        "with ==; unset: X2 is not judged.",
+    )
+    lock_hashes: bool = Field(True, description="X2: every pin in lock_file carries a --hash.")
     advisory_db: str | None = Field(
         None,
         description="Directory of OSV advisories (e.g. a pypa/advisory-database checkout), relative to the target or "
