@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gates.security import inventory, licences, pins, report, sarif, sast, sbom, secret_scan, vulns
+from gates.security import env_example, inventory, licences, pins, report, sarif, sast, sbom, secret_scan, vulns
 from gates.security.policy import (
     EvidenceReader,
     GrantedWaiver,
@@ -158,6 +158,13 @@ CHECKS = (
         evidence=(f"gates/G5/{pins.INPUTS}", "gates/G5/inventory.json"),
     ),
     CheckSpec(
+        id="G5.env-example",
+        title="every environment variable the code reads is in the example file, none with a secret-looking value",
+        requirements=("X3",),
+        details=(f"scanners.{env_example.SCANNER}",),
+        evidence=(f"gates/G5/{env_example.INPUTS}", "gates/G5/secrets/detect-secrets.json"),
+    ),
+    CheckSpec(
         id="G5.vulnerabilities",
         title="known-vulnerability audit of the dependencies (pip-audit)",
         requirements=("S8",),
@@ -173,7 +180,7 @@ class SecurityGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="G5",
         title="Security",
-        requirements=("G5", "S1", "S2", "S3", "S4", "S8", "X2"),
+        requirements=("G5", "S1", "S2", "S3", "S4", "S8", "X2", "X3"),
         timeout_s=1800,
         documents=(report.DOCUMENT, sbom.DOCUMENT, sarif.DOCUMENT),
         checks=CHECKS,
@@ -247,6 +254,8 @@ class SecurityGate(Gate):
         if available["secrets"] and not ctx.cancel.is_set():
             ctx.progress("detect-secrets over the tracked files")
             secret_scan.collect(store, policy)
+        scanned = store.read_json(secret_scan.FILES).get("scanned", []) if store.exists(secret_scan.FILES) else []
+        env_example.collect(store, ctx.target_dir, policy, scanned)
         if ctx.cancel.is_set() or not any(available[k] for k in ("deps", "sbom", "licences")):
             return
         python = ctx.target_python()
@@ -296,8 +305,8 @@ class SecurityGate(Gate):
     def _judge(reader: EvidenceReader, policy: SecurityPolicy) -> Verdict:
         """The verdict from whatever reader holds the evidence."""
         results, judgement = assess_all(reader, policy)
-        pinned = pins.assess(reader, policy, reader.read_json(CONTEXT))
-        return judge([*results, _outputs(reader), *([pinned] if pinned else [])], judgement, policy)
+        optional = [pins.assess(reader, policy, reader.read_json(CONTEXT)), env_example.assess(reader, policy)]
+        return judge([*results, _outputs(reader), *filter(None, optional)], judgement, policy)
 
     def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
         """Recompute every scanner's result, the waivers and the merge from the stored evidence."""

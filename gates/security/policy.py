@@ -97,6 +97,12 @@ class SecurityPolicy(Policy):
         "with ==; unset: X2 is not judged.",
     )
     lock_hashes: bool = Field(True, description="X2: every pin in lock_file carries a --hash.")
+    env_example: str | None = Field(
+        None, description="X3: the example environment file (e.g. .env.example); unset: X3 is not judged."
+    )
+    env_example_ignore: tuple[str, ...] = Field(
+        ("tests/",), description="X3: tracked path prefixes whose environment reads need no entry (test code)."
+    )
     advisory_db: str | None = Field(
         None,
         description="Directory of OSV advisories (e.g. a pypa/advisory-database checkout), relative to the target or "
