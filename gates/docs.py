@@ -131,6 +131,15 @@ class DocsGate(Gate):
         del mode
         return 30.0 if not isinstance(policy, DocsPolicy) else min(60.0, policy.quickstart_budget_s)
 
+    def plan_lines(self, policy: Policy, mode: str) -> list[str]:
+        """The D3 and D4 checks, which read the docs snapshot (under a second)."""
+        del mode
+        assert isinstance(policy, DocsPolicy)  # noqa: S101 - the registry pairs gate and policy
+        return [
+            f"D3 this run's row in {policy.configuration_matrix} (< 1 s)",
+            f"D4 troubleshooting guide {policy.troubleshooting} (< 1 s)",
+        ]
+
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Snapshot the tracked docs, run the quickstart in a sandbox, and write the findings."""
         assert isinstance(policy, DocsPolicy)  # noqa: S101 - the registry pairs gate and policy

@@ -202,6 +202,13 @@ class SecurityGate(Gate):
         del policy, mode
         return 60.0
 
+    def plan_lines(self, policy: Policy, mode: str) -> list[str]:
+        """The repository checks G5 runs beside its scanners, when the target names their files."""
+        del mode
+        assert isinstance(policy, SecurityPolicy)  # noqa: S101 - the registry pairs gate and policy
+        lines = [f"X2 pinned dependencies: {policy.lock_file} against the venv (< 1 s)"] if policy.lock_file else []
+        return lines + ([f"X3 environment example: {policy.env_example} (< 1 s)"] if policy.env_example else [])
+
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run every available scanner against the target and its venv, then write SARIF and the report."""
         assert isinstance(policy, SecurityPolicy)  # noqa: S101 - the registry pairs gate and policy
