@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
+from gates.playbooks import audit_chain
 from gates.playbooks.config import PlaybookPolicy
 from gates.playbooks.governance import collect_governance, judge_governance
 from gates.playbooks.instances import PlaybookInstances
@@ -113,6 +114,13 @@ CHECKS = (
         evidence=("playbooks_mttr.svg", "playbooks_report.json"),
     ),
     CheckSpec(
+        id="PB.audit-chain",
+        title="the target's hash-chained audit log, every hash recomputed by the harness",
+        requirements=("S6",),
+        details=(f"governance.{audit_chain.CHECK}",),
+        evidence=("gates/PB/governance.json",),
+    ),
+    CheckSpec(
         id="PB.governance",
         title="approval, change window, run timeout, parameter bounds and the audit log, held and audited",
         requirements=("H8", "H9", "H10", "H11", "H13"),
@@ -127,7 +135,7 @@ class PlaybookGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="PB",
         title="Self-healing playbooks",
-        requirements=("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13"),
+        requirements=("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13", "S6"),
         needs_service=True,
         timeout_s=3600,
         documents=DOCUMENTS,
@@ -235,6 +243,7 @@ class PlaybookGate(Gate):
             measurements=tuple(measurements),
             details={
                 "playbooks": {row["id"]: row["verdict"] for row in summary["playbooks"]},
+                "governance": dict(summary["governance"]["checks"]),
                 "elapsed_s": plan["elapsed_s"],
                 "parallel": plan["parallel"],
             },

@@ -155,6 +155,18 @@ class SqliteSnapshot(Spec):
     rollback: bool = Field(False, description="Also compared after rollback with the state before execute.")
 
 
+class AuditChain(Spec):
+    """How to read and recompute the target's audit chain."""
+
+    database: str
+    query: str = Field(description="Rows of (seq, prev_hash, hash, material...) in chain order.")
+    material: tuple[Literal["text", "repr"], ...] = Field(
+        min_length=1, description="How each material column is written."
+    )
+    encoding: Literal["sha256-json-array"] = "sha256-json-array"
+    genesis: str = Field("0" * 64, description="prev_hash of the first entry.")
+
+
 class WatchdogCheck(Spec):
     """A run forced past the target's watchdog on a separate instance, and the outcome expected."""
 
@@ -209,6 +221,9 @@ class PlaybookPolicy(Policy):
     volatile: tuple[str, ...] = Field((), description="Globs (data dir) left out of file snapshots: live logs, db.")
     rollback_ignore: tuple[str, ...] = Field((), description="Globs left out of every rollback comparison.")
     audit: SqliteSnapshot | None = Field(None, description="Query listing the audit log: (seq, actor, action, detail).")
+    audit_chain: AuditChain | None = Field(
+        None, description="S6: the hash-chained audit log and how to recompute it; unset: S6 is not judged."
+    )
     window_tier: int = Field(3, ge=1, description="Lowest tier the change window applies to.")
     in_window_epoch: float | None = Field(None, description="Governance time inside the window; default: Monday 10:00.")
     out_of_window_epoch: float | None = Field(None, description="Outside the window; default: Saturday 12:00.")

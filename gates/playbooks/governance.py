@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gates.playbooks.config import PlaybookPolicy
+from gates.playbooks.audit_chain import judge_chain
+from gates.playbooks.config import PlaybookPolicy, SqliteSnapshot
 from gates.playbooks.instances import PlaybookInstances
 from gates.playbooks.judge import audit_hits
 from gates.playbooks.observe import call, field, query_rows
@@ -51,6 +52,10 @@ def collect_governance(
                 record["watchdog"] = _force_watchdog(port, policy, cancel)
             if policy.audit is not None:
                 record["audit"] = query_rows(instance.data_dir, policy.audit)
+            if policy.audit_chain is not None:
+                chain = policy.audit_chain
+                snapshot = SqliteSnapshot(database=chain.database, query=chain.query)
+                record["audit_chain"] = query_rows(instance.data_dir, snapshot)
             if api.audit_verify is not None:
                 record["audit_verify"] = call(port, api.audit_verify)
     except TargetError as exc:
@@ -112,6 +117,7 @@ def judge_governance(policy: PlaybookPolicy, record: dict[str, Any]) -> dict[str
         checks["audit chain (governance instance)"] = "PASS" if intact is True else "FAIL"
         if intact is not True:
             reasons.append(f"audit chain verification answered {verify}")
+    judge_chain(policy.audit_chain, record, checks, reasons)
     return {"checks": checks, "reasons": reasons}
 
 
