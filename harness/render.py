@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from harness.errors import PackError
 from harness.model import GateResult, Status
-from harness.render_policy import junit_policy, policy_context
 from harness.render_matrix import traceability_context
+from harness.render_policy import junit_policy, policy_context
 from harness.render_rows import (
     VERIFY_COMMAND,
     InconsistentResultsError,
