@@ -44,6 +44,8 @@ def render_matrix_md(matrix: Mapping[str, Any]) -> str:
         lines.append(f"Not PASS: {', '.join(done['not_passed'])}.")
     if done["unevidenced"]:
         lines.append(f"UNEVIDENCED (no check in this harness version): {', '.join(done['unevidenced'])}.")
+    if matrix.get("without_check"):
+        lines.append(f"No check in this harness version, whatever the scope: {', '.join(matrix['without_check'])}.")
     lines += ["", "| Requirement | Status | Check | Check status | Evidence (sha256) |", "|---|---|---|---|---|"]
     for row in matrix["requirements"]:
         head = f"**{row['id']}** {markdown_text(row['text'])}" + (

@@ -195,3 +195,25 @@ def test_decision_facts_carry_the_completeness_figure() -> None:
     """The decision records percent, counts, the ids not PASS and whether the policy lists a scope."""
     facts = decision_facts(build_matrix([], {}, _policy(["R4"])))
     assert facts == {"percent": 0.0, "passed": 0, "in_scope": 1, "not_passed": ["R4"], "scope_listed": True}
+
+
+def test_a_passing_g1_without_changed_line_coverage_evidences_g1() -> None:
+    """A G1 PASS whose changed-line coverage was not computed (release mode, no diff base) still evidences G1."""
+    names = [
+        ("tests run (not skipped)", None),
+        ("failing or erroring tests", True),
+        ("overall line coverage", True),
+        ("overall branch coverage", True),
+        ("line coverage of guardian/store.py (critical)", True),
+        ("branch coverage of guardian/store.py (critical)", True),
+        ("changed-line coverage", None),
+    ]
+    verdict = Verdict(
+        status=Status.PASS, measurements=tuple(Measurement(name=n, value=1.0, passed=p) for n, p in names)
+    )
+    hashes = {
+        path: "ab" * 32 for path in ("gates/G1/coverage.json", "gates/G1/pytest-junit.xml", "coverage_report.html")
+    }
+    matrix = build_matrix([_result("G1", verdict)], hashes, None)
+    row = next(r for r in matrix["requirements"] if r["id"] == "G1")
+    assert row["status"] == "PASS", row
