@@ -117,9 +117,10 @@ def assess_all(reader: EvidenceReader, policy: SecurityPolicy) -> tuple[list[Sca
 CHECKS = (
     CheckSpec(
         id="G5.findings",
-        title="no unwaived finding at or above high",
+        title="no unwaived finding at or above high from any scanner (one that could not run leaves the count open)",
         requirements=("G5",),
         measurements=("unwaived findings at or above high",),
+        details=("scanners",),
         evidence=("security_report.md", "security.sarif"),
     ),
     CheckSpec(

@@ -215,3 +215,16 @@ def test_a_passing_g1_without_changed_line_coverage_evidences_g1() -> None:
     matrix = build_matrix([_result("G1", verdict)], hashes, None)
     row = next(r for r in matrix["requirements"] if r["id"] == "G1")
     assert row["status"] == "PASS", row
+
+
+def test_g5_findings_are_not_evidenced_when_a_scanner_could_not_run() -> None:
+    """Zero high findings with pip-audit unable to run leaves requirement G5's check INCONCLUSIVE, not PASS."""
+    check = next(c for gate in all_gates() for c in gate.spec.checks if c.id == "G5.findings")
+    manifest = {"security_report.md": "ab" * 32, "security.sarif": "cd" * 32}
+    findings = Measurement.judged("unwaived findings at or above high", 0, "<=", 0)
+    scanners = {"SAST (bandit)": "PASS", "known vulnerabilities (pip-audit)": "INCONCLUSIVE"}
+    offline = Verdict(status=Status.INCONCLUSIVE, measurements=(findings,), details={"scanners": scanners})
+    assert check_outcome(check, offline, manifest).status is Status.INCONCLUSIVE
+    audited = {**scanners, "known vulnerabilities (pip-audit)": "PASS"}
+    online = Verdict(status=Status.PASS, measurements=(findings,), details={"scanners": audited})
+    assert check_outcome(check, online, manifest).status is Status.PASS
