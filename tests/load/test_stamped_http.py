@@ -74,3 +74,27 @@ def test_answers_are_timed_by_the_socket_and_failures_are_errors() -> None:
     assert refused["status"] == 0
     assert "ConnectionRefused" in str(refused["error"])
     assert refused["end_by"] == "driver"
+
+
+OFFSET_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    import stamped_http
+    # Three bracketed readings: the first preempted 20 ms between its perf_counter calls (its
+    # midpoint would put the offset 5 ms off); the second is the tightest.
+    perf = iter([0, 20_000_000, 30_000_000, 30_000_100, 40_000_000, 40_000_200])
+    real = iter([1_000_005_000_000, 1_000_030_000_050, 1_000_040_000_100])
+    stamped_http.time.perf_counter_ns = lambda: next(perf)
+    stamped_http.time.time_ns = lambda: next(real)
+    print(stamped_http._realtime_offset_ns())
+    """
+)
+
+
+def test_realtime_offset_takes_the_tightest_bracket() -> None:
+    """A clock reading preempted between its two perf_counter calls does not decide the offset."""
+    proc = subprocess.run(
+        [sys.executable, "-c", OFFSET_CHILD, str(REPO / "load")], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert int(proc.stdout) == 1_000_000_000_000
