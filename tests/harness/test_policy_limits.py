@@ -21,6 +21,7 @@ FAULT = 'expect_alerts = ["GuardianDependencyCircuitOpen", "GuardianWorkerCrashL
 SHARED = "[gates.G6.shared]"
 LATENCY = 'histogram = "guardian_http_request_duration_seconds"\nlabels = { route = "/api/tasks", method = "POST" }\n'
 G8 = 'repo_subdir = "examples/guardian"'
+G5 = "max_advisory_age_days = 30"
 
 
 def _task_p99(pid: str, looser: int) -> tuple[str, str]:
@@ -58,6 +59,8 @@ LOOSER = [
     ("G8 runbook_sections", G8, G8 + '\nrunbook_sections = ["symptoms"]', "limit:gates.G8.runbook_sections"),
     ("G8 required_docs", G8, G8 + "\nrequired_docs = []", "limit:gates.G8.required_docs"),
     ("G8 placeholder_phrases", G8, G8 + '\nplaceholder_phrases = ["TODO"]', "limit:gates.G8.placeholder_phrases"),
+    ("G8 D4 words", G8, G8 + "\nmin_troubleshooting_words = 1", "limit:gates.G8.min_troubleshooting_words"),
+    ("G5 lock_hashes", G5, G5 + "\nlock_hashes = false", "limit:gates.G5.lock_hashes"),
 ]
 
 
