@@ -71,6 +71,7 @@ class Overall:
     certified: bool
     blocking: tuple[Blocker, ...]
     deviations: tuple[str, ...] = ()
+    matrix_short: tuple[str, ...] = ()  # in-scope requirements not PASS, when the policy lists requirements
 
 
 def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
@@ -119,6 +120,7 @@ def render_summary(
         "scaled": run_doc.get("scaled_durations") is not False,
         "rows": [gate_row(result) for result in results],
         "blockers": blockers,
+        "refusals": _certificate_refusals(run_doc, overall, required_ids, blockers),
         "exit_code": overall.exit_code,
         "exit_meaning": exit_code_meaning(overall.exit_code),
         **policy_context(run_doc, deviations_doc),
@@ -261,7 +263,20 @@ def _overall(results_doc: dict[str, Any]) -> Overall:
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"results.json: an overall.blocking entry is malformed: {exc}"
         raise PackError(msg) from exc
-    return Overall(exit_code=exit_code, certified=certified, blocking=blockers, deviations=tuple(map(str, deviations)))
+    return Overall(
+        exit_code=exit_code,
+        certified=certified,
+        blocking=blockers,
+        deviations=tuple(map(str, deviations)),
+        matrix_short=_matrix_short(raw.get("traceability")),
+    )
+
+
+def _matrix_short(facts: Any) -> tuple[str, ...]:
+    """The in-scope requirements not PASS when the policy lists requirements (so they block), else ()."""
+    if not isinstance(facts, dict) or not facts.get("scope_listed"):
+        return ()
+    return tuple(str(item) for item in facts.get("not_passed") or ())
 
 
 def _required_gate_ids(results: tuple[GateResult, ...], configured: tuple[str, ...]) -> tuple[str, ...]:
@@ -302,6 +317,10 @@ def _certificate_refusals(
         (bool(required_ids), "no gate is required"),
         (not blockers, "gate(s) " + ", ".join(f"{b.gate} {b.status}" for b in blockers)),
         (not overall.deviations, "unwaived deviation(s) from the policy: " + ", ".join(overall.deviations)),
+        (
+            not (run_doc.get("mode") == "release" and overall.matrix_short),
+            "traceability matrix not complete; in-scope requirement(s) not PASS: " + ", ".join(overall.matrix_short),
+        ),
         (overall.exit_code == 0, f"the exit code is {overall.exit_code}, not 0"),
     ]
     return [refusal for holds, refusal in checks if not holds]
@@ -356,6 +375,7 @@ def _report_context(
         "certified": release and _decide_certified(run_doc, overall, required_ids, blockers),
         "merge_status": _merge_gate_status(run_doc, required_ids, blockers, overall),
         "blockers": blockers,
+        "refusals": _certificate_refusals(run_doc, overall, required_ids, blockers),
         "required_ids": required_ids,
         "target": target_facts(run_doc),
         "started_at": fact_text(run_doc.get("started_at")),

@@ -94,6 +94,12 @@ def test_an_unevidenced_requirement_in_scope_blocks_the_certificate(
     certificate = (out / "production_readiness_certificate.md").read_text(encoding="utf-8")
     assert "Verdict: **NOT CERTIFIED**" in certificate
     assert "traceability: 1 of 3 in-scope requirements evidenced and PASS (33.3 %)**; not PASS: S5, R1" in certificate
+    assert "no gate blocks; not certified because traceability matrix not complete; in-scope requirement(s)" in (
+        certificate
+    )
+    assert "names no blocking gate" not in certificate
+    html = (out / "production_readiness_certificate.html").read_text(encoding="utf-8")
+    assert "not PASS: S5, R1</li>" in html
 
 
 def test_verify_rebuilds_the_matrix_and_catches_an_edit(packs: dict[str, tuple[Path, object]], tmp_path: Path) -> None:
