@@ -107,8 +107,9 @@ def render_summary(
     overall = _overall(results_doc)
     required_ids = _required_gate_ids(results, ())
     blockers = _blockers(results, required_ids, overall)
+    refusals = _certificate_refusals(run_doc, overall, required_ids, blockers)
     if run_doc.get("mode") == "release":
-        certified = _decide_certified(run_doc, overall, required_ids, blockers)
+        certified = _decide_certified(overall, refusals)
         headline = "CERTIFIED" if certified else "NOT CERTIFIED"
     else:
         headline = f"merge gate: {_merge_gate_status(run_doc, required_ids, blockers, overall)}"
@@ -120,7 +121,7 @@ def render_summary(
         "scaled": run_doc.get("scaled_durations") is not False,
         "rows": [gate_row(result) for result in results],
         "blockers": blockers,
-        "refusals": _certificate_refusals(run_doc, overall, required_ids, blockers),
+        "refusals": refusals,
         "exit_code": overall.exit_code,
         "exit_meaning": exit_code_meaning(overall.exit_code),
         **policy_context(run_doc, deviations_doc),
@@ -326,14 +327,8 @@ def _certificate_refusals(
     return [refusal for holds, refusal in checks if not holds]
 
 
-def _decide_certified(
-    run_doc: dict[str, Any],
-    overall: Overall,
-    required_ids: tuple[str, ...],
-    blockers: tuple[Blocker, ...],
-) -> bool:
-    """Re-check results.json's claim; a certificate the data does not support raises instead."""
-    refusals = _certificate_refusals(run_doc, overall, required_ids, blockers)
+def _decide_certified(overall: Overall, refusals: list[str]) -> bool:
+    """Re-check results.json's claim against the refusals; a certificate the data does not support raises instead."""
     if overall.certified and refusals:
         msg = "results.json says certified, but " + "; ".join(refusals) + "; refusing to render it"
         raise InconsistentResultsError(msg, hint=f"run `{VERIFY_COMMAND}` to recompute the verdicts")
@@ -367,15 +362,16 @@ def _report_context(
     overall = _overall(results_doc)
     required_ids = _required_gate_ids(results, tuple(certificate_section.get("required_gates") or ()))
     blockers = _blockers(results, required_ids, overall)
+    refusals = _certificate_refusals(run_doc, overall, required_ids, blockers)
     waiver_lines = waivers(config_doc, run_day(run_doc))
     tools = run_doc.get("tools") or {}
     release = run_doc.get("mode") == "release"
     return {
         # Only a release run can claim a certificate, so only there is the claim re-checked.
-        "certified": release and _decide_certified(run_doc, overall, required_ids, blockers),
+        "certified": release and _decide_certified(overall, refusals),
         "merge_status": _merge_gate_status(run_doc, required_ids, blockers, overall),
         "blockers": blockers,
-        "refusals": _certificate_refusals(run_doc, overall, required_ids, blockers),
+        "refusals": refusals,
         "required_ids": required_ids,
         "target": target_facts(run_doc),
         "started_at": fact_text(run_doc.get("started_at")),
