@@ -11,45 +11,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-_TERM_DURING_IMPORTS: list[int] = []
-
-
-def _term_noted(signum: int, frame: FrameType | None) -> None:
-    """While the modules below import, SIGTERM is only noted.
-
-    An exception raised inside a class body or a descriptor's __set_name__ can surface as another
-    error (RuntimeError in 3.11), so raising KeyboardInterrupt there is not safe.
-    """
-    del frame
-    _TERM_DURING_IMPORTS.append(signum)
+from harness.interrupts import deferred, exit_now
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM, until a run installs its own handlers, is an interruption like Ctrl-C (exit 130)."""
+    """SIGTERM, outside the startup and until a run installs its own handlers, is an interruption like Ctrl-C."""
     del signum, frame
     raise KeyboardInterrupt
 
 
-# Installed before the imports below, which take a second or two on a busy machine: a SIGTERM
-# arriving then must still end in "interrupted" (130), not in death by signal.
-signal.signal(signal.SIGTERM, _term_noted)
+# The imports below take a second or two on a busy machine: a SIGINT or SIGTERM arriving then is only
+# noted (harness.interrupts says why), and still ends in "interrupted" (130), not in death by signal.
 try:
-    from harness import __version__, attest_cli, policy_cli
-    from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
-    from harness.config import json_schema
-    from harness.errors import HarnessError, UsageError
-    from harness.evidence import ATTESTATIONS
-    from harness.policy import load_policy
-    from harness.policy_cli import add_policy_parser as _add_policy_parser
-    from harness.progress import make_reporter
-    from harness.registry import catalogue
-    from harness.runner import Runner, RunOptions
-    from harness.verify import verify_pack
-except KeyboardInterrupt:  # Ctrl-C (SIGINT) during the imports
-    _TERM_DURING_IMPORTS.append(signal.SIGINT)
-if _TERM_DURING_IMPORTS:
+    with deferred():
+        from harness import __version__, attest_cli, policy_cli
+        from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
+        from harness.config import json_schema
+        from harness.errors import HarnessError, UsageError
+        from harness.evidence import ATTESTATIONS
+        from harness.policy import load_policy
+        from harness.policy_cli import add_policy_parser as _add_policy_parser
+        from harness.progress import make_reporter
+        from harness.registry import catalogue
+        from harness.runner import Runner, RunOptions
+        from harness.verify import verify_pack
+except KeyboardInterrupt:
     print("certify: interrupted", file=sys.stderr)
-    sys.exit(130)
+    exit_now(130)
 signal.signal(signal.SIGTERM, _interrupted)
 
 EXIT_CODES = """exit codes:
@@ -219,11 +207,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.plan:
         from harness.plan import make_plan  # noqa: PLC0415
 
-        report, config = policy_cli.judge_target(target, args.policy, args.mode, args.gates)
+        with deferred():  # reading the config builds models: see harness.interrupts
+            report, config = policy_cli.judge_target(target, args.policy, args.mode, args.gates)
         plan = make_plan(config, args.gates or config.certificate.required_gates, args.mode, args.jobs)
         print("\n".join([*report.lines(), *plan.describe()]))
         return 0
-    runner = Runner(options, reporter := make_reporter())
+    with deferred():  # reading the config builds models: see harness.interrupts
+        runner = Runner(options, reporter := make_reporter())
     try:
         outcome = runner.run()
     finally:
@@ -291,7 +281,8 @@ def _gates(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `certify` console script."""
     try:
-        args = build_parser().parse_args(argv)
+        with deferred():  # building the parser imports the gates: see harness.interrupts
+            args = build_parser().parse_args(argv)
         commands = {
             "run": _run,
             "verify": _verify,
@@ -322,14 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The console script: `main`, then exit with its code.
 
-    Once main has returned the outcome is decided and written; a SIGTERM or Ctrl-C arriving while
-    the interpreter shuts down (when Python has put the default actions back) must not turn a
-    finished run's exit code into death by signal.
+    Once main has returned the outcome is decided and written; a SIGTERM or Ctrl-C arriving after it,
+    or the flag a caught interrupt can leave in the interpreter, must not turn a finished run's exit
+    code into death by signal.
     """
     code = main()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(code)
+    exit_now(code)
 
 
 if __name__ == "__main__":
