@@ -278,8 +278,11 @@ def describe(loaded: LoadedPolicy) -> list[str]:
         f"  modes accepted: {', '.join(meta.modes)} (only release can certify)",
         f"  required gates: {', '.join(meta.required_gates)}",
         f"  requirements in scope: {', '.join(meta.requirements) or 'none listed'}",
-        "  may be declared not applicable:",
     ]
+    if meta.out_of_scope:
+        lines.append("  requirements out of scope:")
+        lines += [f"    {requirement}: {reason}" for requirement, reason in meta.out_of_scope.items()]
+    lines.append("  may be declared not applicable:")
     lines += [f"    {gate}: {terms.terms}" for gate, terms in loaded.policy.not_applicable.items()] or ["    none"]
     lines.append("  limits (certify.toml may be stricter, never looser):")
     for key, limit in loaded.policy.limits.items():

@@ -18,6 +18,7 @@ from harness.deviations import RunArgs, deviations, effective_config
 from harness.errors import ConfigError
 from harness.model import Measurement
 from harness.policy import load_policy, parse_policy, standard_policy
+from harness.requirements import requirement_catalogue
 from tests.harness.packs import REPO, committed_copy, guardian_copy
 
 GUARDIAN = REPO / "examples" / "guardian"
@@ -261,7 +262,7 @@ def test_policy_show_names_the_standard_policy() -> None:
     """`certify policy show` prints name, version, sha256 and the G4 ceiling of the standard policy."""
     proc = cli("policy", "show")
     assert proc.returncode == 0
-    assert proc.stdout.startswith(f"policy standard 4 (sha256 {standard_policy().sha256})")
+    assert proc.stdout.startswith(f"policy standard 5 (sha256 {standard_policy().sha256})")
     assert "gates.G4.recovery_budget_s <= 60" in proc.stdout
 
 
@@ -430,3 +431,12 @@ def test_load_policy_reads_the_same_bytes_it_hashes(tmp_path: Path) -> None:
 
     path = org_policy(tmp_path, "")
     assert load_policy(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_standard_policy_gives_every_catalogue_requirement_a_scope() -> None:
+    """Each catalogue id is in the standard policy's scope or out of it with a reason, never neither or both."""
+    meta = standard_policy().policy.policy
+    ids = set(requirement_catalogue().ids)
+    assert set(meta.requirements) | set(meta.out_of_scope) == ids
+    assert not set(meta.requirements) & set(meta.out_of_scope)
+    assert all(reason.strip() for reason in meta.out_of_scope.values())
