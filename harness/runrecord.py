@@ -37,16 +37,32 @@ def _git(target_dir: Path, *args: str) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _changed_paths(porcelain_z: str) -> list[str]:
+    """The paths of `git status --porcelain -z` output (a rename's source path is not listed twice)."""
+    entries = porcelain_z.split("\0")
+    paths: set[str] = set()
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:  # "XY path": two status letters, a space, at least one character
+            continue
+        paths.add(entry[3:])
+        if entry[0] in "RC":  # a rename or copy: the next entry is its source path
+            index += 1
+    return sorted(paths)
 
 
 def git_identity(target_dir: Path) -> dict[str, Any]:
     """Commit, short commit, dirty flag and changed paths of the target's working tree."""
-    commit = _git(target_dir, "rev-parse", "HEAD")
+    commit = (_git(target_dir, "rev-parse", "HEAD") or "").strip() or None
     if commit is None:
         return {"commit": "unknown", "short": "nocommit", "dirty": True, "changed": ["(not a git repository)"]}
-    status = _git(target_dir, "status", "--porcelain", "--untracked-files=normal", "--", ".") or ""
-    changed = sorted({line[3:] for line in status.splitlines() if line.strip()})
+    status = _git(target_dir, "status", "--porcelain", "-z", "--untracked-files=normal", "--", ".") or ""
+    changed = _changed_paths(status)
     return {"commit": commit, "short": commit[:10], "dirty": bool(changed), "changed": changed}
 
 

@@ -97,6 +97,8 @@ def test_dirty_tree_fails_in_release_mode(git_target: GitTarget, run_certify: Ru
     overall = json.loads((out / "results.json").read_text(encoding="utf-8"))["overall"]
     assert overall["certified"] is False
     assert [item["gate"] for item in overall["blocking"]] == ["ID"]
+    # run.json names the same path whole (a leading " M" once lost its first character there)
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["target"]["changed"] == ["tiny/__init__.py"]
 
 
 def test_dirty_tree_passes_in_ci_mode(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
