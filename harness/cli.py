@@ -29,6 +29,7 @@ try:
         from harness.config import json_schema
         from harness.errors import HarnessError, UsageError
         from harness.evidence import ATTESTATIONS
+        from harness.history_cli import add_history_argument, add_history_parser, history_command, record_finished_run
         from harness.policy import load_policy
         from harness.policy_cli import add_policy_parser as _add_policy_parser
         from harness.progress import make_reporter
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the certifier's policy file (default: the standard policy shipped with the harness)",
     )
     attest_cli.add_sign_key_argument(run)
+    add_history_argument(run)
     run.add_argument(
         "--plan", action="store_true", help="print the plan (gates, profiles, durations) and exit without running"
     )
@@ -180,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--target", type=Path, default=None, help="target directory (default: the reference target)")
     e2e.add_argument("--cache-dir", type=Path, default=None, help="where target venvs are kept")
     add_advisory_db_parser(sub)
+    add_history_parser(sub)
     sub.add_parser("schema", help="print the JSON Schema of certify.toml")
     sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
     return parser
@@ -219,6 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
     print(f"pack: {outcome.pack_root}")
+    record_finished_run(outcome.pack_root, args.history)
     if options.signer is not None and outcome.complete:
         print(f"signed: {outcome.pack_root / ATTESTATIONS} (key id {options.signer.public_key.keyid})")
     if not outcome.complete:
@@ -291,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "schema": _schema,
             "policy": policy_cli.policy_command,
             "advisory-db": advisory_db_command,
+            "history": history_command,
             "keygen": attest_cli.keygen_command,
             "verify-attestation": attest_cli.verify_attestation_command,
         }

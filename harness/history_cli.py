@@ -1,0 +1,89 @@
+"""`certify history`: the runs recorded in the local history store, and recording after a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.history import DEFAULT_STORE, STORE_NAME, HistoryError, history_lines, last_runs, record
+
+EXIT_CODES = """exit codes:
+  0    the runs were printed (or the pack was recorded, or was already there)
+  2    usage error: no history at that path, a store that is not a run history, a pack that is not one
+"""
+
+
+def add_history_argument(run: argparse.ArgumentParser) -> None:
+    """`certify run --history PATH`: where the finished run is recorded."""
+    run.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help=f"the run history to append this run to (default: {STORE_NAME} in the folder that holds the pack)",
+    )
+
+
+def add_history_parser(sub: Any) -> None:
+    """Register `certify history [--last N] [--target NAME] [--json]` and `certify history add PACK`."""
+    history = sub.add_parser(
+        "history",
+        help="list the runs recorded in the run history",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Every finished `certify run` appends one record (run id, commit, mode, policy, each gate's "
+        "status and figures, pack path and manifest digest) to a SQLite run history next to its pack.",
+    )
+    history.add_argument(
+        "--history", type=Path, default=DEFAULT_STORE, help=f"the run history to read (default: {DEFAULT_STORE})"
+    )
+    history.add_argument("--last", type=_count, default=20, help="how many of the newest runs to list (default 20)")
+    history.add_argument("--target", default=None, help="only the runs of this target name")
+    history.add_argument("--json", action="store_true", help="print the runs as JSON instead of lines")
+    actions = history.add_subparsers(dest="history_action")
+    add = actions.add_parser("add", help="record an existing pack (a pack already recorded is left as it is)")
+    add.add_argument("pack", type=Path, help="pack directory of a finished run")
+    add.add_argument("--history", type=Path, default=argparse.SUPPRESS, help="the run history to append to")
+
+
+def _count(text: str) -> int:
+    """A positive whole number of runs."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"not a positive whole number: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def history_command(args: argparse.Namespace) -> int:
+    """certify history [add PACK]."""
+    if args.history_action == "add":
+        if not args.pack.is_dir():
+            msg = f"{args.pack}: not a directory"
+            raise UsageError(msg)
+        entry, added = record(args.history, args.pack)
+        print(f"{'recorded' if added else 'already recorded'}: {entry.run_id} in {args.history}")
+        return 0
+    runs = last_runs(args.history, args.last, args.target)
+    if args.json:
+        print(json.dumps(runs, indent=2, sort_keys=True))
+    else:
+        print("\n".join(history_lines(runs)))
+    return 0
+
+
+def record_finished_run(pack_root: Path, store: Path | None) -> None:
+    """After `certify run`: append the pack to the run history; a failure is one line on stderr, never fatal."""
+    path = store if store is not None else pack_root.parent / STORE_NAME
+    try:
+        entry, _ = record(path, pack_root)
+    except HistoryError as exc:
+        print(f"history: this run was not recorded: {exc.message}", file=sys.stderr)
+        return
+    print(f"history: {entry.run_id} recorded in {path}")
