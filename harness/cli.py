@@ -26,6 +26,7 @@ try:
     with deferred():
         from harness import __version__, attest_cli, policy_cli
         from harness.advisory_cli import add_advisory_db_parser, advisory_db_command
+        from harness.compare_cli import add_compare_parser, compare_command
         from harness.config import json_schema
         from harness.errors import HarnessError, UsageError
         from harness.evidence import ATTESTATIONS
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--cache-dir", type=Path, default=None, help="where target venvs are kept")
     add_advisory_db_parser(sub)
     add_history_parser(sub)
+    add_compare_parser(sub)
     sub.add_parser("schema", help="print the JSON Schema of certify.toml")
     sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
     return parser
@@ -296,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "policy": policy_cli.policy_command,
             "advisory-db": advisory_db_command,
             "history": history_command,
+            "compare": compare_command,
             "keygen": attest_cli.keygen_command,
             "verify-attestation": attest_cli.verify_attestation_command,
         }

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness import __version__
+from harness.compare_rules import RegressionRules
 from harness.config import format_validation_error, parse_toml, read_settings_file
 from harness.errors import ConfigError
 from harness.registry import catalogue
@@ -183,6 +184,9 @@ class Policy(_Table):
         default_factory=dict, description="Gates that may be declared not applicable, with their terms."
     )
     waivers: tuple[PolicyWaiver, ...] = Field((), description="Waivers the certifier grants.")
+    regression: RegressionRules = Field(
+        default_factory=RegressionRules, description="When a difference between two packs is a regression."
+    )
 
     @field_validator("limits")
     @classmethod
@@ -296,6 +300,7 @@ def describe(loaded: LoadedPolicy) -> list[str]:
         )
     if not loaded.policy.waivers:
         lines.append("    none")
+    lines += ["  regression (certify compare):", *(f"    {line}" for line in loaded.policy.regression.describe())]
     return lines
 
 

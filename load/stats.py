@@ -126,16 +126,27 @@ def latency_summary(samples_ms: list[float], confidence: float) -> dict[str, Any
     return summary
 
 
+def http_rows(rows: list[RawRow]) -> list[RawRow]:
+    """The rows that count as HTTP requests: every answered one, and each arrival still unanswered at the end."""
+    answered = {row.seq for row in rows if row.kind == "arrival"}
+    return [row for row in rows if row.kind in HTTP_KINDS or (row.kind == "unfinished" and row.seq not in answered)]
+
+
+def request_latencies(rows: list[RawRow], warmup_s: float) -> dict[str, list[float]]:
+    """Corrected HTTP latencies (ms, planned start to answer) after warm-up, per request name."""
+    by_request: dict[str, list[float]] = {}
+    for row in http_rows(rows):
+        if row.planned_s >= warmup_s and row.end_s is not None:
+            by_request.setdefault(row.request, []).append((row.end_s - row.planned_s) * 1000)
+    return by_request
+
+
 def _http_samples(rows: list[RawRow], warmup_s: float) -> tuple[list[float], list[float], int, int]:
     """Corrected and uncorrected HTTP latencies (ms) after warm-up, plus request and error counts (all)."""
-    answered = {row.seq for row in rows if row.kind == "arrival"}
     corrected: list[float] = []
     uncorrected: list[float] = []
     requests = errors = 0
-    for row in rows:
-        censored = row.kind == "unfinished" and row.seq not in answered
-        if row.kind not in HTTP_KINDS and not censored:
-            continue
+    for row in http_rows(rows):
         requests += 1
         errors += 0 if row.ok else 1
         if row.planned_s < warmup_s or row.end_s is None:

@@ -1,0 +1,308 @@
+"""`certify compare BASE NEW`: what changed between two verified packs, with statistics, not eyeballing.
+
+Latency: per load profile and request, each quantile's ratio new/base with a bootstrap interval
+(scipy.stats.bootstrap, percentile method, seeded) computed on the raw corrected samples the packs
+keep (gates/G2/load/<profile>/raw.csv.gz), never on rounded percentiles. Error rate: per profile,
+Fisher's exact test on the two 2x2 counts. Coverage, recovery, MTTR and bootstrap times are one
+observation per pack: compared against a minimum effect only, and said so. Every figure is classed
+as regression, improvement or no significant change under the policy's regression rules.
+Pure functions of the packs' files and the rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from harness.compare_rules import RegressionRules
+from load.stats import http_rows, parse_raw, request_latencies
+
+REGRESSION, IMPROVEMENT, NO_CHANGE, NOT_COMPARED = "regression", "improvement", "no significant change", "not compared"
+#: Fewer samples than this on either side: a quantile is not compared (no honest interval).
+MIN_SAMPLES = 30
+COMPARE_FORMAT = "release-harness-compare/1"
+
+#: Single-observation figures from results.json: (gate, measurement-name pattern, kind, higher is better).
+SINGLE_FIGURES: tuple[tuple[str, str, str, bool], ...] = (
+    ("G1", r"(overall|changed-line) (line |branch )?coverage.*|(line|branch) coverage of .*", "coverage", True),
+    ("G4", r".* max recovery time", "duration", False),
+    ("PB", r"MTTR (p50|p95|max)", "duration", False),
+    ("G7", r"bootstrap total", "duration", False),
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One compared figure: both values, the change, its interval, its class, and whether it blocks."""
+
+    kind: str
+    name: str
+    unit: str
+    base: float | None
+    new: float | None
+    change: str
+    interval: tuple[float, float] | None
+    verdict: str
+    blocks: bool
+    why: str
+
+
+def _load_json(path: Path) -> Any:
+    """A JSON file of a pack (the packs were verified before this reads them)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _profiles(pack: Path) -> dict[str, tuple[dict[str, list[float]], tuple[int, int]]]:
+    """Per G2 profile: corrected latencies per request, and (errors, requests) over every HTTP row."""
+    load_dir = pack / "gates" / "G2" / "load"
+    if not (load_dir / "index.json").is_file():
+        return {}
+    found = {}
+    for pid in _load_json(load_dir / "index.json").get("profiles", []):
+        raw, profile = load_dir / pid / "raw.csv.gz", load_dir / pid / "profile.json"
+        if not raw.is_file() or not profile.is_file():
+            continue
+        rows = parse_raw(raw.read_bytes())
+        counted = http_rows(rows)
+        errors = sum(1 for row in counted if not row.ok)
+        found[pid] = (request_latencies(rows, float(_load_json(profile).get("warmup_s", 0.0))), (errors, len(counted)))
+    return found
+
+
+def _ratio_interval(
+    base: np.ndarray, new: np.ndarray, quantiles: tuple[float, ...], rules: RegressionRules
+) -> list[tuple[float, float]]:
+    """Bootstrap intervals of new/base for each quantile (one resampling for all of them)."""
+
+    def ratio(b: np.ndarray, n: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(np.quantile(n, quantiles, axis=axis) / np.quantile(b, quantiles, axis=axis))
+
+    result = stats.bootstrap(
+        (base, new),
+        ratio,
+        n_resamples=rules.resamples,
+        confidence_level=rules.confidence,
+        method="percentile",
+        vectorized=True,
+        batch=100,
+        random_state=np.random.default_rng(rules.seed),
+    )
+    low, high = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
+    return [(float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)]
+
+
+def _latency_figures(name: str, base: list[float], new: list[float], rules: RegressionRules) -> list[Figure]:
+    """The compared quantiles of one request of one profile."""
+    labels = [f"p{round(q * 100, 1):g}" for q in rules.quantiles]
+    if min(len(base), len(new)) < MIN_SAMPLES:
+        why = f"{len(base)} and {len(new)} samples; at least {MIN_SAMPLES} on each side are needed for an interval"
+        return [
+            Figure("latency", f"{name} {label}", "ms", None, None, "-", None, NOT_COMPARED, False, why)
+            for label in labels
+        ]
+    b, n = np.asarray(base), np.asarray(new)
+    intervals = _ratio_interval(b, n, rules.quantiles, rules)
+    figures = []
+    limit = 1 + rules.latency_max_rise_pct / 100
+    for q, label, (low, high) in zip(rules.quantiles, labels, intervals, strict=True):
+        old_v, new_v = float(np.quantile(b, q)), float(np.quantile(n, q))
+        shift = new_v - old_v
+        if low > limit and shift >= rules.latency_min_effect_ms:
+            verdict, why = REGRESSION, f"new/base >= {low:.2f} at {rules.confidence:.0%}, above {limit:.2f}"
+        elif high < 1 / limit and -shift >= rules.latency_min_effect_ms:
+            verdict, why = IMPROVEMENT, f"new/base <= {high:.2f} at {rules.confidence:.0%}, below {1 / limit:.2f}"
+        else:
+            verdict = NO_CHANGE
+            why = f"interval {low:.2f}-{high:.2f} of new/base" + (
+                "; significant but below the minimum effect" if low > 1 or high < 1 else ""
+            )
+        figures.append(
+            Figure(
+                "latency",
+                f"{name} {label}",
+                "ms",
+                round(old_v, 3),
+                round(new_v, 3),
+                f"{shift:+.2f} ms ({new_v / old_v - 1:+.0%})" if old_v else f"{shift:+.2f} ms",
+                (round(low, 4), round(high, 4)),
+                verdict,
+                verdict == REGRESSION and q in rules.forbid_quantiles and "latency" in rules.forbid,
+                why,
+            )
+        )
+    return figures
+
+
+def _error_figure(pid: str, base: tuple[int, int], new: tuple[int, int], rules: RegressionRules) -> Figure:
+    """The error rate of one profile: Fisher's exact test, one-sided each way, and the minimum rise."""
+    (be, bn), (ne, nn) = base, new
+    if not bn or not nn:
+        return Figure(
+            "error_rate", f"G2 {pid} error rate", "%", None, None, "-", None, NOT_COMPARED, False, "no requests"
+        )
+    table = np.array([[ne, nn - ne], [be, bn - be]])
+    worse = stats.fisher_exact(table, alternative="greater").pvalue
+    better = stats.fisher_exact(table, alternative="less").pvalue
+    old_r, new_r = 100 * be / bn, 100 * ne / nn
+    alpha = 1 - rules.confidence
+    if worse < alpha and new_r - old_r >= rules.error_rate_min_rise_pp:
+        verdict = REGRESSION
+    elif better < alpha and old_r - new_r >= rules.error_rate_min_rise_pp:
+        verdict = IMPROVEMENT
+    else:
+        verdict = NO_CHANGE
+    return Figure(
+        "error_rate",
+        f"G2 {pid} error rate",
+        "%",
+        round(old_r, 4),
+        round(new_r, 4),
+        f"{new_r - old_r:+.2f} pp ({be}/{bn} -> {ne}/{nn})",
+        None,
+        verdict,
+        verdict == REGRESSION and "error_rate" in rules.forbid,
+        f"Fisher's exact test: p = {worse:.3g} (worse), {better:.3g} (better)",
+    )
+
+
+def _numeric_measurements(pack: Path) -> dict[tuple[str, str], tuple[float, str]]:
+    """Every numeric measurement of results.json, by (gate, name)."""
+    found = {}
+    for result in _load_json(pack / "results.json").get("results", []):
+        for m in (result.get("verdict") or {}).get("measurements") or ():
+            value = m.get("value")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found[(str(result["gate"]), str(m["name"]))] = (float(value), str(m.get("unit") or ""))
+    return found
+
+
+def _single_figure(
+    spec: tuple[str, str, str, bool], pair: tuple[float, float], unit: str, rules: RegressionRules
+) -> Figure:
+    """A figure observed once per pack (spec: gate, name, kind, higher is better): judged on the minimum effect only."""
+    gate, name, kind, higher_better = spec
+    old_v, new_v = pair
+    shift = new_v - old_v
+    worse = -shift if higher_better else shift
+    if kind == "coverage":
+        regressed, improved = worse > rules.coverage_max_drop_pts, -worse > rules.coverage_max_drop_pts
+        rule = f"the ratchet: a drop of more than {rules.coverage_max_drop_pts:g} points"
+    else:
+        rel = abs(shift) / old_v * 100 if old_v else float("inf")
+        big = rel > rules.duration_max_rise_pct and abs(shift) >= rules.duration_min_effect_s
+        regressed, improved = big and worse > 0, big and worse < 0
+        rule = f"more than {rules.duration_max_rise_pct:g} % and {rules.duration_min_effect_s:g} s"
+    verdict = REGRESSION if regressed else IMPROVEMENT if improved else NO_CHANGE
+    return Figure(
+        kind,
+        f"{gate} {name}",
+        unit,
+        old_v,
+        new_v,
+        f"{shift:+.3g} {unit}".rstrip(),
+        None,
+        verdict,
+        regressed and kind in rules.forbid,
+        f"one observation per pack: no interval; {rule}",
+    )
+
+
+def _single_figures(base: Path, new: Path, rules: RegressionRules) -> list[Figure]:
+    """Coverage, recovery, MTTR and bootstrap figures present in both packs."""
+    old_m, new_m = _numeric_measurements(base), _numeric_measurements(new)
+    figures = []
+    for gate, pattern, kind, higher_better in SINGLE_FIGURES:
+        for key in sorted(k for k in old_m.keys() & new_m.keys() if k[0] == gate and re.fullmatch(pattern, k[1])):
+            pair = (old_m[key][0], new_m[key][0])
+            figures.append(_single_figure((gate, key[1], kind, higher_better), pair, new_m[key][1], rules))
+    return figures
+
+
+def compare_packs(base: Path, new: Path, rules: RegressionRules) -> dict[str, Any]:
+    """compare.json of two (already verified) packs: every figure both hold, classed; pure."""
+    figures: list[Figure] = []
+    old_p, new_p = _profiles(base), _profiles(new)
+    for pid in sorted(old_p.keys() & new_p.keys()):
+        (old_lat, old_err), (new_lat, new_err) = old_p[pid], new_p[pid]
+        for request in sorted(old_lat.keys() & new_lat.keys()):
+            figures += _latency_figures(f"G2 {pid} {request}", old_lat[request], new_lat[request], rules)
+        figures.append(_error_figure(pid, old_err, new_err, rules))
+    figures += _single_figures(base, new, rules)
+    counts = {label: sum(f.verdict == label for f in figures) for label in (REGRESSION, IMPROVEMENT, NO_CHANGE)}
+    return {
+        "format": COMPARE_FORMAT,
+        "base": _identity(base),
+        "new": _identity(new),
+        "rules": rules.model_dump(mode="json"),
+        "only_in_one": sorted(old_p.keys() ^ new_p.keys()),
+        "counts": counts,
+        "blocking": [f.name for f in figures if f.blocks],
+        "figures": [asdict(f) for f in figures],
+    }
+
+
+def _identity(pack: Path) -> dict[str, Any]:
+    """Which run a pack is: its path, commit, mode, start time and policy."""
+    run = _load_json(pack / "run.json")
+    target = run.get("target") or {}
+    return {
+        "pack": str(pack),
+        "target": target.get("name"),
+        "commit": target.get("commit"),
+        "mode": run.get("mode"),
+        "started_at": run.get("started_at"),
+        "policy": run.get("policy", {}).get("name"),
+    }
+
+
+def compare_markdown(report: dict[str, Any]) -> str:
+    """compare.md: the verdict line, then one table row per figure; pure."""
+    base, new, counts = report["base"], report["new"], report["counts"]
+    head = f"REGRESSION: {', '.join(report['blocking'])}" if report["blocking"] else "no regression the policy forbids"
+    lines = [
+        f"# Compare: {head}",
+        "",
+        f"Base: `{base['pack']}` ({base['target']} {str(base['commit'])[:10]}, {base['mode']}, {base['started_at']})  ",
+        f"New: `{new['pack']}` ({new['target']} {str(new['commit'])[:10]}, {new['mode']}, {new['started_at']})  ",
+        f"{counts[REGRESSION]} regression(s), {counts[IMPROVEMENT]} improvement(s), "
+        f"{counts[NO_CHANGE]} without significant change; confidence {report['rules']['confidence']:.0%}.",
+        "",
+        "| figure | base | new | change | interval (new/base) | class | why |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in report["figures"]:
+        interval = f"{f['interval'][0]:.2f}-{f['interval'][1]:.2f}" if f["interval"] else "-"
+        verdict = (
+            f["verdict"].upper() + (" (blocks)" if f["blocks"] else "") if f["verdict"] == REGRESSION else f["verdict"]
+        )
+        lines.append(
+            f"| {f['name']} | {_num(f['base'])} {f['unit']} | {_num(f['new'])} {f['unit']} | {f['change']} "
+            f"| {interval} | {verdict} | {f['why']} |"
+        )
+    if report["only_in_one"]:
+        lines += ["", f"Profiles in only one of the packs (not compared): {', '.join(report['only_in_one'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    """A figure for the table."""
+    return "-" if value is None else f"{value:g}"
+
+
+def summary_lines(report: dict[str, Any], pick: Callable[[dict[str, Any]], bool] | None = None) -> Iterable[str]:
+    """The lines `certify compare` prints: every figure that is not 'no significant change', then the verdict."""
+    for f in report["figures"]:
+        if (pick or (lambda fig: fig["verdict"] not in (NO_CHANGE,)))(f):
+            yield f"{f['verdict']:<12} {f['name']}: {_num(f['base'])} -> {_num(f['new'])} {f['unit']} ({f['change']})"
+    c = report["counts"]
+    tail = f"{c[REGRESSION]} regression(s), {c[IMPROVEMENT]} improvement(s), {c[NO_CHANGE]} unchanged"
+    yield (
+        f"REGRESSION ({', '.join(report['blocking'])}); " if report["blocking"] else "no forbidden regression; "
+    ) + tail
