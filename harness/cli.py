@@ -224,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         reporter.close()
     print(f"pack: {outcome.pack_root}")
-    record_finished_run(outcome.pack_root, args.history)
+    record_finished_run(outcome.pack_root, args.history, runner.target_config.notify, runner.policy.policy.regression)
     if options.signer is not None and outcome.complete:
         print(f"signed: {outcome.pack_root / ATTESTATIONS} (key id {options.signer.public_key.keyid})")
     if not outcome.complete:

@@ -117,6 +117,25 @@ class Waiver(Section):
     expires: dt.date
 
 
+class NotifySection(Section):
+    """Alert hooks (O8): who hears of a gate turning red or a regression against the previous run."""
+
+    webhooks: tuple[str, ...] = Field((), description="URLs the JSON alert is POSTed to (http or https).")
+    command: tuple[str, ...] = Field((), description="Argv run with the JSON alert on its standard input.")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="Per attempt.")
+    retries: int = Field(2, ge=0, le=5, description="Further attempts after a connection error or a 5xx answer.")
+
+    @field_validator("webhooks")
+    @classmethod
+    def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Only http and https URLs."""
+        bad = [url for url in value if not url.startswith(("http://", "https://"))]
+        if bad:
+            msg = f"webhook {bad[0]!r} is not an http(s) URL"
+            raise ValueError(msg)
+        return value
+
+
 class CertificateSection(Section):
     """What a certificate requires and who signs it."""
 
@@ -150,6 +169,7 @@ class CertifyConfigBase(Section):
     bootstrap: BootstrapSection | None = Field(None, description="Clean clone to running service (gate G7).")
     service: ServiceSection | None = Field(None, description="Starting one isolated instance (service gates).")
     certificate: CertificateSection = Field(CertificateSection(), description="Required gates and sign-off.")
+    notify: NotifySection = Field(NotifySection(), description="Alert hooks after a run (never change a verdict).")
     waivers: tuple[Waiver, ...] = Field(
         (), description="Requested waivers: shown on the report, never honoured (waivers come from the policy)."
     )

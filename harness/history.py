@@ -271,6 +271,25 @@ def last_runs(store: Path, limit: int, target: str | None = None) -> list[dict[s
     return runs
 
 
+def previous_run(store: Path, entry: RunRecord) -> dict[str, Any] | None:
+    """The newest complete run before `entry` of the same target and mode, with its gates' statuses."""
+    with open_store(store, create=False) as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute(
+            "SELECT * FROM runs WHERE target = ? AND mode = ? AND state = 'COMPLETE' AND manifest_sha256 != ? "
+            "AND started_at < ? ORDER BY started_at DESC LIMIT 1",
+            (entry.target, entry.mode, entry.manifest_sha256, entry.started_at),
+        ).fetchone()
+        if row is None:
+            return None
+        run = dict(row)
+        run["gates"] = {
+            g["gate"]: g["status"]
+            for g in db.execute("SELECT gate, status FROM gates WHERE manifest_sha256 = ?", (run["manifest_sha256"],))
+        }
+    return run
+
+
 def flaky_gates(runs: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
     """Per gate, the commits on which it had more than one status (a flaky gate); pure."""
     seen: dict[tuple[str, str], set[str]] = {}

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.compare_rules import RegressionRules
+from harness.config import NotifySection
 from harness.errors import UsageError
 from harness.history import DEFAULT_STORE, STORE_NAME, HistoryError, history_lines, last_runs, record
 
@@ -78,8 +80,14 @@ def history_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def record_finished_run(pack_root: Path, store: Path | None) -> None:
-    """After `certify run`: append the pack to the run history; a failure is one line on stderr, never fatal."""
+def record_finished_run(pack_root: Path, store: Path | None, hooks: NotifySection, rules: RegressionRules) -> None:
+    """After `certify run`: record the pack, compare with the previous run, alert the hooks if it got worse.
+
+    Everything here is reported in lines and never changes the run's verdict or exit code.
+    """
+    from harness.notify import notify  # noqa: PLC0415
+    from harness.watch import watch  # noqa: PLC0415
+
     path = store if store is not None else pack_root.parent / STORE_NAME
     try:
         entry, _ = record(path, pack_root)
@@ -87,3 +95,15 @@ def record_finished_run(pack_root: Path, store: Path | None) -> None:
         print(f"history: this run was not recorded: {exc.message}", file=sys.stderr)
         return
     print(f"history: {entry.run_id} recorded in {path}")
+    if entry.state != "COMPLETE":
+        return
+    try:
+        seen = watch(path, entry, pack_root, rules)
+    except HistoryError as exc:
+        print(f"regression watch: not done: {exc.message}", file=sys.stderr)
+        return
+    for line in seen.lines:
+        print(line)
+    if seen.alert is not None:
+        for outcome in notify(seen.alert, hooks):
+            print(outcome.line(), file=sys.stdout if outcome.delivered else sys.stderr)
