@@ -30,7 +30,14 @@ try:
         from harness.config import json_schema
         from harness.errors import HarnessError, UsageError
         from harness.evidence import ATTESTATIONS
-        from harness.history_cli import add_history_argument, add_history_parser, history_command, record_finished_run
+        from harness.history_cli import (
+            add_health_parser,
+            add_history_argument,
+            add_history_parser,
+            health_command,
+            history_command,
+            record_finished_run,
+        )
         from harness.policy import load_policy
         from harness.policy_cli import add_policy_parser as _add_policy_parser
         from harness.progress import make_reporter
@@ -184,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--cache-dir", type=Path, default=None, help="where target venvs are kept")
     add_advisory_db_parser(sub)
     add_history_parser(sub)
+    add_health_parser(sub)
     add_compare_parser(sub)
     sub.add_parser("schema", help="print the JSON Schema of certify.toml")
     sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
@@ -298,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "policy": policy_cli.policy_command,
             "advisory-db": advisory_db_command,
             "history": history_command,
+            "health-report": health_command,
             "compare": compare_command,
             "keygen": attest_cli.keygen_command,
             "verify-attestation": attest_cli.verify_attestation_command,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from harness.evidence import MANIFEST, sha256_file
 #: Where `certify history` looks without --history (the default artifacts folder of `certify run`).
 DEFAULT_STORE = Path("release") / "artifacts" / "history.sqlite"
 STORE_NAME = "history.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS figures (
     unit TEXT NOT NULL,
     passed INTEGER,
     PRIMARY KEY (manifest_sha256, gate, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    manifest_sha256 TEXT NOT NULL REFERENCES runs(manifest_sha256),
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    baseline_run_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (started_at);
 """
@@ -251,6 +258,12 @@ def _flag(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _gates_of(db: sqlite3.Connection, manifest_sha256: str) -> dict[str, str]:
+    """Gate -> status of one recorded run, in the order the run listed them."""
+    rows = db.execute("SELECT gate, status FROM gates WHERE manifest_sha256 = ? ORDER BY rowid", (manifest_sha256,))
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
 def last_runs(store: Path, limit: int, target: str | None = None) -> list[dict[str, Any]]:
     """The newest `limit` runs (optionally of one target), newest first, each with its gates' statuses."""
     with open_store(store, create=False) as db:
@@ -262,12 +275,7 @@ def last_runs(store: Path, limit: int, target: str | None = None) -> list[dict[s
         ]
         for run in runs:
             run["dirty"], run["certified"] = bool(run["dirty"]), bool(run["certified"])
-            run["gates"] = {
-                row["gate"]: row["status"]
-                for row in db.execute(
-                    "SELECT gate, status FROM gates WHERE manifest_sha256 = ? ORDER BY rowid", (run["manifest_sha256"],)
-                )
-            }
+            run["gates"] = _gates_of(db, run["manifest_sha256"])
     return runs
 
 
@@ -283,14 +291,43 @@ def previous_run(store: Path, entry: RunRecord) -> dict[str, Any] | None:
         if row is None:
             return None
         run = dict(row)
-        run["gates"] = {
-            g["gate"]: g["status"]
-            for g in db.execute("SELECT gate, status FROM gates WHERE manifest_sha256 = ?", (run["manifest_sha256"],))
-        }
+        run["gates"] = _gates_of(db, run["manifest_sha256"])
     return run
 
 
-def flaky_gates(runs: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+def record_events(
+    store: Path, manifest_sha256: str, baseline_run_id: str, events: Sequence[tuple[str, str, str]]
+) -> None:
+    """Keep what the regression watch found for a run: (kind, subject, detail) rows, e.g. ("gate_red", "G2", ...)."""
+    with open_store(store, create=True) as db:
+        db.executemany(
+            "INSERT INTO events VALUES (?,?,?,?,?)",
+            [(manifest_sha256, kind, subject, detail, baseline_run_id) for kind, subject, detail in events],
+        )
+
+
+def runs_since(store: Path, since: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Runs started at or after `since` (ISO time), oldest first, with gates; their figures; their events."""
+    with open_store(store, create=False) as db:
+        db.row_factory = sqlite3.Row
+        runs = [dict(r) for r in db.execute("SELECT * FROM runs WHERE started_at >= ? ORDER BY started_at", (since,))]
+        for run in runs:
+            run["dirty"], run["certified"] = bool(run["dirty"]), bool(run["certified"])
+            run["gates"] = _gates_of(db, run["manifest_sha256"])
+        keys = [run["manifest_sha256"] for run in runs]
+        marks = ",".join("?" * len(keys))
+        figures = [
+            dict(r)
+            for r in db.execute(f"SELECT * FROM figures WHERE manifest_sha256 IN ({marks})", keys)  # noqa: S608 - placeholders only
+        ]
+        events = [
+            dict(r)
+            for r in db.execute(f"SELECT * FROM events WHERE manifest_sha256 IN ({marks})", keys)  # noqa: S608 - placeholders only
+        ]
+    return runs, figures, events
+
+
+def flaky_gates(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Per gate, the commits on which it had more than one status (a flaky gate); pure."""
     seen: dict[tuple[str, str], set[str]] = {}
     for run in runs:

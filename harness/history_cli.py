@@ -51,6 +51,48 @@ def add_history_parser(sub: Any) -> None:
     add.add_argument("--history", type=Path, default=argparse.SUPPRESS, help="the run history to append to")
 
 
+def add_health_parser(sub: Any) -> None:
+    """Register `certify health-report [--days N] [--history FILE] [--out DIR]`."""
+    health = sub.add_parser(
+        "health-report",
+        help="the health report of the last N days of the run history (O7)",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Runs and outcomes, per gate its pass rate and flaky commits, per judged figure its trend, "
+        "and every gate turned red or regression the watch recorded; writes health_report.json and .md.",
+    )
+    health.add_argument("--days", type=_count, default=7, help="the period, ending now (default 7)")
+    health.add_argument(
+        "--history", type=Path, default=DEFAULT_STORE, help=f"the run history to read (default: {DEFAULT_STORE})"
+    )
+    health.add_argument("--out", type=Path, default=Path("."), help="where the report is written (default: here)")
+
+
+def health_command(args: argparse.Namespace) -> int:
+    """certify health-report: read the history, write health_report.json/.md, print the headline."""
+    import datetime as dt  # noqa: PLC0415
+
+    from harness.evidence import atomic_write  # noqa: PLC0415
+    from harness.health import build_health, health_markdown  # noqa: PLC0415 - scipy only here
+    from harness.history import runs_since  # noqa: PLC0415
+
+    if args.out.exists() and not args.out.is_dir():
+        msg = f"--out {args.out}: exists and is not a directory"
+        raise UsageError(msg)
+    now = dt.datetime.now(dt.UTC)
+    since = (now - dt.timedelta(days=args.days)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    report = build_health(*runs_since(args.history, since), args.days, now)
+    atomic_write(args.out / "health_report.json", (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(args.out / "health_report.md", health_markdown(report).encode())
+    red = sum(e["kind"] == "gate_red" for e in report["events"])
+    regressions = sum(e["kind"] == "regression" for e in report["events"])
+    print(
+        f"health report: {report['runs']} run(s) in {args.days} day(s), {red} gate(s) turned red, "
+        f"{regressions} regression(s), {len(report['flaky'])} flaky gate(s): {args.out / 'health_report.md'}"
+    )
+    return 0
+
+
 def _count(text: str) -> int:
     """A positive whole number of runs."""
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.compare_rules import RegressionRules
-from harness.history import RunRecord, previous_run
+from harness.history import RunRecord, previous_run, record_events
 from harness.notify import ALERT_FORMAT
 
 RED = ("FAIL", "ERROR")
@@ -74,6 +74,15 @@ def watch(store: Path, entry: RunRecord, pack: Path, rules: RegressionRules) -> 
         )
     )
     result.lines.append(summary)
+    record_events(
+        store,
+        entry.manifest_sha256,
+        previous["run_id"],
+        [
+            *(("gate_red", r["gate"], f"{r['was']} -> {r['now']}") for r in red),
+            *(("regression", r["name"], f"{r['base']} -> {r['new']} {r['unit']} ({r['change']})") for r in regressions),
+        ],
+    )
     if red or regressions:
         result.alert = {
             "format": ALERT_FORMAT,

@@ -107,3 +107,30 @@ def test_a_gate_with_two_statuses_on_one_clean_commit_is_flaky() -> None:
         {"commit_sha": "b" * 40, "dirty": False, "gates": {"G1": "PASS"}},
     ]
     assert flaky_gates(runs) == {"G2": ["aaaaaaaaaa"]}
+
+
+def test_health_report_of_ten_runs_gives_pass_rates_and_the_gate_that_turned_red(
+    git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """Ten release runs of tiny, the sixth on a dirty tree: ID passes 9 of 10 and its turn to red is reported."""
+    target = git_target("tiny")
+    init = target / "tiny" / "__init__.py"
+    for index in range(10):
+        if index == 5:
+            init.write_text(init.read_text(encoding="utf-8") + "EXTRA = 1\n", encoding="utf-8")
+        if index == 6:
+            commit_all(target, "extra")
+        run_certify("run", "--target", target, "--gates", "ID", "--out", tmp_path / "packs" / f"run{index}")
+    store = tmp_path / "packs" / "history.sqlite"
+    proc = run_certify("health-report", "--history", store, "--out", tmp_path / "health")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("health report: 10 run(s) in 7 day(s), 1 gate(s) turned red, 0 regression(s)")
+    report = json.loads((tmp_path / "health" / "health_report.json").read_text(encoding="utf-8"))
+    (gate,) = report["gates"]
+    assert (gate["gate"], gate["runs"], gate["passed"], gate["pass_rate_pct"]) == ("ID", 10, 9, 90.0)
+    assert [(e["kind"], e["subject"], e["detail"]) for e in report["events"]] == [("gate_red", "ID", "PASS -> FAIL")]
+    trend = next(t for t in report["trends"] if t["name"] == "uncommitted changes")
+    assert trend["points"] == 10
+    assert trend["max"] == 1
+    md = (tmp_path / "health" / "health_report.md").read_text(encoding="utf-8")
+    assert "| ID | 10 | 9 | 90 % | PASS |" in md

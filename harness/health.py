@@ -1,0 +1,164 @@
+"""The weekly health report (O7): what the run history says about the last N days; pure over history rows.
+
+Runs and outcomes per mode, per gate its pass rate and flaky commits, per judged figure its trend
+over the complete runs (first, last, range, and the Theil-Sen slope per run, scipy), and every
+event the regression watch recorded (gates turned red, regressions). Written as health_report.json
+and .md by `certify health-report`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from scipy import stats
+
+from harness.history import flaky_gates
+
+HEALTH_FORMAT = "release-harness-health/1"
+#: A trend needs at least this many complete runs with the figure.
+MIN_TREND_POINTS = 3
+
+
+def _gate_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per gate: runs, PASS count, pass rate and last status over the complete runs."""
+    rows: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run["state"] != "COMPLETE":
+            continue
+        for gate, status in run["gates"].items():
+            row = rows.setdefault(gate, {"gate": gate, "runs": 0, "passed": 0, "last": status})
+            row["runs"] += 1
+            row["passed"] += status == "PASS"
+            row["last"] = status
+    for row in rows.values():
+        row["pass_rate_pct"] = round(100 * row["passed"] / row["runs"], 1)
+    return list(rows.values())
+
+
+def _trends(runs: Sequence[Mapping[str, Any]], figures: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per judged figure (one with a threshold): its values over the complete runs, oldest first, and the slope."""
+    order = {run["manifest_sha256"]: i for i, run in enumerate(r for r in runs if r["state"] == "COMPLETE")}
+    series: dict[tuple[str, str], list[tuple[int, float, str]]] = {}
+    for f in figures:
+        if f["passed"] is None or f["manifest_sha256"] not in order:
+            continue
+        series.setdefault((f["gate"], f["name"]), []).append((order[f["manifest_sha256"]], f["value"], f["unit"]))
+    trends = []
+    for (gate, name), points in sorted(series.items()):
+        points.sort()
+        values = [value for _, value, _ in points]
+        slope = None
+        if len(points) >= MIN_TREND_POINTS and len(set(values)) > 1:
+            slope = float(stats.theilslopes(values, [index for index, _, _ in points]).slope)
+        trends.append(
+            {
+                "gate": gate,
+                "name": name,
+                "unit": points[-1][2],
+                "points": len(points),
+                "first": values[0],
+                "last": values[-1],
+                "min": min(values),
+                "max": max(values),
+                "slope_per_run": None if slope is None else round(slope, 6),
+                "values": values,
+            }
+        )
+    return trends
+
+
+def build_health(
+    runs: Sequence[Mapping[str, Any]],
+    figures: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+    days: int,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """health_report.json for the runs of the last `days` days before `now` (the rows of history.runs_since)."""
+    by_sha = {run["manifest_sha256"]: run for run in runs}
+    modes: dict[str, dict[str, int]] = {}
+    for run in runs:
+        row = modes.setdefault(run["mode"], {"runs": 0, "complete": 0, "exit_0": 0, "certified": 0})
+        row["runs"] += 1
+        row["complete"] += run["state"] == "COMPLETE"
+        row["exit_0"] += run["exit_code"] == 0
+        row["certified"] += bool(run["certified"])
+    return {
+        "format": HEALTH_FORMAT,
+        "period": {"days": days, "from": (now - dt.timedelta(days=days)).isoformat(), "to": now.isoformat()},
+        "targets": sorted({run["target"] for run in runs}),
+        "runs": len(runs),
+        "modes": modes,
+        "gates": _gate_rows(runs),
+        "flaky": flaky_gates(runs),
+        "trends": _trends(runs, figures),
+        "events": [
+            {
+                "run_id": by_sha[e["manifest_sha256"]]["run_id"],
+                "kind": e["kind"],
+                "subject": e["subject"],
+                "detail": e["detail"],
+                "baseline": e["baseline_run_id"],
+            }
+            for e in events
+            if e["manifest_sha256"] in by_sha
+        ],
+    }
+
+
+def health_markdown(report: Mapping[str, Any]) -> str:
+    """health_report.md: the period, outcomes, gates, flaky gates, trends and events; pure."""
+    period = report["period"]
+    lines = [
+        f"# Health report: the last {period['days']} day(s)",
+        "",
+        f"{report['runs']} run(s) of {', '.join(report['targets']) or 'no target'} from {period['from']} to "
+        f"{period['to']}.",
+        "",
+        "| mode | runs | complete | exit 0 | certified |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {mode} | {m['runs']} | {m['complete']} | {m['exit_0']} | {m['certified']} |"
+            for mode, m in sorted(report["modes"].items())
+        ),
+        "",
+        "## Gates",
+        "",
+        "| gate | complete runs | PASS | pass rate | last |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {g['gate']} | {g['runs']} | {g['passed']} | {g['pass_rate_pct']:g} % | {g['last']} |"
+            for g in report["gates"]
+        ),
+        "",
+        "Flaky (more than one status on one clean commit): "
+        + ("; ".join(f"{gate} on {', '.join(commits)}" for gate, commits in report["flaky"].items()) or "none"),
+        "",
+        "## Trends of the judged figures",
+        "",
+        "| figure | runs | first | last | min | max | slope per run |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {t['gate']} {t['name']} | {t['points']} | {t['first']:g} | {t['last']:g} | {t['min']:g} | "
+            f"{t['max']:g} | {_slope(t['slope_per_run'])} {t['unit']} |"
+            for t in report["trends"]
+        ),
+        "",
+        "## Regressions and gates turned red",
+        "",
+        *(
+            [
+                f"- {e['run_id']}: {e['kind']} {e['subject']}: {e['detail']} (against {e['baseline']})"
+                for e in report["events"]
+            ]
+            or ["none recorded"]
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _slope(value: float | None) -> str:
+    """A trend's slope for the table ('-' when there are too few points or no change)."""
+    return "-" if value is None else f"{value:+g}"
