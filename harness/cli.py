@@ -193,7 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_parser(sub)
     add_health_parser(sub)
     add_compare_parser(sub)
-    sub.add_parser("schema", help="print the JSON Schema of certify.toml")
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of certify.toml (or of the policy file), for editors",
+        description="The JSON Schema generated from the very models the loader validates with. Point taplo or "
+        "Even Better TOML at a written copy with a first line `#:schema ./certify.schema.json`.",
+    )
+    schema.add_argument("--json", action="store_true", help="JSON Schema (the only format; accepted for clarity)")
+    schema.add_argument(
+        "--of", choices=("config", "policy"), default="config", help="certify.toml (default) or a policy file"
+    )
+    schema.add_argument(
+        "--out", type=Path, default=None, help="write certify.schema.json and policy.schema.json into DIR instead"
+    )
     sub.add_parser("gates", help="list the gate catalogue and which gates this version implements")
     return parser
 
@@ -275,9 +287,21 @@ def _e2e(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    """certify schema."""
-    del args
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    """certify schema [--of config|policy] [--out DIR]."""
+    from harness.evidence import atomic_write  # noqa: PLC0415
+    from harness.policy import policy_schema  # noqa: PLC0415
+
+    schemas = {"certify.schema.json": json_schema(), "policy.schema.json": policy_schema()}
+    if args.out is None:
+        chosen = "certify.schema.json" if args.of == "config" else "policy.schema.json"
+        print(json.dumps(schemas[chosen], indent=2, sort_keys=True))
+        return 0
+    if args.out.exists() and not args.out.is_dir():
+        msg = f"--out {args.out}: exists and is not a directory"
+        raise UsageError(msg)
+    for name, schema in schemas.items():
+        atomic_write(args.out / name, (json.dumps(schema, indent=2, sort_keys=True) + "\n").encode())
+        print(f"wrote {args.out / name}")
     return 0
 
 

@@ -272,6 +272,13 @@ def load_policy(path: Path | None) -> LoadedPolicy:
     return parse_policy(read_settings_file(path, hint, PolicyError), str(path))
 
 
+def policy_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy file, for editors."""
+    schema = Policy.model_json_schema()
+    schema["title"] = "release-harness policy"
+    return schema
+
+
 def describe(loaded: LoadedPolicy) -> list[str]:
     """The effective policy in human lines, for `certify policy show`."""
     meta = loaded.policy.policy

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,8 +17,14 @@ from harness.config import CONFIG_NAME, json_schema, load_config, parse_config
 from harness.errors import ConfigError
 from tests.conftest import RunCertify
 
+REPO = Path(__file__).resolve().parents[2]
+STANDARD_POLICY_FILE = REPO / "harness" / "policies" / "standard.toml"
+
 HYPOTHESIS = settings(
-    max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow],
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 VALID_TOML = """\
@@ -192,9 +199,7 @@ def test_placeholder_inside_format_spec_is_checked() -> None:
         parse_config(data, "x.toml")
 
 
-def test_bad_config_through_cli_is_exit_2_one_line_and_no_pack(
-    tmp_path: Path, run_certify: RunCertify
-) -> None:
+def test_bad_config_through_cli_is_exit_2_one_line_and_no_pack(tmp_path: Path, run_certify: RunCertify) -> None:
     """`certify run` on a bad certify.toml exits 2 with one error line, no traceback and no pack directory."""
     for label, content, key, _ in BAD_CONFIGS:
         target = write_config(tmp_path / label.replace(" ", "-"), content)
@@ -219,9 +224,7 @@ def test_bad_config_through_cli_is_exit_2_one_line_and_no_pack(
     ],
     ids=["broken-toml", "non-utf8", "placeholder"],
 )
-def test_unparsable_config_through_cli(
-    tmp_path: Path, run_certify: RunCertify, content: bytes, expected: str
-) -> None:
+def test_unparsable_config_through_cli(tmp_path: Path, run_certify: RunCertify, content: bytes, expected: str) -> None:
     """Unparsable or unfillable certify.toml exits 2 with one error line and creates no pack."""
     target = write_config(tmp_path / "target", content)
     out = tmp_path / "pack"
@@ -238,8 +241,14 @@ def test_unparsable_config_through_cli(
 # ---------------------------------------------------------------------------------------------
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-    st.dates(), st.datetimes(), st.times(),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
 )
 toml_like = st.recursive(
     scalars,
@@ -393,3 +402,22 @@ def test_schema_command_prints_parsable_json(run_certify: RunCertify) -> None:
     assert proc.returncode == 0
     assert "Traceback" not in proc.stderr
     assert json.loads(proc.stdout) == json.loads(json.dumps(json_schema()))
+
+
+@pytest.mark.parametrize(
+    ("of", "document"),
+    [("config", REPO / "examples" / "guardian" / "certify.toml"), ("policy", STANDARD_POLICY_FILE)],
+)
+def test_written_schemas_accept_the_shipped_files(
+    run_certify: RunCertify, tmp_path: Path, of: str, document: Path
+) -> None:
+    """`certify schema --out DIR` writes both schemas; guardian's certify.toml and the standard policy validate."""
+    proc = run_certify("schema", "--json", "--out", tmp_path / "schemas")
+    assert proc.returncode == 0, proc.stderr
+    name = "certify.schema.json" if of == "config" else "policy.schema.json"
+    schema = json.loads((tmp_path / "schemas" / name).read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(tomllib.loads(document.read_text("utf-8"))))
+    assert errors == []
+    printed = run_certify("schema", "--of", of)
+    assert json.loads(printed.stdout) == schema
