@@ -12,6 +12,7 @@ Pure functions of the packs' files and the rules.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -25,8 +26,18 @@ from harness.compare_rules import RegressionRules
 from load.stats import http_rows, parse_raw, request_latencies
 
 REGRESSION, IMPROVEMENT, NO_CHANGE, NOT_COMPARED = "regression", "improvement", "no significant change", "not compared"
-#: Fewer samples than this on either side: a quantile is not compared (no honest interval).
+#: A quantile is compared only when each side has at least this many samples beyond it (a bootstrap
+#: of an extreme quantile resting on a handful of samples is no interval): p50 needs 30 samples
+#: (the floor), p90 100, p99 1,000.
+MIN_TAIL = 10
 MIN_SAMPLES = 30
+
+
+def needed_samples(q: float) -> int:
+    """Samples a side needed to compare quantile q."""
+    return max(MIN_SAMPLES, math.ceil(MIN_TAIL / (1 - q) - 1e-9))
+
+
 COMPARE_FORMAT = "release-harness-compare/1"
 
 #: Single-observation figures from results.json: (gate, measurement-name pattern, kind, higher is better).
@@ -99,19 +110,21 @@ def _ratio_interval(
 
 
 def _latency_figures(name: str, base: list[float], new: list[float], rules: RegressionRules) -> list[Figure]:
-    """The compared quantiles of one request of one profile."""
-    labels = [f"p{round(q * 100, 1):g}" for q in rules.quantiles]
-    if min(len(base), len(new)) < MIN_SAMPLES:
-        why = f"{len(base)} and {len(new)} samples; at least {MIN_SAMPLES} on each side are needed for an interval"
-        return [
-            Figure("latency", f"{name} {label}", "ms", None, None, "-", None, NOT_COMPARED, False, why)
-            for label in labels
-        ]
+    """The compared quantiles of one request of one profile (those with enough samples beyond them)."""
     b, n = np.asarray(base), np.asarray(new)
-    intervals = _ratio_interval(b, n, rules.quantiles, rules)
+    comparable = [q for q in rules.quantiles if min(len(b), len(n)) >= needed_samples(q)]
+    intervals = (
+        dict(zip(comparable, _ratio_interval(b, n, tuple(comparable), rules), strict=True)) if comparable else {}
+    )
     figures = []
     limit = 1 + rules.latency_max_rise_pct / 100
-    for q, label, (low, high) in zip(rules.quantiles, labels, intervals, strict=True):
+    for q in rules.quantiles:
+        label = f"{name} p{round(q * 100, 1):g}"
+        if q not in intervals:
+            why = f"{len(b)} and {len(n)} samples; comparing p{round(q * 100, 1):g} needs {needed_samples(q)} a side"
+            figures.append(Figure("latency", label, "ms", None, None, "-", None, NOT_COMPARED, False, why))
+            continue
+        low, high = intervals[q]
         old_v, new_v = float(np.quantile(b, q)), float(np.quantile(n, q))
         shift = new_v - old_v
         if low > limit and shift >= rules.latency_min_effect_ms:
@@ -126,7 +139,7 @@ def _latency_figures(name: str, base: list[float], new: list[float], rules: Regr
         figures.append(
             Figure(
                 "latency",
-                f"{name} {label}",
+                label,
                 "ms",
                 round(old_v, 3),
                 round(new_v, 3),

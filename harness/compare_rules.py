@@ -24,7 +24,7 @@ class RegressionRules(BaseModel):
         2.0, ge=0, description="And when its point estimate rose by at least this many ms (noise floor)."
     )
     quantiles: tuple[float, ...] = Field((0.5, 0.9, 0.99), min_length=1, description="Latency quantiles compared.")
-    forbid_quantiles: tuple[float, ...] = Field((0.99,), description="Quantiles whose regression blocks.")
+    forbid_quantiles: tuple[float, ...] = Field((0.9, 0.99), description="Quantiles whose regression blocks.")
     error_rate_min_rise_pp: float = Field(
         0.5, ge=0, description="An error-rate rise significant at `confidence` (Fisher's exact test) and >= this."
     )
