@@ -16,7 +16,7 @@ import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from chaos.experiments import ChaosPolicy, Experiment
 from chaos.faults import Injector, injector_for
@@ -35,6 +35,9 @@ from harness.errors import TargetError
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict, worst
 from harness.procs import REGISTRY
+
+if TYPE_CHECKING:
+    from harness.config import CertifyConfigBase
 
 RUN_FILE = "chaos_run.json"
 SCHEDULE_FILE = "schedule.json"
@@ -111,6 +114,13 @@ class ChaosGate(Gate):
         checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = ChaosPolicy
+
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """A service, and at least one experiment."""
+        gaps = super().config_gaps(config, target_dir)
+        if not config.policy("G4").experiments:
+            gaps.append("no [[gates.G4.experiments]]: no fault to inject")
+        return gaps
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """Baseline, fault window, typical recovery and overhead per repetition, scheduled as `collect` does."""

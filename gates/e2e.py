@@ -15,7 +15,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import Field, field_validator
 
@@ -25,6 +25,11 @@ from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict, worst
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.config import CertifyConfigBase
 
 REPORT = "e2e_report.html"
 FINDING_KINDS = {
@@ -394,6 +399,14 @@ class E2EGate(Gate):
         checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = E2EPolicy
+
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """A service, and journeys: pytest files under the journeys directory or declared CLI journeys."""
+        gaps = super().config_gaps(config, target_dir)
+        policy = config.policy("E2E")
+        if not policy.cli and not any((target_dir / policy.journeys).rglob("test_*.py")):
+            gaps.append(f"no journey: no test_*.py under {policy.journeys}/ and no [[gates.E2E.cli]]")
+        return gaps
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """Installing the tools once, a browser probe, the instance and the journeys."""

@@ -9,7 +9,8 @@ and error rate from the raw per-request CSV in the pack, never from a stored sum
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -21,6 +22,9 @@ from load.documents import write_documents
 from load.profiles import PROFILE_IDS, ProfilesTable, RequestSpec, effective, planned_count
 from load.runner import publish, shared_load_run
 from load.stats import parse_raw, profile_stats, wilson
+
+if TYPE_CHECKING:
+    from harness.config import CertifyConfigBase
 
 #: Start-up, drain and write-up of one profile, added to its duration in the plan.
 PROFILE_OVERHEAD_S = 20.0
@@ -212,6 +216,13 @@ class LatencyGate(Gate):
     )
     policy_model: ClassVar[type[Policy]] = LoadPolicy
 
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """A service, and at least one request for the profiles to send."""
+        gaps = super().config_gaps(config, target_dir)
+        if not config.policy("G2").requests:
+            gaps.append("no [gates.G2.requests.<name>]: the load profiles have nothing to send")
+        return gaps
+
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """Every profile's real planned duration (release: the 8-hour soak included)."""
         assert isinstance(policy, LoadPolicy)  # noqa: S101 - the registry pairs gate and policy
@@ -349,6 +360,13 @@ class ErrorRateGate(Gate):
         checks=ERROR_RATE_CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = ErrorRatePolicy
+
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """As G2: it judges the errors of G2's load run."""
+        gaps = super().config_gaps(config, target_dir)
+        if not config.policy("G2").requests:
+            gaps.append("no [gates.G2.requests.<name>]: the load profiles have nothing to send")
+        return gaps
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """A few seconds when G2 is planned too (they share one load run); else the default profiles' time.

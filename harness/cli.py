@@ -234,7 +234,7 @@ def _run(args: argparse.Namespace) -> int:
 
         with deferred():  # reading the config builds models: see harness.interrupts
             report, config = policy_cli.judge_target(target, args.policy, args.mode, args.gates)
-        plan = make_plan(config, args.gates or config.certificate.required_gates, args.mode, args.jobs)
+        plan = make_plan(config, args.gates or config.certificate.required_gates, args.mode, args.jobs, target)
         print("\n".join([*report.lines(), *plan.describe()]))
         return 0
     with deferred():  # reading the config builds models: see harness.interrupts

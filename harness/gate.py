@@ -116,6 +116,16 @@ class Gate(ABC):
         del policy, mode
         return []
 
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """What certify.toml still lacks for this gate to reach a verdict of its own (printed in the plan).
+
+        The base knows one gap: a service gate without a [service] table. Gates add their own.
+        """
+        del target_dir
+        if self.spec.needs_service and config.service is None:
+            return ["no [service] table: how the harness starts one instance of the target"]
+        return []
+
     def run_observer(self, policy: Policy, services: RunServices, planned: tuple[str, ...]) -> Observer | None:
         """An observer to run for the whole run (before any gate starts), or None; `planned` lists gate ids."""
         del policy, services, planned

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.config import CertifyConfigBase
@@ -26,6 +27,7 @@ class PlanEntry:
     details: tuple[str, ...] = ()
     runs_alone: bool = False
     after: tuple[str, ...] = ()
+    gaps: tuple[str, ...] = ()
 
     @property
     def slot(self) -> Slot:
@@ -62,6 +64,13 @@ class Plan:
                 kind += ", alone"
             lines.append(f"  {entry.gate_id:<4} {entry.title} [{kind}] ~{_human(entry.planned_s)}")
             lines.extend(f"         {detail}" for detail in entry.details)
+            lines.extend(f"         GAP: {gap}" for gap in entry.gaps)
+        gaps = sum(len(entry.gaps) for entry in self.entries)
+        if gaps:
+            lines.append(
+                f"{gaps} configuration gap(s) (GAP above): those gates end NOT_RUN or INCONCLUSIVE until "
+                "certify.toml fills them"
+            )
         lines.extend(self._together())
         lines.append(f"expected total: ~{_human(self.total_s)}")
         if self.mode == "ci":
@@ -110,8 +119,10 @@ def _human(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, jobs: int) -> Plan:
-    """Plan the selected gates in catalogue order."""
+def make_plan(
+    config: CertifyConfigBase, selected: Sequence[str], mode: str, jobs: int, target_dir: Path | None = None
+) -> Plan:
+    """Plan the selected gates in catalogue order (with the config's gaps per gate when target_dir is given)."""
     entries = []
     known = catalogue()
     for gate_id in known:
@@ -121,9 +132,11 @@ def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, job
         gate = implemented(gate_id)
         planned: float = 0.0
         details: tuple[str, ...] = ()
+        gaps: tuple[str, ...] = ()
         if gate is not None:
             policy = config.policy(gate_id)
             planned, details = gate.planned_duration_s(policy, mode), tuple(gate.plan_lines(policy, mode))
+            gaps = tuple(gate.config_gaps(config, target_dir)) if target_dir is not None else ()
         entries.append(
             PlanEntry(
                 gate_id=gate_id,
@@ -136,6 +149,7 @@ def make_plan(config: CertifyConfigBase, selected: Sequence[str], mode: str, job
                 planned_s=planned,
                 required=gate_id in config.certificate.required_gates,
                 details=details,
+                gaps=gaps,
             )
         )
     return Plan(entries=tuple(entries), mode=mode, jobs=jobs)

@@ -133,7 +133,7 @@ class Runner:
         # The gates see the effective config: never looser than the policy, required gates from it.
         self.deviations, self.config = judge(self.policy, self.target_config, self.run_args)
         selected = options.gates or self.config.certificate.required_gates
-        self.plan: Plan = make_plan(self.config, selected, options.mode, options.jobs)
+        self.plan: Plan = make_plan(self.config, selected, options.mode, options.jobs, options.target_dir)
         self.results: dict[str, GateResult] = {}
         #: Per gate: when it started and ended, in seconds since the gates began.
         self.timeline: dict[str, dict[str, Any]] = {}

@@ -11,7 +11,7 @@ shared_judge.py judges each load profile and chaos experiment from them.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gates.observability import evidence as ev
 from gates.observability.check import Check
@@ -34,6 +34,11 @@ from harness.evidence import dump_json
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Status, Verdict, worst
 from harness.observer import Observer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.config import CertifyConfigBase
 
 #: Instance start, Prometheus start, first scrape, quiet scrapes, Locust start-ups and the queries.
 OVERHEAD_S = 45.0
@@ -116,6 +121,13 @@ class ObservabilityGate(Gate):
         checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = ObservabilityPolicy
+
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """A service that exposes a metrics endpoint."""
+        gaps = super().config_gaps(config, target_dir)
+        if config.service is not None and not config.service.metrics:
+            gaps.append("[service] metrics is empty: no Prometheus endpoint to scrape")
+        return gaps
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """Load window, fault window, drains and overhead (release: at least the configured fault length)."""

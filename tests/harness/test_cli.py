@@ -12,7 +12,7 @@ import pytest
 
 from harness import __version__
 from harness.registry import CATALOGUE
-from tests.conftest import GitTarget, RunCertify
+from tests.conftest import FIXTURE_TARGETS, GitTarget, RunCertify
 from tests.harness.packs import certify_argv, certify_env
 
 CERTIFICATE = "production_readiness_certificate.md"
@@ -221,6 +221,24 @@ def test_plan_prints_the_release_soak_up_front_and_writes_nothing(run_certify: R
     assert total is not None, proc.stdout
     assert float(total.group(1)) >= 8
     assert not (tmp_path / "never").exists()
+    assert "GAP" not in proc.stdout  # the reference target configures every gate
+
+
+def test_plan_names_each_gap_of_a_config_that_configures_little(run_certify: RunCertify) -> None:
+    """tiny has no [service], requests, experiments or journeys: the plan names each gap under its gate."""
+    proc = run_certify("run", "--target", FIXTURE_TARGETS / "tiny", "--plan", "--mode", "ci",
+                       "--gates", "ID,G2,G4,E2E")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    gaps = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("GAP:")]
+    assert gaps == [
+        "GAP: no [service] table: how the harness starts one instance of the target",
+        "GAP: no [gates.G2.requests.<name>]: the load profiles have nothing to send",
+        "GAP: no [service] table: how the harness starts one instance of the target",
+        "GAP: no [[gates.G4.experiments]]: no fault to inject",
+        "GAP: no [service] table: how the harness starts one instance of the target",
+        "GAP: no journey: no test_*.py under e2e/ and no [[gates.E2E.cli]]",
+    ]
+    assert "6 configuration gap(s)" in proc.stdout
 
 
 @pytest.mark.parametrize("delay_s", [0.5, 1.0, 1.5])
