@@ -38,6 +38,7 @@ try:
             history_command,
             record_finished_run,
         )
+        from harness.init_cli import add_init_parser, init_command
         from harness.policy import load_policy
         from harness.policy_cli import add_policy_parser as _add_policy_parser
         from harness.progress import make_reporter
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_parser(sub)
     add_health_parser(sub)
     add_compare_parser(sub)
+    add_init_parser(sub)
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of certify.toml (or of the policy file), for editors",
@@ -332,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "history": history_command,
             "health-report": health_command,
             "compare": compare_command,
+            "init": init_command,
             "keygen": attest_cli.keygen_command,
             "verify-attestation": attest_cli.verify_attestation_command,
         }
