@@ -72,6 +72,11 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
 
 
+def _prefixed(checks: dict[str, str], prefix: str) -> dict[str, str]:
+    """The governance sub-checks of one requirement (their names start with its id)."""
+    return {name: status for name, status in checks.items() if name.startswith(prefix)}
+
+
 class _Slot:
     """One of the gate's `parallel` instance slots, held from a run's start until its last observation."""
 
@@ -121,6 +126,21 @@ CHECKS = (
         evidence=("gates/PB/governance.json",),
     ),
     CheckSpec(
+        id="PB.sandbox",
+        title="measured on the running instance: not root, data dir not group/world writable, secret files 0600, "
+        "listening only on the configured interface, playbook actions within the policy",
+        requirements=("S5",),
+        details=("sandbox",),
+        evidence=("gates/PB/governance.json",),
+    ),
+    CheckSpec(
+        id="PB.at-rest",
+        title="a canary written through the API per sensitive store, searched for in every file of the data dir",
+        requirements=("S7",),
+        details=("at_rest",),
+        evidence=("gates/PB/governance.json",),
+    ),
+    CheckSpec(
         id="PB.governance",
         title="approval, change window, run timeout, parameter bounds and the audit log, held and audited",
         requirements=("H8", "H9", "H10", "H11", "H13"),
@@ -135,7 +155,7 @@ class PlaybookGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="PB",
         title="Self-healing playbooks",
-        requirements=("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13", "S6"),
+        requirements=("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
         needs_service=True,
         timeout_s=3600,
         documents=DOCUMENTS,
@@ -244,6 +264,8 @@ class PlaybookGate(Gate):
             details={
                 "playbooks": {row["id"]: row["verdict"] for row in summary["playbooks"]},
                 "governance": dict(summary["governance"]["checks"]),
+                "sandbox": _prefixed(summary["governance"]["checks"], "S5 "),
+                "at_rest": _prefixed(summary["governance"]["checks"], "S7 "),
                 "elapsed_s": plan["elapsed_s"],
                 "parallel": plan["parallel"],
             },

@@ -201,6 +201,46 @@ class WorkStream(Spec):
     drain_s: float = Field(60.0, gt=0, le=600)
 
 
+class SandboxCheck(Spec):
+    """S5: what the harness measures on the running governance instance, and the bounds it holds it to."""
+
+    allow_root: bool = Field(False, description="The service may run as root (policy: never); needs root_reason.")
+    root_reason: str = Field("", description="Why the service must run as root (printed with the check).")
+    listen_hosts: tuple[str, ...] = Field(
+        ("127.0.0.1",), description="The only addresses the instance's processes may listen on."
+    )
+    secret_files: tuple[str, ...] = Field(
+        (), description="Globs (data dir) of secret files that must be 0600 or stricter, besides *.pem/*.key found."
+    )
+    actions_field: str = Field(
+        "actions", description="Field of each listed playbook naming the privileged actions it may take."
+    )
+    allowed_actions: tuple[str, ...] = Field(
+        ("signal", "restart", "file-delete", "file-write", "file-mode", "sqlite-write", "config-write"),
+        description="Privileged actions a playbook may declare (policy: a subset of these).",
+    )
+
+
+class AtRestStore(Spec):
+    """S7: one store of the target, how a canary reaches it through the API, and whether it is sensitive."""
+
+    name: str
+    paths: tuple[str, ...] = Field(min_length=1, description="Globs (data dir) of the store's files.")
+    write: Request = Field(description="Request carrying the canary: every '{canary}' in its body is replaced.")
+    id_field: str = Field("id", description="Field of the write answer naming the record (fills {id} in read).")
+    read: Request = Field(description="Read-back request; its answer must hold the canary (it was stored).")
+    sensitive: bool = Field(True, description="False: the canary may be in plaintext (policy: needs a reason).")
+    reason: str = Field("", description="Why a store is not sensitive.")
+
+
+class AtRestCheck(Spec):
+    """S7: the stores searched for a canary written through the API."""
+
+    stores: tuple[AtRestStore, ...] = Field(min_length=1)
+    settle_s: float = Field(1.0, ge=0, le=60, description="Wait after the read-back before searching the files.")
+    max_file_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Larger files are not searched (INCONCLUSIVE).")
+
+
 class PlaybookPolicy(Policy):
     """Thresholds and the target's declarations for the playbook gate (requirements H1, H2, H5, H8-H11, H13)."""
 
@@ -240,3 +280,5 @@ class PlaybookPolicy(Policy):
     playbooks: dict[str, PlaybookCheck] = Field(default_factory=dict, description="Per-playbook declarations.")
     watchdog: WatchdogCheck | None = Field(None, description="How to force a run past the watchdog; none: NOT_RUN.")
     params: tuple[ParamsCheck, ...] = Field((), description="Out-of-bounds parameter cases.")
+    sandbox: SandboxCheck | None = Field(None, description="S5 on the governance instance; unset: S5 is not judged.")
+    at_rest: AtRestCheck | None = Field(None, description="S7 canary search; unset: S7 is not judged.")

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gates.playbooks import sandbox
+from gates.playbooks.at_rest import collect_at_rest, judge_at_rest
 from gates.playbooks.audit_chain import judge_chain
 from gates.playbooks.config import PlaybookPolicy, SqliteSnapshot
 from gates.playbooks.instances import PlaybookInstances
@@ -40,6 +42,10 @@ def collect_governance(
             record["list"] = call(port, api.list_playbooks)
             if on_list is not None:
                 on_list(record["list"])
+            if policy.sandbox is not None:
+                listed = field(record["list"]["body"], api.list_items)
+                items = listed if isinstance(listed, list) else []
+                record["sandbox"] = sandbox.observe(instance.service.pid, instance.data_dir, items, policy.sandbox)
             if api.clock is not None:
                 record["clock"] = call(port, api.clock, body={api.clock_field: window_epochs(policy)[0]})
             for case in policy.params:
@@ -58,6 +64,8 @@ def collect_governance(
                 record["audit_chain"] = query_rows(instance.data_dir, snapshot)
             if api.audit_verify is not None:
                 record["audit_verify"] = call(port, api.audit_verify)
+            if policy.at_rest is not None:
+                record["at_rest"] = collect_at_rest(port, instance.data_dir, policy.at_rest)
     except TargetError as exc:
         record["start_error"] = exc.message[-600:]
     record["ended_at"] = round(time.time(), 3)
@@ -118,6 +126,8 @@ def judge_governance(policy: PlaybookPolicy, record: dict[str, Any]) -> dict[str
         if intact is not True:
             reasons.append(f"audit chain verification answered {verify}")
     judge_chain(policy.audit_chain, record, checks, reasons)
+    sandbox.judge_sandbox(policy.sandbox, record, checks, reasons)
+    judge_at_rest(policy.at_rest, record, checks, reasons)
     return {"checks": checks, "reasons": reasons}
 
 
