@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import psutil
 from pydantic import Field
 
+from gates.devex import import_graph, precommit
 from harness.checks import CheckSpec
 from harness.config import BootstrapSection
 from harness.context import GateContext
@@ -51,6 +52,8 @@ EVIDENCE = "bootstrap.json"
 STEP_MARKER = "==> step: "
 STAMPED_LINE = re.compile(r"^\[\s*(\d+\.\d+)\] ?(.*)$")
 OVERRUN_S = 5.0
+PRECOMMIT_PLANNED_S = 30.0
+GRAPH_PLANNED_S = 5.0
 
 #: Runs argv with stdout+stderr merged, each line timestamped; optional per-step timeout; leaves nothing running.
 STAMP_WRAPPER = r"""
@@ -130,6 +133,16 @@ class BootstrapPolicy(Policy):
         (),
         description="Extra environment variable names passed to the bootstrap (e.g. PIP_INDEX_URL); values unrecorded.",
     )
+    precommit_config: str | None = Field(
+        None,
+        description="X4: the pre-commit config (relative to the target) whose local/system hooks must cover format, "
+        "lint, type check and secret scan and pass offline; unset: X4 is not judged.",
+    )
+    import_graph: bool = Field(
+        False,
+        description="X5: write the import graph of [target] packages (grimp; DOT and SVG) and check the "
+        "import-linter contracts the target declares; false: X5 is not judged.",
+    )
 
 
 @dataclass(frozen=True)
@@ -183,7 +196,7 @@ def copy_tracked(ctx: GateContext, dest: Path) -> dict[str, Any]:
     return {"git_error": None, "files": len(copied), "bytes": size, "tracked": copied, "skipped": skipped}
 
 
-def _harness_free_path() -> tuple[str, bool]:
+def harness_free_path() -> tuple[str, bool]:
     """PATH without the harness's own virtualenv (a clean machine does not have it)."""
     entries = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)
     if sys.prefix == sys.base_prefix:
@@ -195,7 +208,7 @@ def _harness_free_path() -> tuple[str, bool]:
 
 def sandbox_env(box: Sandbox, mode: str, pass_env: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Any]]:
     """The minimal environment of sandboxed commands, and what the evidence says about it (names only)."""
-    path, stripped = _harness_free_path()
+    path, stripped = harness_free_path()
     env = {
         "PATH": path,
         "HOME": str(box.home),
@@ -337,6 +350,20 @@ CHECKS = (
         measurements=("bootstrap total", "smoke *"),
         evidence=("gates/G7/bootstrap.json",),
     ),
+    CheckSpec(
+        id="G7.precommit",
+        title="the target's pre-commit hooks (format, lint, type check, secret scan) run offline by pre-commit",
+        requirements=("X4",),
+        details=("devex.X4",),
+        evidence=("gates/G7/precommit.json",),
+    ),
+    CheckSpec(
+        id="G7.import_graph",
+        title="the target's import graph (grimp) as DOT and SVG, its import-linter contracts checked",
+        requirements=("X5",),
+        details=("devex.X5",),
+        evidence=("gates/G7/import_graph.json", "gates/G7/import_graph.dot", "gates/G7/import_graph.svg"),
+    ),
 )
 
 
@@ -344,14 +371,30 @@ class BootstrapGate(Gate):
     """Times the bootstrap of a clean copy step by step and checks the service is runnable after it."""
 
     spec: ClassVar[GateSpec] = GateSpec(
-        id="G7", title="Bootstrap time", requirements=("G7", "X1"), timeout_s=1800, checks=CHECKS
+        id="G7", title="Bootstrap time", requirements=("G7", "X1", "X4", "X5"), timeout_s=1800, checks=CHECKS
     )
     policy_model: ClassVar[type[Policy]] = BootstrapPolicy
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
-        """A typical bootstrap; the hard limit is [bootstrap] budget_s."""
-        del policy, mode
-        return 120.0
+        """A typical bootstrap (the hard limit is [bootstrap] budget_s) plus the X4/X5 checks configured."""
+        del mode
+        assert isinstance(policy, BootstrapPolicy)  # noqa: S101 - the registry pairs gate and policy
+        return (
+            120.0
+            + (PRECOMMIT_PLANNED_S if policy.precommit_config else 0.0)
+            + (GRAPH_PLANNED_S if policy.import_graph else 0.0)
+        )
+
+    def plan_lines(self, policy: Policy, mode: str) -> list[str]:
+        """The developer-experience checks G7 runs after the bootstrap, when certify.toml asks for them."""
+        del mode
+        assert isinstance(policy, BootstrapPolicy)  # noqa: S101 - the registry pairs gate and policy
+        lines = []
+        if policy.precommit_config:
+            lines.append(f"X4 pre-commit hooks of {policy.precommit_config}, offline (~{PRECOMMIT_PLANNED_S:g} s)")
+        if policy.import_graph:
+            lines.append(f"X5 import graph (grimp) and import-linter contracts (~{GRAPH_PLANNED_S:g} s)")
+        return lines
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Copy the tracked files, run bootstrap then smoke in the copy, and stop whatever they left."""
@@ -374,6 +417,13 @@ class BootstrapGate(Gate):
             env, record["environment"] = sandbox_env(box, ctx.mode, policy.pass_env)
             record.update(self._run_in(ctx, box, env, section, policy))
         ctx.write_json(EVIDENCE, record)
+        if copy["git_error"] is None and (policy.precommit_config or policy.import_graph):
+            devex_copy = box.root / "devex"
+            tracked = copy_tracked(ctx, devex_copy)["tracked"]
+            if policy.import_graph:
+                import_graph.collect(ctx, devex_copy)
+            if policy.precommit_config:
+                precommit.collect(ctx, devex_copy, policy.precommit_config, tracked)
 
     @staticmethod
     def _run_in(
@@ -432,8 +482,36 @@ class BootstrapGate(Gate):
         if status is Status.PASS:
             summary = f"bootstrap of a clean copy took {total_s:.1f} s of {budget_s:g} s"
             reasons.insert(0, f"{summary} ({cache.split(':')[0]} cache), {len(steps)} step(s)")
-        details = {"steps": [asdict(s) for s in steps], "cache": cache, "mode": data["mode"]}
+        details: dict[str, Any] = {"steps": [asdict(s) for s in steps], "cache": cache, "mode": data["mode"]}
+        devex = self._judge_devex(evidence, policy)
+        if devex:
+            details["devex"] = {key: {"status": value[0].value, **value[2]} for key, value in devex.items()}
+            status = worst([status, *(value[0] for value in devex.values())])
+            reasons += [reason for value in devex.values() for reason in value[1]]
         return Verdict(status=status, reasons=tuple(reasons), measurements=tuple(measurements), details=details)
+
+    @staticmethod
+    def _judge_devex(evidence: Evidence, policy: Policy) -> dict[str, tuple[Status, list[str], dict[str, Any]]]:
+        """The X4 and X5 verdicts the policy asks for, from their evidence files (missing: not run)."""
+        assert isinstance(policy, BootstrapPolicy)  # noqa: S101 - the registry pairs gate and policy
+        judged: dict[str, tuple[Status, list[str], dict[str, Any]]] = {}
+        if policy.precommit_config:
+            if not evidence.exists(precommit.EVIDENCE):
+                judged["X4"] = (Status.NOT_RUN, ["X4: the pre-commit hooks were not run"], {})
+            else:
+                data = evidence.read_json(precommit.EVIDENCE)
+                logs = {
+                    name: evidence.read_text(name) for run in data["runs"] for name in (run["log"], run["stderr_log"])
+                }
+                status, reasons, hooks = precommit.judge(data, logs)
+                judged["X4"] = (status, reasons, {"hooks": hooks})
+        if policy.import_graph:
+            if not evidence.exists(import_graph.EVIDENCE):
+                judged["X5"] = (Status.NOT_RUN, ["X5: the import graph was not built"], {})
+            else:
+                status, reasons = import_graph.judge(evidence.read_json(import_graph.EVIDENCE))
+                judged["X5"] = (status, reasons, {})
+        return judged
 
     @staticmethod
     def _smoke_leftovers(data: dict[str, Any]) -> list[dict[str, Any]]:
