@@ -60,7 +60,10 @@ def search(data_dir: Path, canary: str, max_file_bytes: int) -> dict[str, Any]:
                 continue
             files += 1
             scanned_bytes += len(data)
-            hits.extend([relative, encoding] for encoding, needle in needles.items() if needle in data)
+            # One hit per file: a UTF-16-LE hit is also a shifted UTF-16-BE one.
+            encoding = next((enc for enc, needle in needles.items() if needle in data), None)
+            if encoding is not None:
+                hits.append([relative, encoding])
     return {"files": files, "bytes": scanned_bytes, "hits": hits, "skipped": skipped}
 
 

@@ -34,6 +34,7 @@ def test_honest_fixture_passes_and_writes_the_documents(
     assert verdict["status"] == "PASS", verdict["reasons"]
     assert verdict["exit_code"] == 0
     assert verdict["details"]["playbooks"] == {"flag": "PASS", "config": "PASS"}
+    assert verdict["details"]["at_rest"] == {"S7 notes canary not in plaintext": "PASS"}  # notes sealed at rest
     report = json.loads((out / "playbooks_report.json").read_text(encoding="utf-8"))
     (config,) = [row for row in report["playbooks"] if row["id"] == "config"]
     assert config["checks"]["needs_approval"] == "PASS"
