@@ -115,6 +115,7 @@ class Waiver(Section):
     reason: str = Field(min_length=1)
     owner: str = Field(min_length=1)
     expires: dt.date
+    rotated: dt.date | None = Field(None, description="G5 secrets: when the credential was rotated.")
 
 
 class NotifySection(Section):

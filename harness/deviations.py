@@ -369,6 +369,7 @@ def effective_config(loaded: LoadedPolicy, config: CertifyConfigBase, report: De
             "reason": f"{w.reason} (approved by {w.approved_by})",
             "owner": w.owner,
             "expires": w.expires.isoformat(),
+            **({"rotated": w.rotated.isoformat()} if w.rotated else {}),
         }
         for w in loaded.policy.waivers
         if w.finding is not None and w.target in (None, config.target.name)

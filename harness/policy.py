@@ -158,6 +158,9 @@ class PolicyWaiver(_Table):
     owner: str = Field(min_length=1)
     approved_by: str = Field(min_length=1)
     expires: dt.date
+    rotated: dt.date | None = Field(
+        None, description="For a G5 secret finding: the day the credential was rotated (required to accept one)."
+    )
 
     @model_validator(mode="after")
     def _names_what(self) -> PolicyWaiver:

@@ -16,7 +16,19 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gates.security import env_example, inventory, licences, pins, report, sarif, sast, sbom, secret_scan, vulns
+from gates.security import (
+    env_example,
+    inventory,
+    licences,
+    pins,
+    report,
+    sarif,
+    sast,
+    sbom,
+    secret_history,
+    secret_scan,
+    vulns,
+)
 from gates.security.policy import (
     EvidenceReader,
     GrantedWaiver,
@@ -106,6 +118,7 @@ def assess_all(reader: EvidenceReader, policy: SecurityPolicy) -> tuple[list[Sca
         vulns.assess(reader, policy, context),
         sbom.assess(reader, policy, context),
         secret_scan.assess(reader, policy),
+        secret_history.assess(reader, policy),
         licences.assess(reader, policy, context),
     ]
     findings = [f for r in results for f in r.findings]
@@ -136,6 +149,13 @@ CHECKS = (
         requirements=("S2",),
         details=("scanners.secrets (detect-secrets)",),
         evidence=("gates/G5/secrets/detect-secrets.json",),
+    ),
+    CheckSpec(
+        id="G5.secrets-history",
+        title="secret scan (detect-secrets) of every blob reachable from any ref, each once",
+        requirements=("S2",),
+        details=("scanners.secrets in history (detect-secrets)",),
+        evidence=("gates/G5/secrets/history.json",),
     ),
     CheckSpec(
         id="G5.sbom",
@@ -191,7 +211,7 @@ class SecurityGate(Gate):
     def policy_for(self, config: CertifyConfigBase) -> Policy:
         """`[gates.G5]` plus the G5 finding waivers of the (effective) config: the policy's, for this target."""
         granted = tuple(
-            GrantedWaiver(finding=w.finding, reason=w.reason, owner=w.owner, expires=w.expires)
+            GrantedWaiver(finding=w.finding, reason=w.reason, owner=w.owner, expires=w.expires, rotated=w.rotated)
             for w in config.waivers
             if w.gate == "G5"
         )
@@ -262,6 +282,8 @@ class SecurityGate(Gate):
         if available["secrets"] and not ctx.cancel.is_set():
             ctx.progress("detect-secrets over the tracked files")
             secret_scan.collect(store, policy)
+            ctx.progress("detect-secrets over every blob in the history")
+            secret_history.collect(store, policy)
         scanned = store.read_json(secret_scan.FILES).get("scanned", []) if store.exists(secret_scan.FILES) else []
         env_example.collect(store, ctx.target_dir, policy, scanned)
         if ctx.cancel.is_set() or not any(available[k] for k in ("deps", "sbom", "licences")):

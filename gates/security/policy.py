@@ -147,6 +147,9 @@ class GrantedWaiver(Policy):
     reason: str = Field(description="Why, with who approved it.")
     owner: str = Field(description="Who owns the accepted risk.")
     expires: dt.date = Field(description="Last day it is honoured.")
+    rotated: dt.date | None = Field(
+        None, description="When the accepted credential was rotated; a secret finding is waived only with it set."
+    )
 
 
 class JudgedSecurityPolicy(SecurityPolicy):
@@ -176,6 +179,8 @@ class Finding:
     location: str | None = None
     line: int | None = None
     help_uri: str | None = None
+    needs_rotation: bool = False
+    commit: str | None = None
 
     def waiver_keys(self) -> set[str]:
         """Every string a waiver's `finding` may use to name this finding (case-insensitive)."""
@@ -221,6 +226,7 @@ class WaiverUse:
     expires: str
     expired: bool
     matched: tuple[str, ...]
+    rotated: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for Verdict.details and the report."""
@@ -231,6 +237,7 @@ class WaiverUse:
             "expires": self.expires,
             "expired": self.expired,
             "matched": list(self.matched),
+            "rotated": self.rotated,
         }
 
 
@@ -243,14 +250,38 @@ class Judgement:
     waivers: tuple[WaiverUse, ...]
 
 
+def _accepts(use: WaiverUse, finding: Finding) -> bool:
+    """Whether a live waiver accepts a finding: it names it, and for a secret it records the rotation."""
+    return use.finding.casefold() in finding.waiver_keys() and (use.rotated is not None or not finding.needs_rotation)
+
+
+def _unrotated(use: WaiverUse, findings: list[Finding]) -> Finding | None:
+    """A medium finding for a live waiver naming a secret without recording its rotation."""
+    named = [f.id for f in findings if f.needs_rotation and use.finding.casefold() in f.waiver_keys()]
+    if use.expired or use.rotated is not None or not named:
+        return None
+    return Finding(
+        scanner="waivers",
+        rule="waiver-without-rotation",
+        id=f"waiver:{use.finding}",
+        severity=Severity.MEDIUM,
+        title=f"waiver for {use.finding!r} (owner {use.owner}) names a secret but records no rotation "
+        "(rotated = DATE): a committed credential is accepted only once it has been rotated",
+    )
+
+
 def apply_waivers(findings: list[Finding], waivers: list[dict[str, Any]], run_date: dt.date) -> Judgement:
-    """Match G5 waivers to findings; an expired waiver waives nothing and is itself a medium finding if unused."""
+    """Match G5 waivers to findings; an expired waiver waives nothing and is itself a medium finding if unused.
+
+    A secret (needs_rotation) is only waived by a waiver that records when it was rotated.
+    """
     uses: list[WaiverUse] = []
     active: list[WaiverUse] = []
     for raw in waivers:
         expires = dt.date.fromisoformat(str(raw["expires"]))
         key = str(raw["finding"]).casefold()
-        matched = tuple(sorted(f.id for f in findings if key in f.waiver_keys()))
+        rotated = raw.get("rotated")
+        matched = tuple(sorted(f.id for f in findings if key in f.waiver_keys() and (rotated or not f.needs_rotation)))
         use = WaiverUse(
             finding=str(raw["finding"]),
             reason=str(raw["reason"]),
@@ -258,6 +289,7 @@ def apply_waivers(findings: list[Finding], waivers: list[dict[str, Any]], run_da
             expires=expires.isoformat(),
             expired=expires < run_date,
             matched=matched,
+            rotated=str(rotated) if rotated else None,
         )
         uses.append(use)
         if not use.expired:
@@ -265,11 +297,12 @@ def apply_waivers(findings: list[Finding], waivers: list[dict[str, Any]], run_da
     unwaived: list[Finding] = []
     waived: list[tuple[Finding, WaiverUse]] = []
     for finding in findings:
-        applied = next((u for u in active if u.finding.casefold() in finding.waiver_keys()), None)
+        applied = next((u for u in active if _accepts(u, finding)), None)
         if applied is None:
             unwaived.append(finding)
         else:
             waived.append((finding, applied))
+    unwaived += filter(None, (_unrotated(use, findings) for use in uses))
     for use in uses:
         if use.expired:
             what = f"matches {len(use.matched)} finding(s) that now count" if use.matched else "matches no finding"

@@ -36,11 +36,12 @@ def _waivers(judgement: Judgement) -> list[str]:
     """The G5 waivers the policy grants and what each matched in this run (certify.toml's own are never honoured)."""
     if not judgement.waivers:
         return ["No G5 waiver granted by the policy.", ""]
-    lines = ["| finding | owner | expires | state | matched | reason |", "|---|---|---|---|---|---|"]
+    lines = ["| finding | owner | expires | rotated | state | matched | reason |", "|---|---|---|---|---|---|---|"]
     for use in judgement.waivers:
         state = "EXPIRED" if use.expired else ("active" if use.matched else "active, unused")
         matched = ", ".join(f"`{m}`" for m in use.matched) or "nothing"
-        cells = [f"`{_cell(use.finding)}`", _cell(use.owner), use.expires, state, matched, _cell(use.reason)]
+        rotated = use.rotated or "-"
+        cells = [f"`{_cell(use.finding)}`", _cell(use.owner), use.expires, rotated, state, matched, _cell(use.reason)]
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
 

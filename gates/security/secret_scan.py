@@ -110,6 +110,7 @@ def _finding(entry: dict[str, Any]) -> Finding:
         title=f"{path}:{line}: possible {entry['type']} committed (value withheld; sha1 {digest[:12]})",
         location=path,
         line=line,
+        needs_rotation=True,
     )
 
 
