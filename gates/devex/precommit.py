@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from harness.context import GateContext
+from harness.errors import TargetError
 from harness.model import Status, worst
 
 EVIDENCE = "precommit.json"
@@ -148,7 +149,12 @@ def collect(ctx: GateContext, copy_root: Path, config_name: str, tracked: list[s
     if record.get("parse_error") or not record["hooks"] or any(h["not_offline"] for h in record["hooks"]):
         ctx.write_json(EVIDENCE, record)
         return
-    tools_bin = ctx.target_python().parent
+    try:
+        tools_bin = ctx.target_python().parent
+    except TargetError as exc:  # the bootstrap's own verdict stands; X4 cannot be judged without the tools
+        record["tools_error"] = str(exc)
+        ctx.write_json(EVIDENCE, record)
+        return
     env = _hook_env(ctx, tools_bin)
     record["tools_bin"] = "target venv bin"
     for argv, label in (
@@ -203,6 +209,12 @@ def judge(data: dict[str, Any], logs: dict[str, str]) -> tuple[Status, list[str]
     if remote:
         why = "; ".join(f"hook {h['id']!r}: {h['not_offline']}" for h in remote[:3])
         return Status.FAIL, [f"X4: {config} has hook(s) that cannot run offline as local/system hooks: {why}"], {}
+    if data.get("tools_error"):
+        return (
+            Status.INCONCLUSIVE,
+            [f"X4: the hooks' tools (the target's venv) are not there: {data['tools_error']}"],
+            {},
+        )
     reasons: list[str] = []
     covered = {h["category"] for h in hooks}
     missing = [c for c in CATEGORIES if c not in covered]

@@ -89,6 +89,16 @@ def test_a_config_without_hooks_is_never_a_pass() -> None:
     assert "declares no hooks" in reasons[0]
 
 
+def test_an_uninstallable_target_venv_is_inconclusive() -> None:
+    """When the target's venv (the hooks' tools) cannot be installed, X4 is INCONCLUSIVE with the reason."""
+    data, logs = precommit_evidence([], tools_error="installing pkg: step 'install' exited 1")
+    status, reasons, _ = precommit.judge(data, logs)
+    assert status is Status.INCONCLUSIVE
+    assert reasons == [
+        "X4: the hooks' tools (the target's venv) are not there: installing pkg: step 'install' exited 1"
+    ]
+
+
 def test_a_missing_kind_fails_naming_it() -> None:
     """Without a secret-scan hook X4 FAILs, naming the missing kind."""
     data, logs = precommit_evidence(ALL_PASS[:3])
