@@ -123,7 +123,7 @@ class LeaseManager:
         return Lease(
             task_id=row[0],
             kind=row[1],
-            payload=json.loads(row[2]),
+            payload=json.loads(self.store.seal.unseal(row[2])),
             attempts=row[3],
             max_attempts=row[4],
             created_at=row[5],

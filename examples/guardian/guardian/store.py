@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from guardian.errors import StoreError, TaskNotFoundError, TaskStateError
+from guardian.sealing import PayloadSeal, for_database
 
 TASK_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -194,13 +195,13 @@ _TASK_COLUMNS = (
 )
 
 
-def row_to_task(row: Sequence[Any]) -> TaskRecord:
-    """Build a TaskRecord from a row selected with the standard column list."""
+def row_to_task(row: Sequence[Any], seal: PayloadSeal) -> TaskRecord:
+    """Build a TaskRecord from a row of the standard column list (payload unsealed)."""
     return TaskRecord(
         id=row[0],
         kind=row[1],
         status=row[2],
-        payload=json.loads(row[3]),
+        payload=json.loads(seal.unseal(row[3])),
         attempts=row[4],
         max_attempts=row[5],
         created_at=row[6],
@@ -248,6 +249,7 @@ class Store:
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA synchronous=FULL")
             self._initialise()
+            self.seal = for_database(path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
 
@@ -319,7 +321,7 @@ class Store:
                     (
                         task.task_id,
                         task.kind,
-                        json.dumps(task.payload),
+                        self.seal.seal(json.dumps(task.payload)),
                         task.max_attempts,
                         now,
                         now,
@@ -357,7 +359,7 @@ class Store:
         )
         if not rows:
             raise TaskNotFoundError(f"task {task_id} not found")
-        return row_to_task(rows[0])
+        return row_to_task(rows[0], self.seal)
 
     def list_tasks(
         self, status: str | None = None, kind: str | None = None, limit: int = 50
@@ -377,7 +379,7 @@ class Store:
             f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608 - only fixed clauses are interpolated
             params,
         )
-        return [row_to_task(row) for row in rows]
+        return [row_to_task(row, self.seal) for row in rows]
 
     def cancel(self, task_id: str) -> TaskRecord:
         """Cancel a queued or running task; a running worker's later completion is then refused."""
