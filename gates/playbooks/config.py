@@ -224,7 +224,7 @@ class SandboxCheck(Spec):
 class AtRestStore(Spec):
     """S7: one store of the target, how a canary reaches it through the API, and whether it is sensitive."""
 
-    name: str
+    name: str = Field(description="The store's name in its check, 'S7 <name> canary not in plaintext'.")
     paths: tuple[str, ...] = Field(min_length=1, description="Globs (data dir) of the store's files.")
     write: Request = Field(description="Request carrying the canary: every '{canary}' in its body is replaced.")
     id_field: str = Field("id", description="Field of the write answer naming the record (fills {id} in read).")
@@ -236,7 +236,7 @@ class AtRestStore(Spec):
 class AtRestCheck(Spec):
     """S7: the stores searched for a canary written through the API."""
 
-    stores: tuple[AtRestStore, ...] = Field(min_length=1)
+    stores: tuple[AtRestStore, ...] = Field(min_length=1, description="The stores, one canary each.")
     settle_s: float = Field(1.0, ge=0, le=60, description="Wait after the read-back before searching the files.")
     max_file_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Larger files are not searched (INCONCLUSIVE).")
 
