@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import psutil
 from pydantic import Field
 
-from gates.devex import import_graph, precommit
+from gates.devex import DEVEX_CHECKS, import_graph, judge_devex, precommit
 from harness.checks import CheckSpec
 from harness.config import BootstrapSection
 from harness.context import GateContext
@@ -196,7 +196,7 @@ def copy_tracked(ctx: GateContext, dest: Path) -> dict[str, Any]:
     return {"git_error": None, "files": len(copied), "bytes": size, "tracked": copied, "skipped": skipped}
 
 
-def harness_free_path() -> tuple[str, bool]:
+def _harness_free_path() -> tuple[str, bool]:
     """PATH without the harness's own virtualenv (a clean machine does not have it)."""
     entries = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)
     if sys.prefix == sys.base_prefix:
@@ -208,7 +208,7 @@ def harness_free_path() -> tuple[str, bool]:
 
 def sandbox_env(box: Sandbox, mode: str, pass_env: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Any]]:
     """The minimal environment of sandboxed commands, and what the evidence says about it (names only)."""
-    path, stripped = harness_free_path()
+    path, stripped = _harness_free_path()
     env = {
         "PATH": path,
         "HOME": str(box.home),
@@ -350,20 +350,7 @@ CHECKS = (
         measurements=("bootstrap total", "smoke *"),
         evidence=("gates/G7/bootstrap.json",),
     ),
-    CheckSpec(
-        id="G7.precommit",
-        title="the target's pre-commit hooks (format, lint, type check, secret scan) run offline by pre-commit",
-        requirements=("X4",),
-        details=("devex.X4",),
-        evidence=("gates/G7/precommit.json",),
-    ),
-    CheckSpec(
-        id="G7.import_graph",
-        title="the target's import graph (grimp) as DOT and SVG, its import-linter contracts checked",
-        requirements=("X5",),
-        details=("devex.X5",),
-        evidence=("gates/G7/import_graph.json", "gates/G7/import_graph.dot", "gates/G7/import_graph.svg"),
-    ),
+    *DEVEX_CHECKS,
 )
 
 
@@ -423,7 +410,7 @@ class BootstrapGate(Gate):
             if policy.import_graph:
                 import_graph.collect(ctx, devex_copy)
             if policy.precommit_config:
-                precommit.collect(ctx, devex_copy, policy.precommit_config, tracked)
+                precommit.collect(ctx, devex_copy, policy.precommit_config, tracked, _harness_free_path()[0])
 
     @staticmethod
     def _run_in(
@@ -483,35 +470,13 @@ class BootstrapGate(Gate):
             summary = f"bootstrap of a clean copy took {total_s:.1f} s of {budget_s:g} s"
             reasons.insert(0, f"{summary} ({cache.split(':')[0]} cache), {len(steps)} step(s)")
         details: dict[str, Any] = {"steps": [asdict(s) for s in steps], "cache": cache, "mode": data["mode"]}
-        devex = self._judge_devex(evidence, policy)
+        assert isinstance(policy, BootstrapPolicy)  # noqa: S101 - the registry pairs gate and policy
+        devex = judge_devex(evidence, policy.precommit_config, judge_graph=policy.import_graph)
         if devex:
             details["devex"] = {key: {"status": value[0].value, **value[2]} for key, value in devex.items()}
             status = worst([status, *(value[0] for value in devex.values())])
             reasons += [reason for value in devex.values() for reason in value[1]]
         return Verdict(status=status, reasons=tuple(reasons), measurements=tuple(measurements), details=details)
-
-    @staticmethod
-    def _judge_devex(evidence: Evidence, policy: Policy) -> dict[str, tuple[Status, list[str], dict[str, Any]]]:
-        """The X4 and X5 verdicts the policy asks for, from their evidence files (missing: not run)."""
-        assert isinstance(policy, BootstrapPolicy)  # noqa: S101 - the registry pairs gate and policy
-        judged: dict[str, tuple[Status, list[str], dict[str, Any]]] = {}
-        if policy.precommit_config:
-            if not evidence.exists(precommit.EVIDENCE):
-                judged["X4"] = (Status.NOT_RUN, ["X4: the pre-commit hooks were not run"], {})
-            else:
-                data = evidence.read_json(precommit.EVIDENCE)
-                logs = {
-                    name: evidence.read_text(name) for run in data["runs"] for name in (run["log"], run["stderr_log"])
-                }
-                status, reasons, hooks = precommit.judge(data, logs)
-                judged["X4"] = (status, reasons, {"hooks": hooks})
-        if policy.import_graph:
-            if not evidence.exists(import_graph.EVIDENCE):
-                judged["X5"] = (Status.NOT_RUN, ["X5: the import graph was not built"], {})
-            else:
-                status, reasons = import_graph.judge(evidence.read_json(import_graph.EVIDENCE))
-                judged["X5"] = (status, reasons, {})
-        return judged
 
     @staticmethod
     def _smoke_leftovers(data: dict[str, Any]) -> list[dict[str, Any]]:

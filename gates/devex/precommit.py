@@ -113,16 +113,13 @@ def read_hooks(text: str) -> list[dict[str, Any]]:
     return hooks
 
 
-def _hook_env(ctx: GateContext, tools_bin: Path) -> dict[str, str]:
+def _hook_env(ctx: GateContext, tools_bin: Path, base_path: str) -> dict[str, str]:
     """The environment of the pre-commit runs: target venv first on PATH, homes in the work dir."""
-    from gates.bootstrap import harness_free_path  # noqa: PLC0415 - gates.bootstrap imports this module
-
     root = ctx.scratch / "precommit"
     for name in ("home", "pre-commit-home", "tmp"):
         (root / name).mkdir(parents=True, exist_ok=True)
-    path, _ = harness_free_path()
     return {
-        "PATH": os.pathsep.join([str(tools_bin), path]),
+        "PATH": os.pathsep.join([str(tools_bin), base_path]),
         "HOME": str(root / "home"),
         "PRE_COMMIT_HOME": str(root / "pre-commit-home"),
         "TMPDIR": str(root / "tmp"),
@@ -134,8 +131,11 @@ def _hook_env(ctx: GateContext, tools_bin: Path) -> dict[str, str]:
     }
 
 
-def collect(ctx: GateContext, copy_root: Path, config_name: str, tracked: list[str]) -> None:
-    """Read the copy's pre-commit config and run each hook offline in it; write precommit.json."""
+def collect(ctx: GateContext, copy_root: Path, config_name: str, tracked: list[str], base_path: str) -> None:
+    """Read the copy's pre-commit config and run each hook offline in it; write precommit.json.
+
+    `base_path` is the PATH a clean machine has (without the harness's venv); the target venv's bin goes first.
+    """
     record: dict[str, Any] = {"config": config_name, "present": False, "hooks": [], "runs": [], "tracked": tracked}
     path = copy_root / config_name
     if config_name not in tracked or not path.is_file():
@@ -155,7 +155,7 @@ def collect(ctx: GateContext, copy_root: Path, config_name: str, tracked: list[s
         record["tools_error"] = str(exc)
         ctx.write_json(EVIDENCE, record)
         return
-    env = _hook_env(ctx, tools_bin)
+    env = _hook_env(ctx, tools_bin, base_path)
     record["tools_bin"] = "target venv bin"
     for argv, label in (
         (["git", "init", "-q"], "precommit-git-init"),
