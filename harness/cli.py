@@ -43,6 +43,7 @@ try:
         from harness.policy_cli import add_policy_parser as _add_policy_parser
         from harness.progress import make_reporter
         from harness.registry import catalogue
+        from harness.report_cli import add_report_parser, report_command
         from harness.runner import Runner, RunOptions
         from harness.verify import verify_pack
 except KeyboardInterrupt:
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_parser(sub)
     add_health_parser(sub)
     add_compare_parser(sub)
+    add_report_parser(sub)
     add_init_parser(sub)
     schema = sub.add_parser(
         "schema",
@@ -334,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "history": history_command,
             "health-report": health_command,
             "compare": compare_command,
+            "report": report_command,
             "init": init_command,
             "keygen": attest_cli.keygen_command,
             "verify-attestation": attest_cli.verify_attestation_command,

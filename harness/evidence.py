@@ -22,6 +22,7 @@ RENDERED = (
     "production_readiness_certificate.html",
     "merge_gate_report.md",
     "merge_gate_report.html",
+    "index.html",
 )
 #: One signed DSSE envelope per line, written after the manifest and the certificate (it signs both).
 ATTESTATIONS = "attestations.intoto.jsonl"

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from harness.errors import PackError
 from harness.model import GateResult, Status
+from harness.render_index import INDEX, index_context
 from harness.render_matrix import traceability_context
 from harness.render_policy import junit_policy, policy_context
 from harness.render_rows import (
@@ -75,7 +76,7 @@ class Overall:
 
 
 def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
-    """Render the certificate (release) or merge-gate report (ci) of a pack; {} if incomplete."""
+    """Render the certificate (release) or merge-gate report (ci) and index.html of a pack; {} if incomplete."""
     if not _DIGEST.fullmatch(manifest_digest):
         msg = f"manifest digest must be 64 lowercase hex digits, got {manifest_digest!r}"
         raise ValueError(msg)
@@ -94,15 +95,27 @@ def render_reports(pack_root: Path, manifest_digest: str) -> dict[str, bytes]:
     template_stem, file_stem = (
         ("certificate", CERTIFICATE_STEM) if mode == "release" else ("merge_report", MERGE_REPORT_STEM)
     )
-    return {
+    rendered = {
         f"{file_stem}.{ext}": _render(f"{template_stem}.{ext}.j2", context).encode("utf-8") for ext in ("md", "html")
     }
+    index = index_context(pack_root, context, _gate_results(results_doc))
+    index["pack_files"] += [{"path": name, "href": name} for name in rendered]
+    rendered[INDEX] = _render("index.html.j2", index).encode("utf-8")
+    return rendered
 
 
 def render_summary(
-    results_doc: dict[str, Any], run_doc: dict[str, Any], deviations_doc: dict[str, Any] | None = None
+    results_doc: dict[str, Any],
+    run_doc: dict[str, Any],
+    deviations_doc: dict[str, Any] | None = None,
+    *,
+    index_link: bool = False,
 ) -> str:
-    """Render the GitHub-flavoured Markdown job summary of a run (also for incomplete runs)."""
+    """Render the GitHub-flavoured Markdown job summary of a run (also for incomplete runs).
+
+    `index_link` adds the link to index.html (complete runs since the index exists; verify passes
+    what the recorded summary says, so packs from before the index still re-render byte for byte).
+    """
     results = _gate_results(results_doc)
     overall = _overall(results_doc)
     required_ids = _required_gate_ids(results, ())
@@ -126,6 +139,7 @@ def render_summary(
         "exit_meaning": exit_code_meaning(overall.exit_code),
         **policy_context(run_doc, deviations_doc),
         "traceability": traceability_context(results_doc),
+        "index_link": index_link,
     }
     return _render("summary.md.j2", context)
 

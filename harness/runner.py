@@ -358,7 +358,7 @@ class Runner:
         pack.write_json("run.json", run_doc)
         deviations_doc = self.deviations.model_dump(mode="json")
         pack.write_bytes("junit.xml", render_junit(results_doc, run_doc, deviations_doc))
-        summary = render_summary(results_doc, run_doc, deviations_doc)
+        summary = render_summary(results_doc, run_doc, deviations_doc, index_link=complete)
         pack.write_text("summary.md", summary)
         digest = pack.write_manifest()
         if complete:

@@ -19,7 +19,11 @@ from harness.policy import POLICY_COPY, LoadedPolicy
 from harness.policy_pack import RUN_FORMAT_V1, judge, pack_policy, run_args_of
 from harness.registry import implemented
 from harness.render import render_junit, render_reports, render_summary
+from harness.render_index import INDEX
 from harness.traceability import recheck_matrix
+
+#: What a summary.md that belongs with an index.html says; packs written before the index lack it.
+INDEX_LINK = f"]({INDEX})"
 
 
 @dataclass
@@ -140,20 +144,34 @@ def _check_verdicts(
     deviations_doc = _load_json(root, DEVIATIONS_FILE) if (root / DEVIATIONS_FILE).is_file() else None
     for name, data in (
         ("junit.xml", render_junit(results_doc, run, deviations_doc)),
-        ("summary.md", render_summary(results_doc, run, deviations_doc).encode("utf-8")),
+        (
+            "summary.md",
+            render_summary(results_doc, run, deviations_doc, index_link=_index_era(root)).encode("utf-8"),
+        ),
     ):
         if (root / name).is_file() and (root / name).read_bytes() != data:
             report.problems.append(f"changed: {name} (differs from a re-render of results.json)")
 
 
+def _index_era(root: Path) -> bool:
+    """Whether the pack was written with an index.html: its (hashed) summary.md links one."""
+    summary = root / "summary.md"
+    return summary.is_file() and INDEX_LINK in summary.read_text(encoding="utf-8", errors="replace")
+
+
 def _check_rendered(root: Path, report: VerifyReport) -> None:
-    """Re-render certificate or merge report from the pack and compare bytes."""
+    """Re-render certificate or merge report and index.html from the pack and compare bytes."""
     digest = hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
     for name in RENDERED:
         path = root / name
         if path.is_file() and digest not in path.read_text(encoding="utf-8", errors="replace"):
             report.problems.append(f"changed: {MANIFEST} (its sha256 is not the one {name} quotes)")
     expected = render_reports(root, digest)
+    if INDEX in expected and not (root / INDEX).is_file() and not _index_era(root):
+        report.notes.append(
+            f"pack predates {INDEX} (its summary.md links none); `certify report PACK --out DIR` renders one"
+        )
+        del expected[INDEX]
     for name in RENDERED:
         path = root / name
         if name in expected and not path.is_file():

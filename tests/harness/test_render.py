@@ -111,7 +111,7 @@ def write_pack(
     overall: dict[str, Any] | None = None,
     waivers: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write run.json, results.json and config.resolved.json into `root` and return it."""
+    """Write run.json, results.json, config.resolved.json and an empty manifest into `root` and return it."""
     root.mkdir(parents=True, exist_ok=True)
     docs = {
         "run.json": run or run_doc(),
@@ -128,6 +128,7 @@ def write_pack(
             "waivers": waivers or [],
             "target": {"name": "guardian"},
         },
+        "manifest.json": {"format": "release-harness-manifest/1", "files": {}},
     }
     for name, doc in docs.items():
         (root / name).write_text(json.dumps(doc, sort_keys=True, indent=2), encoding="utf-8")
@@ -144,7 +145,7 @@ def test_certified_only_when_release_complete_and_every_required_gate_passes(
 ) -> None:
     """A complete release run whose required gates all PASS renders a CERTIFIED certificate."""
     files = render_reports(write_pack(tmp_path, passing_gates()), MANIFEST_DIGEST)
-    assert sorted(files) == [CERTIFICATE_HTML, CERTIFICATE_MD]
+    assert sorted(files) == ["index.html", CERTIFICATE_HTML, CERTIFICATE_MD]
     markdown = text_of(files, CERTIFICATE_MD)
     assert "**CERTIFIED**" in markdown
     assert "NOT CERTIFIED" not in markdown
@@ -215,8 +216,8 @@ def test_ci_mode_renders_a_merge_gate_report_and_never_a_certificate(tmp_path: P
     """A ci run yields merge_gate_report.* only, says it is not a certificate and marks scaling."""
     root = write_pack(tmp_path, passing_gates(), run=run_doc(mode="ci"))
     files = render_reports(root, MANIFEST_DIGEST)
-    assert sorted(files) == ["merge_gate_report.html", "merge_gate_report.md"]
-    for name in files:
+    assert sorted(files) == ["index.html", "merge_gate_report.html", "merge_gate_report.md"]
+    for name in ("merge_gate_report.html", "merge_gate_report.md"):
         text = text_of(files, name)
         head = text[: text.index("Merge gate: ")]
         assert "not a production-readiness certificate" in " ".join(head.split())
@@ -417,7 +418,7 @@ def test_certificate_shows_digests_verify_command_sign_off_and_run_facts(tmp_pat
         }
     )
     files = render_reports(write_pack(tmp_path, passing_gates(), run=run), MANIFEST_DIGEST)
-    for name in files:
+    for name in (CERTIFICATE_HTML, CERTIFICATE_MD):
         text = text_of(files, name)
         assert f"sha256 of manifest.json: <code>{MANIFEST_DIGEST}" in text or (
             f"sha256 of manifest.json: `{MANIFEST_DIGEST}`" in text
