@@ -16,7 +16,7 @@ DEVEX_CHECKS = (
         title="the target's pre-commit hooks (format, lint, type check, secret scan) run offline by pre-commit",
         requirements=("X4",),
         details=("devex.X4",),
-        evidence=("gates/G7/precommit.json",),
+        evidence=("gates/G7/precommit.json", "gates/G7/runs/*-pre-commit-*.stdout.txt"),
     ),
     CheckSpec(
         id="G7.import_graph",
