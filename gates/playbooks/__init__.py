@@ -164,11 +164,15 @@ class PlaybookGate(Gate):
     policy_model: ClassVar[type[Policy]] = PlaybookPolicy
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
-        """About 20 s per playbook run, spread over the parallel instances, plus the governance instance."""
+        """About 20 s per playbook run, spread over the parallel instances, plus the governance instance.
+
+        The S7 canaries add their settle time and a read of the data dir per store (S5 is a glance).
+        """
         assert isinstance(policy, PlaybookPolicy)  # noqa: S101 - the registry pairs gate and policy
         reps = policy.repetitions_ci if mode == "ci" else policy.repetitions
         count = max(len(policy.playbooks), 1)
-        return 40.0 + 20.0 * count * reps / policy.parallel
+        at_rest = len(policy.at_rest.stores) * (policy.at_rest.settle_s + 1.0) if policy.at_rest else 0.0
+        return 40.0 + 20.0 * count * reps / policy.parallel + at_rest
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Governance instance first (the list), then every declared and listed playbook on its own instance.
