@@ -2,8 +2,9 @@
 
 The pack is the recorded load-ok ci pack (tests/fixtures/packs/load-ok-ci: G2 and G3 with their
 latency, error and resource SVG charts) grown to about 30 MB: each of its gates gets 1,000 more
-evidence files of 10 kB (so each gate section lists over 1,000 links) and G2 one 10 MB latency
-sample CSV, all hashed into a rewritten manifest. Then, 5 times: `render_reports(pack, digest)`,
+evidence files of 10 kB (so each gate section lists over 1,000 links) and G2's P1 a raw sample CSV
+of 600,000 requests (the latency chart parses every one), all hashed into a rewritten manifest.
+Then, 5 times: `render_reports(pack, digest)`,
 which renders the merge-gate report and index.html as `certify run` and `certify verify` do.
 
 Usage: python benchmarks/report_index.py [--mb 30] [--limit-s 3]
@@ -12,6 +13,7 @@ Usage: python benchmarks/report_index.py [--mb 30] [--limit-s 3]
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -33,11 +35,15 @@ FILE_BYTES = 10_000
 def _grow(root: Path, target_mb: float) -> int:
     """Add evidence files (small ones per gate, one large latency CSV) until the pack is ~target_mb."""
     manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    large = root / "gates" / "G2" / "load" / "P1" / "latency-samples.csv"
-    with large.open("w", encoding="utf-8") as handle:
-        handle.write("t_s,latency_ms\n")
-        for i in range(600_000):
-            handle.write(f"{i / 1000:.3f},{(i * 7919) % 5000 / 100:.2f}\n")
+    # The latency chart parses every raw sample: make P1's raw CSV large (600,000 requests).
+    large = root / "gates" / "G2" / "load" / "P1" / "raw.csv.gz"
+    lines = ["kind,seq,request,planned_s,sent_s,end_s,status,ok,error,end_by"]
+    for i in range(600_000):
+        planned = i * 4 / 600_000
+        lines.append(
+            f"arrival,{i},page,{planned:.6f},{planned:.6f},{planned + (i * 7919) % 5000 / 1e5:.6f},200,1,,socket"
+        )
+    large.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1))
     added = [large]
     per_gate = max(0, int((target_mb * 1e6 - _size(root)) / FILE_BYTES / 2))
     for gate in ("G2", "G3"):

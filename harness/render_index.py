@@ -19,6 +19,7 @@ from harness.errors import PackError
 from harness.evidence import MANIFEST
 from harness.model import GateResult
 from harness.render_charts import inline_svg, threshold_chart
+from harness.render_load_chart import latency_chart
 
 INDEX = "index.html"
 #: Characters of a gate's reason shown in the one-row overview (the gate's section has all of it).
@@ -26,6 +27,7 @@ REASON_CHARS = 160
 #: Lines of "why" on the first screen.
 WHY_LINES = 3
 _MATRIX = "traceability.json"
+_LOAD_SUMMARY = re.compile(r"load_test_results/P[0-9]+\.json")
 _STATUS_TOKEN = re.compile(r"[A-Z][A-Z_]{0,31}")
 
 
@@ -61,6 +63,9 @@ def _gate_section(root: Path, result: GateResult, row: Any, files: dict[str, dic
     chart = threshold_chart(f"{result.gate}: measured values against their thresholds", result.verdict.measurements)
     if chart is not None:
         charts.append(chart)
+    for relpath in owned:
+        if _LOAD_SUMMARY.fullmatch(relpath) and (latency := latency_chart(root, relpath)) is not None:
+            charts.append(latency)
     for relpath in owned:
         if relpath.endswith(".svg") and (svg := inline_svg(root / relpath, f"{result.gate}: {relpath}")) is not None:
             charts.append(svg)

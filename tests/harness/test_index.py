@@ -14,6 +14,7 @@ from harness.evidence import MANIFEST, dump_json, sha256_file
 from harness.model import Measurement
 from harness.render import render_reports, render_summary
 from harness.render_charts import inline_svg, threshold_chart
+from harness.render_load_chart import latency_chart
 from tests.harness.packs import FIXTURES, certify_argv, certify_env, committed_copy
 
 RECORDED = FIXTURES / "packs" / "load-ok-ci"
@@ -168,3 +169,21 @@ def test_threshold_chart_draws_each_numeric_measurement_with_its_limit() -> None
     assert "<title>G2 &lt;limits&gt;</title>" in svg
     assert "6 ms (limit &lt;= 500 ms)" in svg
     assert threshold_chart("none", [Measurement(name="note", value="text")]) is None
+
+
+def test_latency_chart_draws_percentiles_the_p99_limit_and_arrivals(tmp_path: Path) -> None:
+    """A profile's chart has p50/p99 lines, the limit drawn when near the data (named when far), arrival bars."""
+    rows = ["kind,seq,request,planned_s,sent_s,end_s,status,ok,error,end_by"]
+    rows += [f"arrival,{i},page,{i / 10:.3f},{i / 10:.3f},{i / 10 + 0.2:.3f},200,1,,socket" for i in range(40)]
+    (tmp_path / "raw.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    summary = {"raw_evidence": "raw.csv", "duration_s": 4.0, "warmup_s_excluded": 0.5, "profile": "P1", "title": "t"}
+    for limit, drawn in ((250.0, True), (5000.0, False)):
+        (tmp_path / "P1.json").write_text(json.dumps({**summary, "thresholds": {"p99_ms": limit}}), encoding="utf-8")
+        svg = latency_chart(tmp_path, "P1.json")
+        assert svg is not None
+        assert svg.count("<polyline") == 2
+        assert svg.count('fill="#6e7781"') == 4
+        assert ("stroke-dasharray" in svg) is drawn
+        assert f"p99 limit {limit:g} ms" in svg
+    (tmp_path / "raw.csv").unlink()
+    assert latency_chart(tmp_path, "P1.json") is None
