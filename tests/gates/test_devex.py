@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gates.bootstrap import BootstrapGate, BootstrapPolicy
 from gates.devex import import_graph, precommit
 from harness.model import Status
 from tests.conftest import GitTarget, RunCertify, commit_all, git
@@ -254,3 +255,16 @@ def test_dot_names_every_module_and_edge() -> None:
     """to_dot writes one quoted node per module and one edge per import."""
     dot = import_graph.to_dot(["a", "a.b"], [{"importer": "a", "imported": "a.b", "line_numbers": [1]}])
     assert '  "a";\n  "a.b";\n  "a" -> "a.b";\n}' in dot
+
+
+def test_the_plan_shows_x4_and_x5_with_their_expected_time() -> None:
+    """Configured X4/X5 add their lines and expected seconds to G7's plan; unconfigured they add nothing."""
+    gate = BootstrapGate()
+    policy = BootstrapPolicy(precommit_config=".pre-commit-config.yaml", import_graph=True)
+    assert gate.plan_lines(policy, "ci") == [
+        "X4 pre-commit hooks of .pre-commit-config.yaml, offline (~30 s)",
+        "X5 import graph (grimp) and import-linter contracts (~5 s)",
+    ]
+    assert gate.planned_duration_s(policy, "ci") == 155.0
+    assert gate.plan_lines(BootstrapPolicy(), "ci") == []
+    assert gate.planned_duration_s(BootstrapPolicy(), "ci") == 120.0
