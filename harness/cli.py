@@ -69,7 +69,9 @@ EXIT_CODES = """exit codes:
 
 
 def default_target() -> Path:
-    """The bundled reference target when running from a checkout, else the current directory."""
+    """The current directory when it holds a certify.toml, else the bundled reference target (from a checkout)."""
+    if (Path.cwd() / "certify.toml").is_file():
+        return Path.cwd()
     bundled = Path(__file__).resolve().parent.parent / "examples" / "guardian"
     return bundled if (bundled / "certify.toml").is_file() else Path.cwd()
 
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         type=Path,
         default=None,
-        help="target directory holding certify.toml (default: the bundled reference target examples/guardian)",
+        help="target directory holding certify.toml (default: the current directory if it holds one, else the "
+        "bundled reference target examples/guardian)",
     )
     run.add_argument(
         "--gates",
