@@ -26,6 +26,7 @@ SYSTEM_TOOLS = {
     "chromium": "apt-get install -y chromium",
     "prometheus": "apt-get install -y prometheus",
     "promtool": "apt-get install -y prometheus",
+    "dot": "apt-get install -y graphviz",
 }
 
 
