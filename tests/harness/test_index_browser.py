@@ -151,3 +151,15 @@ def test_matrix_filters_by_status_without_a_script(browser: Any, site: Path) -> 
     assert set(visible) == {"PASS"}
     assert problems == []
     page.close()
+
+
+def test_print_stylesheet_hides_the_filter_and_prints_to_pdf(browser: Any, site: Path) -> None:
+    """Under print media the matrix filter is hidden, nothing scrolls sideways, and print-to-PDF gives a PDF."""
+    page, _ = _open(browser, (site / "index.html").as_uri(), 1280)
+    page.emulate_media(media="print")
+    assert page.locator("label[for='mf-PASS']").is_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") == 1280
+    pdf = page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF")
+    (site.parent / "index.pdf").write_bytes(pdf)
+    page.close()
