@@ -6,11 +6,13 @@ function of the measurements, with fixed number formatting, so the same pack giv
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from gates.coverage_judge import pct_floor
 from harness.model import Measurement
 from harness.render_rows import format_number
 
@@ -32,11 +34,18 @@ def _numeric(measurement: Measurement) -> tuple[float, float] | None:
     return None
 
 
-def threshold_chart(title: str, measurements: Sequence[Measurement]) -> str | None:
-    """A horizontal bar per numeric measurement with its threshold as a line; None when none is numeric."""
+def threshold_chart(title: str, measurements: Sequence[Measurement], full_scale: float | None = None) -> str | None:
+    """A horizontal bar per numeric measurement with its threshold as a line; None when none is numeric.
+
+    One scale for the chart (`full_scale`, else the largest value or threshold) when every row has the
+    same unit, so bars and limits compare across rows; rows of mixed units are each scaled alone.
+    """
     rows = [(m, pair) for m in measurements if (pair := _numeric(m)) is not None]
     if not rows:
         return None
+    common = full_scale
+    if common is None and len({m.unit for m, _ in rows}) == 1:
+        common = max(max(abs(v), abs(t)) for _, (v, t) in rows) * 1.1 or 1.0
     height = 28 + _BAR_HEIGHT * 2 * len(rows)
     width = _LABEL_WIDTH + _PLOT_WIDTH + 20
     parts = [
@@ -45,7 +54,7 @@ def threshold_chart(title: str, measurements: Sequence[Measurement]) -> str | No
         f"<title>{escape(title)}</title>",
     ]
     for index, (measurement, (value, threshold)) in enumerate(rows):
-        scale = max(abs(value), abs(threshold)) * 1.1 or 1.0
+        scale = common or max(abs(value), abs(threshold)) * 1.1 or 1.0
         y = 20 + index * _BAR_HEIGHT * 2
         bar = _PLOT_WIDTH * abs(value) / scale
         line_x = _LABEL_WIDTH + _PLOT_WIDTH * abs(threshold) / scale
@@ -100,3 +109,25 @@ def inline_svg(path: Path, relpath: str) -> str | None:
     root.set("aria-label", root.find(f"{_SVG_NS}title").text or relpath)  # type: ignore[union-attr]
     root.set("class", "chart")
     return ET.tostring(root, encoding="unicode")
+
+
+#: Modules drawn in the coverage chart, least covered first; the rest are counted in its title.
+COVERAGE_MODULES_SHOWN = 40
+
+
+def coverage_chart(path: Path, min_line_pct: float) -> str | None:
+    """Line coverage per module (coverage.py's JSON) against the overall threshold; None when unreadable."""
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        rows = [
+            (pct_floor(int(entry["summary"]["covered_lines"]), int(entry["summary"]["num_statements"])), str(name))
+            for name, entry in files.items()
+        ]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+    rows.sort()
+    shown = rows[:COVERAGE_MODULES_SHOWN]
+    more = f"; {len(rows) - len(shown)} better-covered modules not drawn" if len(rows) > len(shown) else ""
+    measurements = [Measurement.judged(name, pct, ">=", min_line_pct, "%") for pct, name in shown]
+    title = f"G1: line coverage per module against the {min_line_pct:g} % threshold{more}"
+    return threshold_chart(title, measurements, full_scale=100.0)

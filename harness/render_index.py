@@ -19,7 +19,7 @@ from urllib.parse import quote
 from harness.errors import PackError
 from harness.evidence import MANIFEST
 from harness.model import GateResult
-from harness.render_charts import inline_svg, threshold_chart
+from harness.render_charts import coverage_chart, inline_svg, threshold_chart
 from harness.render_load_chart import latency_chart
 
 INDEX = "index.html"
@@ -28,6 +28,7 @@ REASON_CHARS = 160
 #: Lines of "why" on the first screen.
 WHY_LINES = 3
 _MATRIX = "traceability.json"
+_COVERAGE_JSON = "gates/G1/coverage.json"
 _LOAD_SUMMARY = re.compile(r"load_test_results/P[0-9]+\.json")
 _STATUS_TOKEN = re.compile(r"[A-Z][A-Z_]{0,31}")
 
@@ -57,19 +58,29 @@ def _manifest_files(root: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
-def _gate_section(root: Path, result: GateResult, row: Any, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What a gate's section prints: checks, thresholds beside values, charts, evidence links."""
-    owned = sorted(path for path, entry in files.items() if entry.get("gate") == result.gate)
+def _charts(root: Path, result: GateResult, owned: list[str]) -> list[str]:
+    """A gate's inline charts: measured against threshold, coverage per module, latency per profile, its own SVGs."""
     charts = []
     chart = threshold_chart(f"{result.gate}: measured values against their thresholds", result.verdict.measurements)
     if chart is not None:
         charts.append(chart)
+    overall = [m for m in result.verdict.measurements if m.name == "overall line coverage"]
+    limit = overall[0].threshold if overall else None
+    if _COVERAGE_JSON in owned and isinstance(limit, int | float):
+        charts.append(coverage_chart(root / _COVERAGE_JSON, float(limit)) or "")
     for relpath in owned:
-        if _LOAD_SUMMARY.fullmatch(relpath) and (latency := latency_chart(root, relpath)) is not None:
-            charts.append(latency)
+        if _LOAD_SUMMARY.fullmatch(relpath):
+            charts.append(latency_chart(root, relpath) or "")
     for relpath in owned:
-        if relpath.endswith(".svg") and (svg := inline_svg(root / relpath, f"{result.gate}: {relpath}")) is not None:
-            charts.append(svg)
+        if relpath.endswith(".svg"):
+            charts.append(inline_svg(root / relpath, f"{result.gate}: {relpath}") or "")
+    return [chart for chart in charts if chart]
+
+
+def _gate_section(root: Path, result: GateResult, row: Any, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What a gate's section prints: checks, thresholds beside values, charts, evidence links."""
+    owned = sorted(path for path, entry in files.items() if entry.get("gate") == result.gate)
+    charts = _charts(root, result, owned)
     return {
         "row": row,
         "anchor": f"gate-{result.gate}",

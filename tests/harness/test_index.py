@@ -13,7 +13,7 @@ import pytest
 from harness.evidence import MANIFEST, dump_json, sha256_file
 from harness.model import Measurement
 from harness.render import render_reports, render_summary
-from harness.render_charts import inline_svg, threshold_chart
+from harness.render_charts import coverage_chart, inline_svg, threshold_chart
 from harness.render_load_chart import latency_chart
 from tests.harness.packs import FIXTURES, certify_argv, certify_env, committed_copy
 
@@ -187,3 +187,20 @@ def test_latency_chart_draws_percentiles_the_p99_limit_and_arrivals(tmp_path: Pa
         assert f"p99 limit {limit:g} ms" in svg
     (tmp_path / "raw.csv").unlink()
     assert latency_chart(tmp_path, "P1.json") is None
+
+
+def test_coverage_chart_draws_each_module_against_the_threshold_least_covered_first(tmp_path: Path) -> None:
+    """Modules from coverage.py's JSON, floored like the gate, least covered first, each against the threshold."""
+
+    def entry(covered: int, statements: int) -> dict[str, dict[str, int]]:
+        return {"summary": {"covered_lines": covered, "num_statements": statements}}
+
+    files = {"pkg/a.py": entry(9, 10), "pkg/b.py": entry(2, 3), "pkg/c.py": entry(0, 0)}
+    (tmp_path / "coverage.json").write_text(json.dumps({"files": files}), encoding="utf-8")
+    svg = coverage_chart(tmp_path / "coverage.json", 75.0)
+    assert svg is not None
+    assert svg.index("pkg/b.py") < svg.index("pkg/a.py") < svg.index("pkg/c.py")
+    assert "pkg/b.py: 66.66 % &gt;= 75" in svg
+    assert 'fill="#cf222e"' in svg
+    (tmp_path / "coverage.json").write_text("{}", encoding="utf-8")
+    assert coverage_chart(tmp_path / "coverage.json", 75.0) is None
