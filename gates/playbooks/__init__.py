@@ -119,6 +119,13 @@ CHECKS = (
         evidence=("playbooks_mttr.svg", "playbooks_report.json"),
     ),
     CheckSpec(
+        id="PB.healer-stats",
+        title="the healer stats API agrees with the target's own incident list, read before and after each run",
+        requirements=("H6",),
+        details=("healer_stats",),
+        evidence=("playbooks_report.json",),
+    ),
+    CheckSpec(
         id="PB.audit-chain",
         title="the target's hash-chained audit log, every hash recomputed by the harness",
         requirements=("S6",),
@@ -267,6 +274,11 @@ class PlaybookGate(Gate):
             measurements=tuple(measurements),
             details={
                 "playbooks": {row["id"]: row["verdict"] for row in summary["playbooks"]},
+                "healer_stats": {
+                    row["id"]: row["checks"]["stats"]
+                    for row in summary["playbooks"]
+                    if "stats" in row.get("checks", {})
+                },
                 "governance": dict(summary["governance"]["checks"]),
                 "sandbox": _prefixed(summary["governance"]["checks"], "S5 "),
                 "at_rest": _prefixed(summary["governance"]["checks"], "S7 "),

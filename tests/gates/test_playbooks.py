@@ -35,6 +35,10 @@ def test_honest_fixture_passes_and_writes_the_documents(
     assert verdict["exit_code"] == 0
     assert verdict["details"]["playbooks"] == {"flag": "PASS", "config": "PASS"}
     assert verdict["details"]["at_rest"] == {"S7 notes canary not in plaintext": "PASS"}  # notes sealed at rest
+    assert verdict["details"]["healer_stats"] == {"flag": "PASS", "config": "PASS"}  # H6: stats match the incidents
+    matrix = json.loads((out / "traceability.json").read_text(encoding="utf-8"))
+    (h6,) = [row for row in matrix["requirements"] if row["id"] == "H6"]
+    assert [(check["id"], check["status"]) for check in h6["checks"]] == [("PB.healer-stats", "PASS")]
     report = json.loads((out / "playbooks_report.json").read_text(encoding="utf-8"))
     (config,) = [row for row in report["playbooks"] if row["id"] == "config"]
     assert config["checks"]["needs_approval"] == "PASS"
@@ -98,6 +102,8 @@ def test_broken_playbooks_fail(  # noqa: PLR0917 - pytest fixtures plus the para
     assert verdict["exit_code"] == 1
     assert verdict["details"]["playbooks"][playbook] == "FAIL"
     assert any(reason in line for line in verdict["reasons"]), verdict["reasons"]
+    if fixture == "pb-stub-stats":
+        assert verdict["details"]["healer_stats"][playbook] == "FAIL"  # H6 is not evidenced by constant stats
 
 
 @pytest.mark.integration
