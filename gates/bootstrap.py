@@ -41,7 +41,7 @@ from pydantic import Field
 
 from gates.devex import DEVEX_CHECKS, import_graph, judge_devex, precommit
 from harness.checks import CheckSpec
-from harness.config import BootstrapSection
+from harness.config import BootstrapSection, CertifyConfigBase
 from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
@@ -361,6 +361,13 @@ class BootstrapGate(Gate):
         id="G7", title="Bootstrap time", requirements=("G7", "X1", "X4", "X5"), timeout_s=1800, checks=CHECKS
     )
     policy_model: ClassVar[type[Policy]] = BootstrapPolicy
+
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """A [bootstrap] command: what takes a clean clone to a running service."""
+        gaps = super().config_gaps(config, target_dir)
+        if config.bootstrap is None:
+            gaps.append("no [bootstrap] table: the command that takes a fresh clone to a running service")
+        return gaps
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """A typical bootstrap (the hard limit is [bootstrap] budget_s) plus the X4/X5 checks configured."""

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gates.playbooks import audit_chain
 from gates.playbooks.config import PlaybookPolicy
@@ -31,6 +31,11 @@ from harness.errors import TargetError
 from harness.evidence import dump_json
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict, worst
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.config import CertifyConfigBase
 
 PLAN = "plan.json"
 GOVERNANCE = "governance.json"
@@ -169,6 +174,13 @@ class PlaybookGate(Gate):
         checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = PlaybookPolicy
+
+    def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
+        """A service, and probes declared for its playbooks."""
+        gaps = super().config_gaps(config, target_dir)
+        if not config.policy("PB").playbooks:
+            gaps.append("no [gates.PB.playbooks.<id>]: no playbook has probes declared, none can be verified")
+        return gaps
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
         """About 20 s per playbook run, spread over the parallel instances, plus the governance instance.
