@@ -15,10 +15,11 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 #: A blob larger than this is counted as skipped, not read into memory (detect-secrets reads text).
 MAX_BLOB_BYTES = 5_000_000
@@ -60,6 +61,13 @@ def tree_blobs(repo: Path) -> set[str]:
     return found
 
 
+def _feed(stdin: IO[bytes], oids: list[str]) -> None:
+    """Write the object ids to cat-file's stdin and close it."""
+    with stdin:
+        for start in range(0, len(oids), 1000):
+            stdin.write("".join(f"{oid}\n" for oid in oids[start : start + 1000]).encode("ascii"))
+
+
 def _read_batch(repo: Path, oids: list[str]) -> Iterator[tuple[str, str, int, bytes | None]]:
     """(oid, type, size, content) for each oid via one cat-file --batch; content None for large or non-blob."""
     with subprocess.Popen(
@@ -67,8 +75,9 @@ def _read_batch(repo: Path, oids: list[str]) -> Iterator[tuple[str, str, int, by
     ) as proc:
         assert proc.stdin is not None  # noqa: S101 - PIPE given above
         assert proc.stdout is not None  # noqa: S101
-        proc.stdin.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
-        proc.stdin.close()
+        # A writer thread: cat-file answers while it reads, so writing every id first would deadlock on full pipes.
+        writer = threading.Thread(target=_feed, args=(proc.stdin, oids), daemon=True)
+        writer.start()
         for oid in oids:
             header = proc.stdout.readline().decode("ascii").split()
             if len(header) < 3:  # "<oid> missing"
@@ -78,6 +87,7 @@ def _read_batch(repo: Path, oids: list[str]) -> Iterator[tuple[str, str, int, by
             data = proc.stdout.read(size)
             proc.stdout.read(1)
             yield oid, kind, size, data if kind == "blob" and size <= MAX_BLOB_BYTES else None
+        writer.join()
 
 
 def scan(repo: Path, exclude: set[str]) -> dict[str, Any]:
