@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 from scipy import stats
 
@@ -162,3 +163,41 @@ def health_markdown(report: Mapping[str, Any]) -> str:
 def _slope(value: float | None) -> str:
     """A trend's slope for the table ('-' when there are too few points or no change)."""
     return "-" if value is None else f"{value:+g}"
+
+
+_W, _H, _PAD = 480, 120, 30
+
+
+def trend_chart(trend: Mapping[str, Any]) -> str:
+    """An inline SVG of one figure over the runs, oldest left: a line with a dot per run and its range."""
+    values = [float(v) for v in trend["values"]]
+    low, high = min(values), max(values)
+    span = (high - low) or (abs(high) or 1.0)
+    step = (_W - 2 * _PAD) / max(len(values) - 1, 1)
+    points = [(_PAD + i * step, _H - _PAD - (v - low) / span * (_H - 2 * _PAD)) for i, v in enumerate(values)]
+    label = f"{trend['gate']} {trend['name']} over {len(values)} run(s), {low:g}-{high:g} {trend['unit']}".strip()
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" width="{_W}" height="{_H}" '
+        f'viewBox="0 0 {_W} {_H}" aria-label={quoteattr(label)}><title>{escape(label)}</title>',
+        f'<rect x="{_PAD}" y="{_PAD / 2}" width="{_W - 2 * _PAD}" height="{_H - 1.5 * _PAD}" fill="none" '
+        'stroke="#d0d7de"/>',
+        f'<text x="2" y="{_PAD}" font-size="10">{high:g}</text>',
+        f'<text x="2" y="{_H - _PAD}" font-size="10">{low:g}</text>',
+        '<polyline fill="none" stroke="#0969da" stroke-width="2" points="'
+        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        + '"/>',
+        *(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#0969da"/>' for x, y in points),
+        f'<text x="{_PAD}" y="{_H - 4}" font-size="10">oldest</text>',
+        f'<text x="{_W - _PAD}" y="{_H - 4}" font-size="10" text-anchor="end">newest</text>',
+        "</svg>",
+    ]
+    return "".join(parts)
+
+
+def health_html(report: Mapping[str, Any]) -> str:
+    """health_report.html: the same content as the Markdown, with a trend chart per judged figure."""
+    from harness.render import render_template  # noqa: PLC0415 - Jinja2 only when writing the report
+
+    return render_template(
+        "health_report.html.j2", {"report": report, "charts": [trend_chart(t) for t in report["trends"]]}
+    )

@@ -73,7 +73,7 @@ def health_command(args: argparse.Namespace) -> int:
     import datetime as dt  # noqa: PLC0415
 
     from harness.evidence import atomic_write  # noqa: PLC0415
-    from harness.health import build_health, health_markdown  # noqa: PLC0415 - scipy only here
+    from harness.health import build_health, health_html, health_markdown  # noqa: PLC0415 - scipy only here
     from harness.history import runs_since  # noqa: PLC0415
 
     if args.out.exists() and not args.out.is_dir():
@@ -84,6 +84,7 @@ def health_command(args: argparse.Namespace) -> int:
     report = build_health(*runs_since(args.history, since), args.days, now)
     atomic_write(args.out / "health_report.json", (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
     atomic_write(args.out / "health_report.md", health_markdown(report).encode())
+    atomic_write(args.out / "health_report.html", health_html(report).encode())
     red = sum(e["kind"] == "gate_red" for e in report["events"])
     regressions = sum(e["kind"] == "regression" for e in report["events"])
     print(

@@ -427,6 +427,11 @@ def _environment() -> jinja2.Environment:
     return environment
 
 
+def render_template(template_name: str, context: dict[str, Any]) -> str:
+    """Render one template of release/templates with the reports' environment (the context as `c`)."""
+    return _render(template_name, context)
+
+
 def _render(template_name: str, context: dict[str, Any]) -> str:
     """Render one template with the shared environment."""
     text = _environment().get_template(template_name).render(c=context)

@@ -134,3 +134,6 @@ def test_health_report_of_ten_runs_gives_pass_rates_and_the_gate_that_turned_red
     assert trend["max"] == 1
     md = (tmp_path / "health" / "health_report.md").read_text(encoding="utf-8")
     assert "| ID | 10 | 9 | 90 % | PASS |" in md
+    html = (tmp_path / "health" / "health_report.html").read_text(encoding="utf-8")
+    assert html.count("<svg") == len(report["trends"]) >= 1  # a trend chart per judged figure
+    assert 'aria-label="ID uncommitted changes over 10 run(s)' in html
