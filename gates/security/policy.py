@@ -128,6 +128,9 @@ class SecurityPolicy(Policy):
     sast_exclude: tuple[str, ...] = Field(
         (), description="Paths or globs bandit skips (bandit -x), in addition to its defaults."
     )
+    mypy_max_errors: int = Field(
+        0, ge=0, description="S1: more mypy errors than this in the target's packages is one high finding."
+    )
     secrets_baseline: str = Field(
         ".secrets.baseline",
         description="detect-secrets baseline in the target; its entries audited is_secret=false are false positives.",

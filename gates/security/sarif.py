@@ -22,6 +22,8 @@ LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "w
 SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5", Severity.LOW: "2.0"}
 DRIVERS = {
     "bandit": ("bandit", "https://bandit.readthedocs.io/"),
+    "ruff": ("ruff", "https://docs.astral.sh/ruff/"),
+    "mypy": ("mypy", "https://mypy.readthedocs.io/"),
     "pip-audit": ("pip-audit", "https://pypi.org/project/pip-audit/"),
     "detect-secrets": ("detect-secrets", "https://github.com/Yelp/detect-secrets"),
     "pip-licenses": ("pip-licenses", "https://pypi.org/project/pip-licenses/"),

@@ -162,10 +162,14 @@ def test_unparsable_source_is_inconclusive(tmp_path: Path, cache_dir: Path) -> N
 
 
 def test_empty_source_tree_and_empty_venv_are_inconclusive(tmp_path: Path, cache_dir: Path) -> None:
-    """Nothing to scan is never a pass: 0 lines for bandit, 0 audited packages, an SBOM without components."""
+    """Nothing to scan is never a pass: 0 lines for bandit, ruff and mypy, 0 audited packages, an empty SBOM."""
     verdict = run_gate_verified("G5", target_with(tmp_path, "sec-empty"), tmp_path / "pack", cache_dir)
     assert verdict["status"] == "INCONCLUSIVE", verdict["reasons"]
     reasons = "\n".join(verdict["reasons"])
     assert "bandit scanned 0 lines of code in empty" in reasons
     assert "pip-audit audited no dependency" in reasons
     assert "the SBOM lists no component" in reasons
+    assert "ruff checks no file in empty (empty or fully excluded): nothing was analysed" in reasons
+    assert "mypy analysed 0 lines in empty (empty or fully excluded): nothing was analysed" in reasons
+    assert verdict["details"]["scanners"]["SAST (ruff)"] == "INCONCLUSIVE"
+    assert verdict["details"]["scanners"]["type check (mypy)"] == "INCONCLUSIVE"
