@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gates.security.policy import Finding, Judgement, ScanResult, SecurityPolicy, Severity
+from gates.security.policy import Finding, Judgement, ScanResult, SecurityPolicy, Severity, WaiverUse
 from harness.model import Verdict
 
 DOCUMENT = "security_report.md"
@@ -22,14 +22,52 @@ def _number(value: object) -> str:
     return str(value)
 
 
-def _findings_table(findings: list[Finding]) -> list[str]:
-    """A severity-ordered table of findings."""
+#: Why a finding of each scanner matters, in one line (the reviewer's first question).
+WHY = {
+    "detect-secrets": "a committed credential stays in every clone and fork until it is rotated; deleting it does not",
+    "bandit": "a code pattern that is a common source of vulnerabilities; confirm it is safe here or fix it",
+    "ruff": "a code pattern that is a common source of vulnerabilities; confirm it is safe here or fix it",
+    "mypy": "a type error is a latent crash or wrong value on a path the tests may not reach",
+    "pip-audit": "an installed version has a published vulnerability; upgrade to a fixed version",
+    "pip-licenses": "the licence may not allow shipping the package under the project's terms",
+    "waivers": "an expired or incomplete waiver no longer accepts the risk it was granted for",
+}
+
+
+def _location(finding: Finding) -> str:
+    """Where the finding is: file:line, with the commit for a history finding."""
+    if not finding.location:
+        return "-"
+    place = f"{finding.location}:{finding.line}" if finding.line else finding.location
+    return f"commit `{finding.commit[:12]}` {place}" if finding.commit else place
+
+
+def _waiver_cell(use: WaiverUse | None) -> str:
+    """The waiver that accepts a finding, or a dash."""
+    if use is None:
+        return "-"
+    rotated = f", rotated {use.rotated}" if use.rotated else ""
+    return f"`{_cell(use.finding)}` ({_cell(use.owner)}, until {use.expires}{rotated})"
+
+
+def _findings_table(findings: list[tuple[Finding, WaiverUse | None]]) -> list[str]:
+    """Findings grouped by severity: tool, rule, location, what, why it matters and the accepting waiver."""
     if not findings:
         return ["None.", ""]
-    lines = ["| severity | finding id | what |", "|---|---|---|"]
-    for finding in sorted(findings, key=lambda f: (-f.severity.rank, f.id)):
-        lines.append(f"| {finding.severity.value} | `{_cell(finding.id)}` | {_cell(finding.title)} |")
-    return [*lines, ""]
+    lines: list[str] = []
+    for level in Severity:
+        group = sorted((item for item in findings if item[0].severity is level), key=lambda item: item[0].id)
+        if not group:
+            continue
+        lines += [f"### {level.value} ({len(group)})", ""]
+        lines += ["| tool | rule | location | what | why it matters | waiver |", "|---|---|---|---|---|---|"]
+        for finding, use in group:
+            rule = f"[{_cell(finding.rule)}]({finding.help_uri})" if finding.help_uri else _cell(finding.rule)
+            why = WHY.get(finding.scanner, "-")
+            cells = [finding.scanner, rule, _location(finding), _cell(finding.title), why, _waiver_cell(use)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _waivers(judgement: Judgement) -> list[str]:
@@ -102,9 +140,9 @@ def render(
         ]
     blocking = [f for f in judgement.unwaived if f.severity.rank >= policy.threshold.rank]
     below = [f for f in judgement.unwaived if f.severity.rank < policy.threshold.rank]
-    lines += ["## Blocking findings", "", *_findings_table(blocking)]
-    lines += [f"## Findings below {policy.fail_on}", "", *_findings_table(below)]
-    lines += ["## Waived findings", "", *_findings_table([f for f, _ in judgement.waived])]
+    lines += ["## Blocking findings", "", *_findings_table([(f, None) for f in blocking])]
+    lines += [f"## Findings below {policy.fail_on}", "", *_findings_table([(f, None) for f in below])]
+    lines += ["## Waived findings", "", *_findings_table(list(judgement.waived))]
     lines += ["## Waivers", "", *_waivers(judgement)]
     lines += _licences(results)
     lines += ["## Measurements", "", "| measurement | value | threshold |", "|---|---|---|"]

@@ -135,7 +135,7 @@ def test_history_only_key_fails_naming_the_commit(tmp_path: Path, cache_dir: Pat
 
 
 def test_history_key_with_a_rotation_waiver_is_accepted_and_printed(tmp_path: Path, cache_dir: Path) -> None:
-    """The policy's waiver recording the rotation accepts the history finding, and the report prints it."""
+    """The policy's waiver recording the rotation accepts the history finding; the findings table prints both."""
     target, leaked = _target(tmp_path)
     out = tmp_path / "pack"
     verdict = run_gate_verified("G5", target, out, cache_dir, "--policy", rotation_policy(tmp_path, rotated=True))
@@ -144,5 +144,8 @@ def test_history_key_with_a_rotation_waiver_is_accepted_and_printed(tmp_path: Pa
     assert active["rotated"] == "2026-12-01"
     assert active["matched"] == [f"secret-history:{leaked[:12]}:sec_clean/cloud.py:{KEY_SHA1[:12]}"]
     report = (out / "security_report.md").read_text(encoding="utf-8")
-    assert f"secret:{KEY_SHA1}" in report
-    assert "2026-12-01" in report
+    waived = report[report.index("## Waived findings") : report.index("## Waivers")]
+    (row,) = [line for line in waived.splitlines() if line.startswith("| detect-secrets |")]
+    assert f"commit `{leaked[:12]}` sec_clean/cloud.py:2" in row
+    assert "until it is rotated" in row
+    assert f"`secret:{KEY_SHA1}` (security@example.invalid, until 2099-12-31, rotated 2026-12-01)" in row
