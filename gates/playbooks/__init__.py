@@ -167,7 +167,7 @@ class PlaybookGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="PB",
         title="Self-healing playbooks",
-        requirements=("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
+        requirements=("H1", "H2", "H5", "H6", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
         needs_service=True,
         timeout_s=3600,
         documents=DOCUMENTS,
