@@ -86,7 +86,9 @@ def build(results: list[ScanResult], judgement: Judgement, tools: dict[str, str]
     by_tool: dict[str, list[tuple[Finding, dict[str, Any] | None]]] = {r.tool: [] for r in results}
     for finding in [*judgement.unwaived, *(f for f, _ in judgement.waived)]:
         by_tool.setdefault(finding.scanner, []).append((finding, waivers.get(finding.id)))
-    problems = {r.tool: list(r.reasons) for r in results}
+    problems: dict[str, list[str]] = {}
+    for result in results:  # two scanners may share a tool (detect-secrets: tree and history)
+        problems.setdefault(result.tool, []).extend(result.reasons)
     runs = [
         _run(tool, sorted(items, key=lambda item: item[0].id), tools, problems.get(tool, []))
         for tool, items in by_tool.items()
