@@ -224,7 +224,7 @@ def _filename_filtered(engine: Any, path: str) -> bool:
 
 def introducing_commit(repo: Path, blob: str, path: str) -> str | None:
     """The oldest commit on any ref that added this blob at this path (repo-relative), or None."""
-    out = _git(repo, "log", "--all", "--reverse", "--format=%H", f"--find-object={blob}", "--", f":/{path}")
+    out = _git(repo, "log", "--all", "--reverse", "--format=%H", f"--find-object={blob}", "--", f":(top,literal){path}")
     commits = out.split()
     return commits[0] if commits else None
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gates.security import history_worker
-from gates.security.policy import Finding, Severity, apply_waivers
+from gates.security import history_worker, secret_history, secret_scan
+from gates.security.policy import Finding, SecurityPolicy, Severity, apply_waivers
 from tests.conftest import FIXTURE_TARGETS, commit_all, copy_target, git, run_gate_verified
 
 ADVISORY_DB = FIXTURE_TARGETS / "sec-advisory-db"
@@ -149,3 +149,48 @@ def test_history_key_with_a_rotation_waiver_is_accepted_and_printed(tmp_path: Pa
     assert f"commit `{leaked[:12]}` sec_clean/cloud.py:2" in row
     assert "until it is rotated" in row
     assert f"`secret:{KEY_SHA1}` (security@example.invalid, until 2099-12-31, rotated 2026-12-01)" in row
+
+
+class DictEvidence:
+    """Evidence files held in a dict (an EvidenceReader for the pure assess)."""
+
+    def __init__(self, files: dict[str, object]) -> None:
+        """Keep the files."""
+        self.files = files
+
+    def exists(self, name: str) -> bool:
+        """Whether the file was recorded."""
+        return name in self.files
+
+    def read_json(self, name: str) -> object:
+        """The file's content."""
+        return self.files[name]
+
+
+def _history_evidence(baseline_false: bool) -> DictEvidence:
+    """A finished history scan holding one secret, with or without a baseline entry auditing it false."""
+    entry = {"blob": "b" * 40, "type": "Secret Keyword", "filename": "old/conf.py", "line_number": 3}
+    entry |= {"hashed_secret": KEY_SHA1, "commit": "c" * 40}
+    history = {"blobs": 5, "bytes": 100, "binary": 0, "too_large": 0, "in_tree": 2, "lines_scanned": 9}
+    files: dict[str, object] = {
+        secret_history.HISTORY_RUN: {"returncode": 0, "timed_out": False, "cancelled": False},
+        secret_history.HISTORY: {**history, "elapsed_s": 0.1, "results": [entry]},
+    }
+    if baseline_false:
+        audited = {"filename": "now/elsewhere.py", "hashed_secret": KEY_SHA1, "is_secret": False}
+        files[secret_scan.BASELINE] = {"path": ".secrets.baseline", "entries": [audited]}
+    return DictEvidence(files)
+
+
+def test_baseline_audited_false_hash_accepts_a_history_finding() -> None:
+    """A hash the baseline audits is_secret=false (under any path) is no finding; without it, one high finding."""
+    policy = SecurityPolicy()
+    accepted = secret_history.assess(_history_evidence(baseline_false=True), policy)
+    assert (accepted.status.value, accepted.findings) == ("PASS", ())
+    (finding,) = secret_history.assess(_history_evidence(baseline_false=False), policy).findings
+    assert (finding.severity, finding.commit, finding.location, finding.line) == (
+        Severity.HIGH,
+        "c" * 40,
+        "old/conf.py",
+        3,
+    )
