@@ -123,7 +123,7 @@ def test_history_only_key_fails_naming_the_commit(tmp_path: Path, cache_dir: Pat
     """G5 FAILs on the deleted key with commit, path and line; a waiver without rotation does not accept it."""
     target, leaked = _target(tmp_path)
     out = tmp_path / "pack"
-    verdict = run_gate_verified("G5", target, out, cache_dir, "--policy", rotation_policy(tmp_path, rotated=False))
+    verdict = run_gate_verified("G5", target, out, cache_dir, "--policy", str(rotation_policy(tmp_path, rotated=False)))
     assert verdict["status"] == "FAIL", verdict["reasons"]
     reasons = "\n".join(verdict["reasons"])
     assert f"commit {leaked[:12]} sec_clean/cloud.py:2: possible AWS Access Key in the history" in reasons
@@ -138,7 +138,7 @@ def test_history_key_with_a_rotation_waiver_is_accepted_and_printed(tmp_path: Pa
     """The policy's waiver recording the rotation accepts the history finding; the findings table prints both."""
     target, leaked = _target(tmp_path)
     out = tmp_path / "pack"
-    verdict = run_gate_verified("G5", target, out, cache_dir, "--policy", rotation_policy(tmp_path, rotated=True))
+    verdict = run_gate_verified("G5", target, out, cache_dir, "--policy", str(rotation_policy(tmp_path, rotated=True)))
     assert verdict["status"] == "PASS", verdict["reasons"]
     (active,) = verdict["details"]["waivers"]
     assert active["rotated"] == "2026-12-01"
