@@ -85,3 +85,38 @@ def test_reference_pack_verifies(pack: tuple[Path, subprocess.CompletedProcess[s
         certify_argv("verify", str(out)), env=certify_env(), capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_reference_index_loads_clean_in_chromium(
+    pack: tuple[Path, subprocess.CompletedProcess[str]], width: int
+) -> None:
+    """The reference pack's index.html loads clean, stays in the pack, has no page scroll and ordered headings."""
+    import itertools  # noqa: PLC0415
+
+    from tests.harness.test_index_browser import ARGS, CHROMIUM, _local_targets, _open  # noqa: PLC0415
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    out, _ = pack
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page, problems = _open(browser, (out / "index.html").as_uri(), width)
+            assert problems == []
+            assert page.evaluate("document.documentElement.scrollWidth") == width
+            for href, path in _local_targets(page, out):
+                assert path is not None, href
+                assert path.is_relative_to(out.resolve()), href
+                assert path.is_file(), href
+            sections = page.eval_on_selector_all("section.gate", "els => els.map(e => e.id)")
+            assert {f"gate-{gate}" for gate in ("ID", "G1", "G5", "G7", "G8")} <= set(sections)
+            assert page.locator("#gate-G1 svg.chart").count() >= 1
+            levels = page.eval_on_selector_all("h1,h2,h3,h4,h5,h6", "els => els.map(e => Number(e.tagName[1]))")
+            assert levels.count(1) == 1
+            assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), levels
+            (out.parent / f"reference-index-{width}.png").write_bytes(page.screenshot(full_page=False))
+            page.close()
+        finally:
+            browser.close()
