@@ -30,12 +30,27 @@ def _mark(x: float, row: int, colour: str, title: str) -> str:
     return body + f"<title>{escape(title)}</title></rect>"
 
 
-def render(title: str, record: dict[str, Any], analysis: dict[str, Any], healthy_latency_s: float) -> str:
-    """The SVG text for one repetition."""
+#: A recovery deadline further out than this many times the observed span is named, not drawn (it would
+#: squash the observations into the left edge).
+DEADLINE_SPAN = 1.5
+
+
+def render(
+    title: str,
+    record: dict[str, Any],
+    analysis: dict[str, Any],
+    healthy_latency_s: float,
+    budget_s: float | None = None,
+) -> str:
+    """The SVG text for one repetition; with `budget_s`, the recovery deadline (fault removal + budget) too."""
     completed = set(record["tasks"]["completed"])
     samples, work, fault = record["samples"], record["work"], record["fault"]
     times = [s["t_s"] for s in samples] + [a["t_s"] for a in work] + [1.0]
     end_s = max(times) * 1.02
+    removed = fault.get("removed_at_s")
+    deadline = removed + budget_s if budget_s is not None and removed is not None else None
+    if deadline is not None and deadline <= end_s * DEADLINE_SPAN:
+        end_s = max(end_s, deadline * 1.02)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
         'font-family="sans-serif" font-size="12">',
@@ -67,6 +82,21 @@ def render(title: str, record: dict[str, Any], analysis: dict[str, Any], healthy
             'stroke="#1565c0" stroke-width="2"/>'
         )
         parts.append(f'<text x="{xr + 4:.1f}" y="{TOP - 6}" fill="#1565c0">recovered</text>')
+    if deadline is not None and deadline <= end_s:
+        xd = _x(deadline, end_s)
+        tip = f"<title>recovery budget: {budget_s:g} s after removal</title>"
+        parts.append(
+            f'<line x1="{xd:.1f}" y1="{TOP - 4}" x2="{xd:.1f}" y2="{TOP + 3 * ROW_H}" stroke="{RED}" '
+            f'stroke-width="2" stroke-dasharray="6 3">{tip}</line>'
+        )
+        parts.append(
+            f'<text x="{xd - 4:.1f}" y="{TOP - 6}" fill="{RED}" text-anchor="end">budget {budget_s:g} s</text>'
+        )
+    elif deadline is not None:
+        parts.append(
+            f'<text x="{WIDTH - RIGHT}" y="20" fill="{RED}" text-anchor="end">'
+            f"budget {budget_s:g} s after removal: beyond the chart</text>"
+        )
     axis_y = TOP + 3 * ROW_H + 14
     for step in range(6):
         t = end_s * step / 5

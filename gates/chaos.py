@@ -228,7 +228,8 @@ class ChaosGate(Gate):
             _observe_window(ctx, policy, inst, exp, window, live=live)
             journal = build_journal(exp, record, found, started)
             ctx.write_document(f"chaos/{exp.id}/journal-{n}.json", _json_bytes(journal))
-            svg = render(f"{exp.id} repetition {n}: {exp.title}", record, found, policy.healthy_latency_s)
+            title = f"{exp.id} repetition {n}: {exp.title}"
+            svg = render(title, record, found, policy.healthy_latency_s, policy.budget_s(exp))
             ctx.write_document(f"chaos/{exp.id}/timeline-{n}.svg", svg.encode("utf-8"))
 
     def _write_report(self, ctx: GateContext, policy: ChaosPolicy, stored: dict[str, Stored]) -> None:

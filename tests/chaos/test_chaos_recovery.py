@@ -203,6 +203,11 @@ def test_timeline_is_deterministic_and_journal_has_the_chaos_toolkit_keys() -> N
     rec = healthy_record()
     found = analyse(rec, 1.0, 2.0)
     assert render("t", rec, found, 1.0) == render("t", rec, found, 1.0)
+    near = render("t", rec, found, 1.0, budget_s=1.0)
+    assert "budget 1 s</text>" in near  # the deadline (removal + budget) drawn as a dashed line
+    assert "stroke-dasharray" in near
+    far = render("t", rec, found, 1.0, budget_s=600.0)
+    assert "budget 600 s after removal: beyond the chart" in far
     journal = build_journal(experiment(), rec, found, dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
     for key in (
         "chaoslib-version",
