@@ -76,8 +76,13 @@ def build_health(
     events: Sequence[Mapping[str, Any]],
     days: int,
     now: dt.datetime,
+    *,
+    title: str | None = None,
 ) -> dict[str, Any]:
-    """health_report.json for the runs of the last `days` days before `now` (the rows of history.runs_since)."""
+    """health_report.json for the runs of the last `days` days before `now` (the rows of history.runs_since).
+
+    `days` 0: a report of exactly the runs given (`certify history --html`), its period their first and last start.
+    """
     by_sha = {run["manifest_sha256"]: run for run in runs}
     modes: dict[str, dict[str, int]] = {}
     for run in runs:
@@ -88,7 +93,8 @@ def build_health(
         row["certified"] += bool(run["certified"])
     return {
         "format": HEALTH_FORMAT,
-        "period": {"days": days, "from": (now - dt.timedelta(days=days)).isoformat(), "to": now.isoformat()},
+        "title": title or f"Health report: the last {days} day(s)",
+        "period": _period(runs, days, now),
         "targets": sorted({run["target"] for run in runs}),
         "runs": len(runs),
         "modes": modes,
@@ -109,11 +115,19 @@ def build_health(
     }
 
 
+def _period(runs: Sequence[Mapping[str, Any]], days: int, now: dt.datetime) -> dict[str, Any]:
+    """The period a report covers: the last `days` days, or (0) the span of the runs given."""
+    if days:
+        return {"days": days, "from": (now - dt.timedelta(days=days)).isoformat(), "to": now.isoformat()}
+    starts = sorted(str(run["started_at"]) for run in runs)
+    return {"days": 0, "from": starts[0] if starts else "-", "to": starts[-1] if starts else "-"}
+
+
 def health_markdown(report: Mapping[str, Any]) -> str:
     """health_report.md: the period, outcomes, gates, flaky gates, trends and events; pure."""
     period = report["period"]
     lines = [
-        f"# Health report: the last {period['days']} day(s)",
+        f"# {report['title']}",
         "",
         f"{report['runs']} run(s) of {', '.join(report['targets']) or 'no target'} from {period['from']} to "
         f"{period['to']}.",

@@ -45,6 +45,9 @@ def add_history_parser(sub: Any) -> None:
     history.add_argument("--last", type=_count, default=20, help="how many of the newest runs to list (default 20)")
     history.add_argument("--target", default=None, help="only the runs of this target name")
     history.add_argument("--json", action="store_true", help="print the runs as JSON instead of lines")
+    history.add_argument(
+        "--html", type=Path, default=None, help="also write FILE: the listed runs' tables and a trend chart per figure"
+    )
     actions = history.add_subparsers(dest="history_action")
     add = actions.add_parser("add", help="record an existing pack (a pack already recorded is left as it is)")
     add.add_argument("pack", type=Path, help="pack directory of a finished run")
@@ -116,11 +119,40 @@ def history_command(args: argparse.Namespace) -> int:
         print(f"{'recorded' if added else 'already recorded'}: {entry.run_id} in {args.history}")
         return 0
     runs = last_runs(args.history, args.last, args.target)
+    if args.html is not None:
+        _write_history_html(args.history, runs, args.html)
     if args.json:
         print(json.dumps(runs, indent=2, sort_keys=True))
     else:
         print("\n".join(history_lines(runs)))
     return 0
+
+
+def _write_history_html(store: Path, runs: list[dict[str, Any]], out: Path) -> None:
+    """The listed runs as the health report's page: outcomes, gates, trends (oldest first), events."""
+    import datetime as dt  # noqa: PLC0415
+
+    from harness.evidence import atomic_write  # noqa: PLC0415
+    from harness.health import build_health, health_html  # noqa: PLC0415
+    from harness.history import runs_since  # noqa: PLC0415
+
+    if out.is_dir():
+        msg = f"--html {out}: is a directory; give the file to write"
+        raise UsageError(msg)
+    listed = {run["manifest_sha256"] for run in runs}
+    all_runs, figures, events = runs_since(store, "")
+    chosen = [run for run in all_runs if run["manifest_sha256"] in listed]
+    title = f"Run history: the last {len(chosen)} run(s)"
+    report = build_health(
+        chosen,
+        [f for f in figures if f["manifest_sha256"] in listed],
+        [e for e in events if e["manifest_sha256"] in listed],
+        0,
+        dt.datetime.now(dt.UTC),
+        title=title,
+    )
+    atomic_write(out, health_html(report).encode())
+    print(f"wrote {out}")
 
 
 def record_finished_run(pack_root: Path, store: Path | None, hooks: NotifySection, rules: RegressionRules) -> None:

@@ -137,3 +137,9 @@ def test_health_report_of_ten_runs_gives_pass_rates_and_the_gate_that_turned_red
     html = (tmp_path / "health" / "health_report.html").read_text(encoding="utf-8")
     assert html.count("<svg") == len(report["trends"]) >= 1  # a trend chart per judged figure
     assert 'aria-label="ID uncommitted changes over 10 run(s)' in html
+    page = tmp_path / "history.html"
+    listed = run_certify("history", "--history", store, "--last", "4", "--html", page)
+    assert listed.returncode == 0, listed.stderr
+    history_html = page.read_text(encoding="utf-8")
+    assert "<h1>Run history: the last 4 run(s)</h1>" in history_html
+    assert 'aria-label="ID uncommitted changes over 4 run(s)' in history_html
