@@ -15,7 +15,9 @@ from typing import Any, ClassVar
 
 import jinja2
 
+from gates.assert_scan import scan as scan_asserts
 from gates.coverage_judge import (
+    ASSERT_SCAN,
     CONTEXT,
     COVERAGE_JSON,
     COVERAGE_XML,
@@ -118,6 +120,13 @@ CHECKS = (
         evidence=("gates/G1/coverage.json", "gates/G1/pytest-junit.xml", "coverage_report.html"),
     ),
     CheckSpec(
+        id="G1.asserting",
+        title="the target's test functions assert something (coverage from tests that check nothing is no evidence)",
+        requirements=("G1",),
+        measurements=("share of test functions asserting nothing",),
+        evidence=("gates/G1/test_asserts.json",),
+    ),
+    CheckSpec(
         id="G1.critical",
         title="line and branch coverage of every critical-path module",
         requirements=("G1",),
@@ -167,6 +176,7 @@ class CoverageGate(Gate):
                 }
             ),
         )
+        keep(ASSERT_SCAN, _dump(scan_asserts(ctx.target_dir)))
         ctx.progress("running the test suite under pytest-cov")
         env = target_env(
             {"COVERAGE_FILE": str(ctx.scratch / ".coverage"), "PYTHONDONTWRITEBYTECODE": "1"}, venv=python.parent.parent

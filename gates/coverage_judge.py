@@ -21,6 +21,8 @@ from harness.model import Measurement, Status, Verdict, worst
 CONTEXT = "context.json"
 TEST_RUN = "test_run.json"
 COVERAGE_JSON = "coverage.json"
+#: The static scan of the target's test functions (gates/assert_scan.py).
+ASSERT_SCAN = "test_asserts.json"
 COVERAGE_XML = "coverage.xml"
 JUNIT = "pytest-junit.xml"
 DIFF_BASE = "diff_base.json"
@@ -59,6 +61,13 @@ class CoveragePolicy(Policy):
     )
     min_diff_pct: float = Field(
         75.0, ge=0, le=100, description="ci mode: coverage of changed measurable lines (G1's overall figure)."
+    )
+    max_share_without_assert: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Largest share of the target's test functions that may assert nothing (coverage from tests "
+        "that check nothing is not evidence); each such test is listed.",
     )
 
 
@@ -473,10 +482,34 @@ def judge_diff(
     }
 
 
+def judge_asserts(reader: EvidenceReader, policy: CoveragePolicy, found: Findings) -> None:
+    """Test functions that assert nothing (gates/assert_scan.py): counted, listed, their share judged."""
+    if not reader.exists(ASSERT_SCAN):
+        return
+    scanned = reader.read_json(ASSERT_SCAN)
+    silent, tests = scanned["without_assertion"], scanned["tests"]
+    found.details["asserts"] = {"files": scanned["files"], "tests": tests, "without_assertion": silent}
+    if not tests:
+        found.notes.append(f"no test function found in {scanned['files']} test file(s) to check for assertions")
+        return
+    found.measurements.append(Measurement(name="test functions asserting nothing", value=len(silent)))
+    share = round(len(silent) / tests, 4)
+    if silent and share <= policy.max_share_without_assert:
+        found.notes.append(f"{len(silent)} of {tests} test functions assert nothing: " + ", ".join(silent[:10]))
+    found.judge(
+        Measurement.judged("share of test functions asserting nothing", share, "<=", policy.max_share_without_assert),
+        f"{len(silent)} of {tests} test functions assert nothing (no assert, pytest.raises/warns or assert* call, "
+        f"directly or through a helper): coverage from them is no evidence; "
+        + ", ".join(silent[:10])
+        + (f" and {len(silent) - 10} more" if len(silent) > 10 else ""),
+    )
+
+
 def judge(reader: EvidenceReader, policy: CoveragePolicy) -> Verdict:
     """The G1 verdict from the stored evidence; pure."""
     context = reader.read_json(CONTEXT)
     found = Findings()
+    judge_asserts(reader, policy, found)
     if judge_tests(reader, found):
         if not reader.exists(COVERAGE_JSON):
             found.block(Status.INCONCLUSIVE, "the test run wrote no coverage.json: nothing to judge coverage by")

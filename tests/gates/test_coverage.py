@@ -44,6 +44,19 @@ def test_well_covered_target_passes_with_its_evidence(tmp_path: Path, cache_dir:
     assert "covpass/__init__.py" in report
     tools = json.loads((out / "run.json").read_text(encoding="utf-8"))["tools"]
     assert {"pytest", "pytest-cov", "coverage"} <= set(tools)
+    assert measurement(verdict, "share of test functions asserting nothing")["value"] == 0
+
+
+def test_tests_that_assert_nothing_fail_whatever_the_coverage(tmp_path: Path, cache_dir: Path) -> None:
+    """cov-noasserts is cov-pass without its asserts: still 100 % covered, G1 FAILs naming both silent tests."""
+    verdict = run_gate_verified("G1", copy_target(tmp_path, "cov-noasserts"), tmp_path / "pack", cache_dir)
+    assert verdict["status"] == "FAIL", verdict["reasons"]
+    assert measurement(verdict, "overall line coverage")["value"] == 100.0
+    share = measurement(verdict, "share of test functions asserting nothing")
+    assert (share["value"], share["threshold"], share["passed"]) == (1.0, 0.5, False)
+    (reason,) = [line for line in verdict["reasons"] if "assert nothing" in line]
+    assert "2 of 2 test functions assert nothing" in reason
+    assert "test_fee.py::test_large_amounts_pay_one_percent" in reason
 
 
 def test_failing_test_fails_whatever_the_coverage(tmp_path: Path, cache_dir: Path) -> None:

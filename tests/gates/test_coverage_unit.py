@@ -333,3 +333,28 @@ def test_resolve_patterns_handles_files_directories_and_bad_globs(tmp_path: Path
     assert resolved["app"]["files"] == ["app/a.py", "app/sub/b.py"]
     assert resolved["nothing/*.py"]["files"] == []
     assert resolved["/etc/*.py"]["error"] is not None
+
+
+def test_the_assert_scan_follows_helpers_and_pytest_raises(tmp_path: Path) -> None:
+    """A test asserting through a helper or a conftest helper, or via pytest.raises, asserts; a bare call does not."""
+    from gates.assert_scan import scan  # noqa: PLC0415
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "conftest.py").write_text("def check_ok(x):\n    assert x\n", encoding="utf-8")
+    (tests / "test_a.py").write_text(
+        "import pytest\n\n"
+        "def _helper(x):\n    return _deeper(x)\n\n"
+        "def _deeper(x):\n    assert x == 1\n\n"
+        "def test_direct():\n    assert 1\n\n"
+        "def test_via_helper():\n    _helper(1)\n\n"
+        "def test_via_conftest():\n    check_ok(1)\n\n"
+        "def test_raises():\n    with pytest.raises(ValueError):\n        int('x')\n\n"
+        "class TestMock:\n    def test_mock(self, m):\n        m.assert_called_once()\n\n"
+        "def test_silent():\n    int('1')\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n', encoding="utf-8")
+    found = scan(tmp_path)
+    assert (found["files"], found["tests"]) == (1, 6)
+    assert found["without_assertion"] == ["tests/test_a.py::test_silent"]
