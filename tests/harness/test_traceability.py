@@ -207,11 +207,18 @@ def test_a_passing_g1_without_changed_line_coverage_evidences_g1() -> None:
         ("line coverage of guardian/store.py (critical)", True),
         ("branch coverage of guardian/store.py (critical)", True),
         ("changed-line coverage", None),
+        ("share of test functions asserting nothing", True),
     ]
     verdict = Verdict(
         status=Status.PASS, measurements=tuple(Measurement(name=n, value=1.0, passed=p) for n, p in names)
     )
-    hashes = dict.fromkeys(("gates/G1/coverage.json", "gates/G1/pytest-junit.xml", "coverage_report.html"), "ab" * 32)
+    evidence = (
+        "gates/G1/coverage.json",
+        "gates/G1/pytest-junit.xml",
+        "coverage_report.html",
+        "gates/G1/test_asserts.json",
+    )
+    hashes = dict.fromkeys(evidence, "ab" * 32)
     matrix = build_matrix([_result("G1", verdict)], hashes, None)
     row = next(r for r in matrix["requirements"] if r["id"] == "G1")
     assert row["status"] == "PASS", row
