@@ -63,7 +63,7 @@ def judge_experiment(
     }
     if status is Status.PASS:
         reasons.append(
-            f"{exp.id}: recovered in at most {dist['max']:g} s (budget {budget:g} s) over {len(records)} "
+            f"{exp.id}: {_seen(records, reps, dist['max'], budget, policy.probe_interval_s)} over {len(records)} "
             f"repetition(s); {figures['accepted']} accepted units of work, none lost or duplicated"
             + (
                 f" ({figures['unacknowledged']} more accepted by the target while the client saw no answer)"
@@ -72,6 +72,25 @@ def judge_experiment(
             )
         )
     return {**base, "status": status.value, "reasons": reasons, **figures, "per_repetition": reps}
+
+
+def _seen(
+    records: list[dict[str, Any]], reps: list[dict[str, Any]], worst_s: float | None, budget: float, interval_s: float
+) -> str:
+    """What the harness saw of a passed experiment: an outage and its recovery, or no outage at all (#25)."""
+    if (worst_s or 0) > 0 or any(rep.get("impact_s") is not None for rep in reps):
+        return f"recovered in at most {worst_s or 0:g} s after the fault was removed (budget {budget:g} s)"
+    probes = 0
+    interval_s = float(records[0].get("settings", {}).get("probe_interval_s", interval_s)) if records else interval_s
+    for record in records:
+        fault = record["fault"]
+        start, end = fault.get("injected_at_s"), fault.get("removed_at_s")
+        if start is not None and end is not None:
+            probes += sum(1 for sample in record["samples"] if start <= sample["t_s"] <= end)
+    return (
+        f"no outage seen: {probes} probe(s) every {interval_s * 1000:g} ms (as recorded) during the fault window "
+        f"all found it ready and working (budget {budget:g} s)"
+    )
 
 
 def _judge_rep(record: dict[str, Any], rep: dict[str, Any], budget_s: float) -> tuple[Status, str]:

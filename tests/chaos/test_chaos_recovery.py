@@ -151,6 +151,19 @@ def test_judge_passes_a_recovered_lossless_experiment_and_recounts_from_the_reco
     assert judged["status"] == "PASS", judged["reasons"]
     assert judged["failed_requests"] == 1
     assert judged["duplicated"] == 0
+    assert "X: recovered in at most " in judged["reasons"][-1]
+
+
+def test_a_fault_the_probes_never_saw_is_said_so_not_called_a_recovery() -> None:
+    """Every probe of the fault window healthy: the reason says no outage was seen by how many probes (#25)."""
+    samples = outage(99.0, 99.0)
+    finals = {s["id"]: {"http": 200, "state": "completed", "completions": 1} for s in samples}
+    judged = judge_experiment(
+        experiment(), {"status": "ran", "repetitions": 1}, [record(samples, finals, (0, len(finals)))], ChaosPolicy()
+    )
+    assert judged["status"] == "PASS", judged["reasons"]
+    assert "X: no outage seen: 5 probe(s) every 250 ms (as recorded) during the fault window" in judged["reasons"][-1]
+    assert "recovered in" not in judged["reasons"][-1]
 
 
 def test_judge_fails_on_duplicates_seen_by_the_counter_only() -> None:
