@@ -7,11 +7,13 @@ resolve. Its configuration is the target's own (mypy.ini, .mypy.ini, pyproject.t
 setup.cfg [mypy]); a target with none is checked with DEFAULT_CONFIG (mypy's defaults plus
 check_untyped_defs, so unannotated functions are checked too). Each error is a low finding; more
 errors than the policy's `mypy_max_errors` is one high finding. `--linecount-report` proves that
-real files were analysed: none is INCONCLUSIVE.
+real files were analysed: none is INCONCLUSIVE. A target configuration that sets `ignore_errors`
+(globally or for some modules) hides mypy's errors, so the check is INCONCLUSIVE, never PASS.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import sys
 import tomllib
@@ -50,6 +52,35 @@ def target_config(target_dir: Path) -> str | None:
     return "setup.cfg" if "[mypy]" in setup_cfg else None
 
 
+def silenced(target_dir: Path, config: str | None) -> list[str]:
+    """Modules (or `*` for all) the target's own mypy configuration hides every error of (`ignore_errors`)."""
+    if config is None:
+        return []
+    path = target_dir / config
+    if config == "pyproject.toml":
+        try:
+            mypy = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("mypy", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return []
+        found = ["*"] if mypy.get("ignore_errors") is True else []
+        for override in mypy.get("overrides", []) if isinstance(mypy.get("overrides"), list) else []:
+            if isinstance(override, dict) and override.get("ignore_errors") is True:
+                modules = override.get("module", [])
+                found += [modules] if isinstance(modules, str) else [str(m) for m in modules]
+        return found
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return []
+    found = []
+    for section in parser.sections():
+        value = parser.get(section, "ignore_errors", fallback="").strip().lower()
+        if (section == "mypy" or section.startswith("mypy-")) and value in ("true", "1", "yes", "on"):
+            found.append("*" if section == "mypy" else section.removeprefix("mypy-"))
+    return found
+
+
 def _lines_analysed(report_dir: Path) -> tuple[int, int]:
     """(modules, lines) from mypy's linecount.txt; (0, 0) when it is missing."""
     try:
@@ -78,7 +109,16 @@ def collect(store: EvidenceStore, policy: SecurityPolicy) -> None:
     store.record_run(RUN, run)
     modules, lines = _lines_analysed(report_dir)
     config = own or "the harness default (check_untyped_defs)"
-    store.write_json(INPUTS, {"targets": targets, "config": config, "modules": modules, "lines": lines})
+    store.write_json(
+        INPUTS,
+        {
+            "targets": targets,
+            "config": config,
+            "modules": modules,
+            "lines": lines,
+            "ignore_errors": silenced(ctx.target_dir, own),
+        },
+    )
     errors = []
     for line in run.stdout().splitlines():
         try:
@@ -120,6 +160,12 @@ def assess(reader: EvidenceReader, policy: SecurityPolicy) -> ScanResult:
         return ScanResult(NAME, Status.INCONCLUSIVE, "nothing analysed", reasons=(reason,))
     if problem:
         return ScanResult(NAME, Status.INCONCLUSIVE, "did not finish", reasons=(problem,))
+    if inputs.get("ignore_errors"):
+        reason = (
+            f"the target's mypy configuration ({inputs['config']}) sets ignore_errors for "
+            f"{', '.join(inputs['ignore_errors'])}: mypy's errors there are hidden, so its error count is no evidence"
+        )
+        return ScanResult(NAME, Status.INCONCLUSIVE, "errors silenced by the target", reasons=(reason,))
     errors = [e for e in reader.read_json(REPORT) if e.get("severity") == "error"]
     findings = [_finding(e) for e in errors]
     limit = policy.mypy_max_errors

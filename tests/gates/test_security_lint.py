@@ -44,3 +44,17 @@ def test_ruff_s_result_and_mypy_error_are_findings_of_their_own_tools(tmp_path: 
     mypy = {r["ruleId"]: r for r in runs["mypy"]}
     assert set(mypy) == {"return-value", "error-count"}
     assert mypy["return-value"]["locations"][0]["physicalLocation"]["region"]["startLine"] == 8
+
+
+def test_a_mypy_config_that_silences_errors_is_found(tmp_path: Path) -> None:
+    """ignore_errors in pyproject [tool.mypy] (global or an override) or in a mypy.ini section is reported."""
+    from gates.security.mypy_scan import silenced, target_config  # noqa: PLC0415
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.mypy]\nstrict = true\n[[tool.mypy.overrides]]\nmodule = ["shop.legacy.*"]\nignore_errors = true\n',
+        encoding="utf-8",
+    )
+    assert silenced(tmp_path, target_config(tmp_path)) == ["shop.legacy.*"]
+    (tmp_path / "mypy.ini").write_text("[mypy]\nignore_errors = True\n", encoding="utf-8")
+    assert silenced(tmp_path, target_config(tmp_path)) == ["*"]
+    assert silenced(tmp_path, None) == []
