@@ -134,6 +134,15 @@ def _summary_statement(root: Path, gate_digests: list[tuple[str, str]]) -> State
             {"deviation": str(d.get("id")), **d["waived_by"]} for d in deviations if d.get("waived_by")
         ],
     }
+    baseline = run.get("baseline")
+    if baseline:
+        # The pack the judged gates were held to (harness/baseline.py): its run and manifest digest.
+        predicate["baseline"] = {
+            "uri": str(baseline.get("pack") or baseline.get("spec")),
+            "runId": str(baseline.get("run_id") or ""),
+            "digest": {"sha256": str(baseline.get("manifest_sha256") or "")},
+            "problem": str(baseline.get("problem") or ""),
+        }
     return Statement(subjects, VERIFICATION_SUMMARY, predicate)
 
 

@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     attest_cli.add_sign_key_argument(run)
     add_history_argument(run)
     run.add_argument(
+        "--baseline",
+        default=None,
+        metavar="PACK",
+        help="also judge G1, G2 and G4 for regression against this verified pack (or newest-certified / "
+        "newest-passing from the run history), when the policy names no baseline of its own",
+    )
+    run.add_argument(
         "--plan", action="store_true", help="print the plan (gates, profiles, durations) and exit without running"
     )
     run.add_argument(
@@ -217,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _baseline_plan_line(args: argparse.Namespace) -> list[str]:
+    """The plan's line naming the baseline the run would judge regression against (resolved when it starts)."""
+    from harness.policy import load_policy  # noqa: PLC0415
+
+    named = load_policy(args.policy).policy.regression.baseline
+    spec = named or args.baseline
+    if spec is None:
+        return []
+    return [f"baseline: {spec} ({'named by the policy' if named else '--baseline'}; verified when the run starts)"]
+
+
 def _run(args: argparse.Namespace) -> int:
     """Certify run."""
     target = (args.target or default_target()).resolve()
@@ -235,6 +253,8 @@ def _run(args: argparse.Namespace) -> int:
         cache_dir=cache.resolve(),
         policy=args.policy,
         signer=None if args.plan else attest_cli.run_signer(args),
+        baseline=args.baseline,
+        history=args.history,
     )
     if args.plan:
         from harness.plan import make_plan  # noqa: PLC0415
@@ -242,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
         with deferred():  # reading the config builds models: see harness.interrupts
             report, config = policy_cli.judge_target(target, args.policy, args.mode, args.gates)
         plan = make_plan(config, args.gates or config.certificate.required_gates, args.mode, args.jobs, target)
-        print("\n".join([*report.lines(), *plan.describe()]))
+        print("\n".join([*report.lines(), *_baseline_plan_line(args), *plan.describe()]))
         return 0
     with deferred():  # reading the config builds models: see harness.interrupts
         runner = Runner(options, reporter := make_reporter())

@@ -227,9 +227,11 @@ def _single_figure(
     )
 
 
-def _single_figures(base: Path, new: Path, rules: RegressionRules) -> list[Figure]:
-    """Coverage, recovery, MTTR and bootstrap figures present in both packs."""
-    old_m, new_m = _numeric_measurements(base), _numeric_measurements(new)
+Measured = dict[tuple[str, str], tuple[float, str]]
+
+
+def single_figures(old_m: Measured, new_m: Measured, rules: RegressionRules) -> list[Figure]:
+    """Coverage, recovery, MTTR and bootstrap figures present in both sets of measurements, by (gate, name)."""
     figures = []
     for gate, pattern, kind, higher_better in SINGLE_FIGURES:
         for key in sorted(k for k in old_m.keys() & new_m.keys() if k[0] == gate and re.fullmatch(pattern, k[1])):
@@ -238,8 +240,8 @@ def _single_figures(base: Path, new: Path, rules: RegressionRules) -> list[Figur
     return figures
 
 
-def compare_packs(base: Path, new: Path, rules: RegressionRules) -> dict[str, Any]:
-    """compare.json of two (already verified) packs: every figure both hold, classed; pure."""
+def profile_figures(base: Path, new: Path, rules: RegressionRules) -> tuple[list[Figure], list[str]]:
+    """Latency and error-rate figures of the G2 profiles both pack roots hold, and the profiles only one holds."""
     figures: list[Figure] = []
     old_p, new_p = _profiles(base), _profiles(new)
     for pid in sorted(old_p.keys() & new_p.keys()):
@@ -247,14 +249,20 @@ def compare_packs(base: Path, new: Path, rules: RegressionRules) -> dict[str, An
         for request in sorted(old_lat.keys() & new_lat.keys()):
             figures += _latency_figures(f"G2 {pid} {request}", old_lat[request], new_lat[request], rules)
         figures.append(_error_figure(pid, old_err, new_err, rules))
-    figures += _single_figures(base, new, rules)
+    return figures, sorted(old_p.keys() ^ new_p.keys())
+
+
+def compare_packs(base: Path, new: Path, rules: RegressionRules) -> dict[str, Any]:
+    """compare.json of two (already verified) packs: every figure both hold, classed; pure."""
+    figures, only_in_one = profile_figures(base, new, rules)
+    figures += single_figures(_numeric_measurements(base), _numeric_measurements(new), rules)
     counts = {label: sum(f.verdict == label for f in figures) for label in (REGRESSION, IMPROVEMENT, NO_CHANGE)}
     return {
         "format": COMPARE_FORMAT,
         "base": _identity(base),
         "new": _identity(new),
         "rules": rules.model_dump(mode="json"),
-        "only_in_one": sorted(old_p.keys() ^ new_p.keys()),
+        "only_in_one": only_in_one,
         "counts": counts,
         "blocking": [f.name for f in figures if f.blocks],
         "figures": [asdict(f) for f in figures],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.baseline import with_regression
+from harness.compare_rules import RegressionRules
 from harness.errors import PackError
 from harness.gate import Evidence, Gate, Policy
 from harness.model import GateResult, Status, Verdict
@@ -21,8 +23,12 @@ OUTCOME_STATUS = {
 }
 
 
-def decide(gate: Gate, evidence: Evidence, policy: Policy) -> Verdict:
-    """The verdict of one gate from its evidence: the collect record first, then the gate's evaluate."""
+def decide(gate: Gate, evidence: Evidence, policy: Policy, rules: RegressionRules | None = None) -> Verdict:
+    """The verdict of one gate from its evidence: the collect record first, then the gate's evaluate.
+
+    With the policy's regression rules, a gate whose evidence holds a baseline (harness/baseline.py)
+    also has its regression check merged in.
+    """
     if not evidence.exists(COLLECT_RECORD):
         return Verdict.of(Status.ERROR, "the gate left no collect record; its evidence is incomplete")
     try:
@@ -34,7 +40,7 @@ def decide(gate: Gate, evidence: Evidence, policy: Policy) -> Verdict:
         status = OUTCOME_STATUS.get(str(outcome), Status.ERROR)
         return Verdict.of(status, str(record.get("reason") or f"collect ended with {outcome!r}"))
     try:
-        return gate.evaluate(evidence, policy)
+        return with_regression(gate.spec.id, gate.evaluate(evidence, policy), evidence, rules)
     except Exception as exc:
         return Verdict.of(Status.ERROR, f"evaluate failed on the stored evidence: {type(exc).__name__}: {exc}")
 

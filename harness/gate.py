@@ -53,6 +53,11 @@ class Evidence:
         self.gate_id = gate_id
         self.files = files
 
+    @property
+    def root(self) -> Path:
+        """The pack directory (for readers that take a pack root, such as `certify compare`'s)."""
+        return self._root
+
     def _path(self, name: str) -> Path:
         """Resolve a gate-relative name (or a pack-root document name) to a file in the pack."""
         for candidate in (f"gates/{self.gate_id}/{name}", name):

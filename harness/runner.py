@@ -14,13 +14,15 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__
+from harness.baseline import Baseline, resolve_baseline
 from harness.config import CertifyConfigBase, canonical_digest, load_config, resolved_json
 from harness.context import GateContext, RunServices
 from harness.decide import COLLECT_RECORD, decide, not_implemented, overall
 from harness.deviations import RunArgs
-from harness.errors import HarnessError, TargetError, ToolMissingError
+from harness.errors import HarnessError, TargetError, ToolMissingError, UsageError
 from harness.evidence import EvidencePack
 from harness.gate import Evidence, Gate
+from harness.history import STORE_NAME
 from harness.lifecycle import TargetVenv
 from harness.model import GateResult, Verdict
 from harness.observer import Observer
@@ -56,6 +58,10 @@ class RunOptions:
     policy: Path | None = None
     #: Signs the finished pack into attestations.intoto.jsonl (harness/attest_pack.py); None: unsigned.
     signer: CryptoSigner | None = None
+    #: `--baseline`: a pack (or history selector) to judge regression against when the policy names none.
+    baseline: str | None = None
+    #: `--history`: the run history a `newest-*` baseline is looked up in (default: beside the pack).
+    history: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -134,10 +140,25 @@ class Runner:
         self.deviations, self.config = judge(self.policy, self.target_config, self.run_args)
         selected = options.gates or self.config.certificate.required_gates
         self.plan: Plan = make_plan(self.config, selected, options.mode, options.jobs, options.target_dir)
+        self.baseline = self._baseline()
         self.results: dict[str, GateResult] = {}
         #: Per gate: when it started and ended, in seconds since the gates began.
         self.timeline: dict[str, dict[str, Any]] = {}
         self._t0 = time.monotonic()
+
+    def _baseline(self) -> Baseline | None:
+        """The baseline the policy (or else --baseline) names, resolved and verified; None when there is none."""
+        named, asked = self.policy.policy.regression.baseline, self.options.baseline
+        if named is not None and asked is not None and asked != named:
+            msg = f"--baseline {asked}: the policy {self.policy.label()} names the baseline {named}; a run cannot"
+            msg += " replace it"
+            raise UsageError(msg)
+        spec = named or asked
+        if spec is None:
+            return None
+        folder = self.options.out.parent if self.options.out is not None else Path("release") / "artifacts"
+        store = self.options.history or folder / STORE_NAME
+        return resolve_baseline(spec, store=store, target=self.config.target.name, mode=self.options.mode)
 
     def default_out(self, short_commit: str) -> Path:
         """release/artifacts/<UTC time>-<short commit>/ under the current directory."""
@@ -154,7 +175,8 @@ class Runner:
 
     def _run(self, interrupt: _Interrupt) -> RunOutcome:
         """The body of `run`, with SIGINT/SIGTERM already turned into a flag."""
-        for text in [*self.deviations.lines(), *self.plan.describe()]:
+        baseline_lines = [self.baseline.describe()] if self.baseline is not None else []
+        for text in [*self.deviations.lines(), *baseline_lines, *self.plan.describe()]:
             self.reporter.line(text)
         identity = git_identity(self.options.target_dir)
         pack = EvidencePack((self.options.out or self.default_out(identity["short"])).resolve(), Redactor(os.environ))
@@ -184,6 +206,8 @@ class Runner:
             "interrupted": False,
             "tools": {},
         }
+        if self.baseline is not None:
+            run_doc["baseline"] = self.baseline.record()
         pack.write_json("run.json", run_doc)
         # TMPDIR of the run and of every child, and pip's cache inside the harness's, until close()
         work = WorkDir({"PIP_CACHE_DIR": str(self.options.cache_dir / "pip")})
@@ -307,8 +331,12 @@ class Runner:
         gate_id = gate_run.entry.gate_id
         record = dict(gate_run.record) or {"outcome": "error", "reason": "collect ended without a record"}
         gate_run.ctx.write_json(COLLECT_RECORD, record)
+        rules = self.policy.policy.regression
+        if self.baseline is not None and gate_id in rules.judge_gates and record.get("outcome") == "ok":
+            for name, data in self.baseline.files_for(gate_id).items():
+                gate_run.ctx.write_bytes(name, data)
         evidence = Evidence(services.pack.root, gate_id, services.pack.files_of(gate_id))
-        verdict = decide(gate_run.gate, evidence, gate_run.gate.policy_for(self.config))
+        verdict = decide(gate_run.gate, evidence, gate_run.gate.policy_for(self.config), rules)
         duration = time.monotonic() - gate_run.started
         if gate_id in self.timeline:
             self.timeline[gate_id]["end_s"] = round(time.monotonic() - self._t0, 3)

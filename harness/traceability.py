@@ -33,9 +33,11 @@ MATRIX_REQUIREMENT = "R1"
 
 def declared_checks() -> dict[str, tuple[CheckSpec, ...]]:
     """Per gate id, the checks its implementation in this harness version declares."""
+    from harness.baseline import REGRESSION_CHECKS  # noqa: PLC0415
     from harness.registry import all_gates  # noqa: PLC0415 - the registry imports the gates, which import this
 
-    return {gate.spec.id: gate.spec.checks for gate in all_gates()}
+    extra = {gate_id: (check,) for gate_id, check in REGRESSION_CHECKS.items()}
+    return {gate.spec.id: gate.spec.checks + extra.get(gate.spec.id, ()) for gate in all_gates()}
 
 
 def gate_hashes(manifest_files: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:

@@ -115,6 +115,8 @@ def _check_verdicts(
         report.problems.append(f"config.resolved.json: {exc.message}")
         return
     config, blocking_ids = _judged_config(root, run, config, auditor, report)
+    judging = auditor or pack_policy(root)
+    rules = judging.policy.regression if judging is not None else None
     selected = set(run.get("gates_selected") or ())
     results_doc = _load_json(root, "results.json")
     owners: dict[str, str] = {path: entry.get("gate", "") for path, entry in manifest.get("files", {}).items()}
@@ -128,7 +130,7 @@ def _check_verdicts(
             expected = not_implemented(result.gate, str(run.get("harness_version")))
         else:
             files = tuple(sorted(path for path, owner in owners.items() if owner == result.gate))
-            expected = decide(gate, Evidence(root, result.gate, files), gate.policy_for(config))
+            expected = decide(gate, Evidence(root, result.gate, files), gate.policy_for(config), rules)
         if expected != result.verdict:
             report.problems.append(
                 f"verdict of {result.gate} differs: recorded {result.verdict.status.value}, "

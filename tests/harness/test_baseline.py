@@ -1,0 +1,111 @@
+"""A baseline named by the policy or --baseline: judged gates also FAIL on a forbidden regression (harness/baseline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.baseline import IDENTITY, MEASUREMENTS, resolve_baseline, with_regression
+from harness.compare_rules import RegressionRules
+from harness.gate import Evidence
+from harness.model import Measurement, Status, Verdict
+from tests.conftest import certify
+from tests.harness.test_compare import short_load_target
+
+RULES = RegressionRules()
+
+
+def g1_evidence(tmp_path: Path, base_pct: float, problem: str | None = None) -> Evidence:
+    """A pack directory whose G1 evidence holds a baseline with overall line coverage at base_pct."""
+    folder = tmp_path / "gates" / "G1" / "baseline"
+    folder.mkdir(parents=True)
+    identity = {"spec": "base-pack", "run_id": "20261207T100000Z-abc", "problem": problem}
+    (folder / "identity.json").write_text(json.dumps(identity), encoding="utf-8")
+    stored = {"gate": "G1", "measurements": [{"name": "overall line coverage", "value": base_pct, "unit": "%"}]}
+    (folder / "measurements.json").write_text(json.dumps(stored), encoding="utf-8")
+    return Evidence(tmp_path, "G1", (f"gates/G1/{IDENTITY}", f"gates/G1/{MEASUREMENTS}"))
+
+
+def g1_verdict(pct: float) -> Verdict:
+    """A G1 PASS measuring overall line coverage at pct."""
+    return Verdict.of(Status.PASS, measurements=(Measurement.judged("overall line coverage", pct, ">=", 75, "%"),))
+
+
+def test_a_one_point_coverage_drop_against_the_baseline_fails_g1(tmp_path: Path) -> None:
+    """91 % in the baseline and 90 % now: G1 FAILs on the ratchet, naming the figure and the baseline run."""
+    verdict = with_regression("G1", g1_verdict(90.0), g1_evidence(tmp_path, 91.0), RULES)
+    assert verdict.status is Status.FAIL
+    assert (
+        "regression against the baseline 20261207T100000Z-abc: G1 overall line coverage 91 -> 90 %"
+        in (verdict.reasons[-1])
+    )
+    assert verdict.details["regression"]["blocking"] == ["G1 overall line coverage"]
+
+
+def test_a_small_drop_keeps_the_pass_and_records_the_comparison(tmp_path: Path) -> None:
+    """91.0 -> 90.7 is within the 0.5-point ratchet: still PASS, with 0 blocking regressions measured."""
+    verdict = with_regression("G1", g1_verdict(90.7), g1_evidence(tmp_path, 91.0), RULES)
+    assert verdict.status is Status.PASS
+    assert verdict.details["regression"]["compared"] == 1
+    assert verdict.measurements[-1].name == "blocking regressions against the baseline"
+    assert verdict.measurements[-1].passed
+
+
+def test_an_unusable_baseline_leaves_the_gate_inconclusive_and_no_baseline_changes_nothing(tmp_path: Path) -> None:
+    """A baseline that did not verify is INCONCLUSIVE with the reason; evidence without a baseline is untouched."""
+    bad = with_regression("G1", g1_verdict(95.0), g1_evidence(tmp_path, 91.0, problem="it does not verify"), RULES)
+    assert bad.status is Status.INCONCLUSIVE
+    assert bad.reasons[-1] == "regression against the baseline not judged: it does not verify"
+    plain = g1_verdict(95.0)
+    assert with_regression("G1", plain, Evidence(tmp_path, "G1", ()), RULES) == plain
+    assert (
+        with_regression("G1", plain, g1_evidence(tmp_path / "x", 99.0), RegressionRules(judge_gates=("G2",))) == plain
+    )
+
+
+def test_a_baseline_that_cannot_be_found_says_why(tmp_path: Path) -> None:
+    """A missing path, a folder that is no pack, and a history selector without a history each name the problem."""
+    where = {"store": tmp_path / "history.sqlite", "target": "svc", "mode": "ci"}
+    assert (
+        resolve_baseline(str(tmp_path / "gone"), **where).problem
+        == f"{tmp_path / 'gone'} is not an evidence pack (no manifest.json)"
+    )
+    assert resolve_baseline("newest-certified", **where).problem == f"no run history at {tmp_path / 'history.sqlite'}"
+    line = resolve_baseline("newest-passing", **where).describe()
+    assert line.startswith("baseline newest-passing: not usable: no run history at ")
+    assert line.endswith("the judged gates are INCONCLUSIVE")
+
+
+@pytest.mark.timeout(600)
+def test_g2_against_a_baseline_pack_fails_on_an_injected_2x_latency(tmp_path: Path) -> None:
+    """--baseline of a 10 ms pack, new run at 20 ms: G2 FAILs naming the p90, the pack verifies, run.json names it."""
+    base = tmp_path / "base"
+    first = certify(
+        "run", "--target", short_load_target(tmp_path, 10), "--gates", "G2", "--mode", "ci",
+        "--out", base, "--cache-dir", tmp_path / "cache",
+    )  # fmt: skip
+    assert (base / "manifest.json").is_file(), first.stdout + first.stderr
+    slow = short_load_target(tmp_path, 20)
+    new = tmp_path / "new"
+    second = certify(
+        "run", "--target", slow, "--gates", "G2", "--mode", "ci", "--out", new,
+        "--cache-dir", tmp_path / "cache", "--baseline", base,
+    )  # fmt: skip
+    assert "baseline: " in second.stdout, second.stdout
+    assert "from " + str(base.resolve()) in second.stdout
+    results = json.loads((new / "results.json").read_text(encoding="utf-8"))
+    g2 = next(r for r in results["results"] if r["gate"] == "G2")
+    assert g2["verdict"]["status"] == "FAIL"
+    assert any("regression against the baseline" in r and "G2 P1 page p90" in r for r in g2["verdict"]["reasons"])
+    assert (new / "gates" / "G2" / "baseline" / "gates" / "G2" / "load" / "P1" / "raw.csv.gz").is_file()
+    run = json.loads((new / "run.json").read_text(encoding="utf-8"))
+    assert run["baseline"]["pack"] == str(base.resolve())
+    assert len(run["baseline"]["manifest_sha256"]) == 64
+    matrix = json.loads((new / "traceability.json").read_text(encoding="utf-8"))
+    o8 = next(row for row in matrix["requirements"] if row["id"] == "O8")
+    assert "G2.regression" in [check["id"] for check in o8["checks"]]
+    verified = certify("verify", new)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "Traceback" not in first.stderr + second.stderr + verified.stderr
