@@ -61,14 +61,27 @@ def certify(session: nox.Session) -> None:
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Quick merge gate: ci mode, scaled durations, a merge-gate report; signed with a throwaway key, then verified."""
+    """Quick merge gate: ci mode, scaled durations, a merge-gate report; signed with a throwaway key, then verified.
+
+    The pack's index.html is then opened in Debian's Chromium (tests/reference/test_ci_pack_index.py):
+    every gate's section loads clean, every link is a file of the pack, no page scroll at 1280 and
+    390 px, basic accessibility; the first screens are kept beside the pack.
+    """
     keys = Path(session.create_tmp()) / "throwaway-signing-key"
     before = set(ARTIFACTS.glob("*/manifest.json"))
+    session.install("-e", ".[test]")
     try:
         _certify(session, "ci", sign_keys=keys)
     finally:  # a BLOCKED merge gate still has a pack to verify; the session fails as before
         for manifest in sorted(set(ARTIFACTS.glob("*/manifest.json")) - before):
             session.run("certify", "verify", str(manifest.parent), "--key", str(keys / "certify-signing.pub.pem"))
+            if (manifest.parent / "index.html").is_file():
+                require_system(session, "chromium")
+                index_test = str(REPO / "tests" / "reference" / "test_ci_pack_index.py")
+                session.run(
+                    "pytest", "-q", "-p", "no:cacheprovider", index_test,
+                    env={"CERTIFY_REFERENCE_PACK": str(manifest.parent)},
+                )  # fmt: skip
 
 
 @nox.session
