@@ -2,9 +2,12 @@
 
 `nox -s ci` runs this module over the pack it has just written (CERTIFY_REFERENCE_PACK=<pack>);
 the test suite skips it, since only the ci session makes such a pack (a full ci run takes ~9 min).
-The first screens at 1280 and 390 px are kept beside the pack (index-1280.png, index-390.png); they
-are not compared with a committed baseline because every run's figures and times differ; the
-recorded load-ok pack's first screen is (tests/harness/test_index_browser.py).
+The first screens at 1280 and 390 px are kept beside the pack (index-1280.png, index-390.png) and
+compared with committed baselines (tests/fixtures/index_baselines/reference-ci-*.png) the way the
+E2E gate compares its visuals: what differs between two runs of one commit (commits and digests,
+the traceability figure, durations and reasons) is masked with #FF00FF boxes, then a channel moving
+by more than 24/255 differs and 0.1 % of the pixels may. `CERTIFY_UPDATE_INDEX_BASELINES=1`
+rewrites the baselines on purpose.
 """
 
 from __future__ import annotations
@@ -81,15 +84,36 @@ def test_every_gate_section_loads_clean_and_every_link_is_a_file_of_the_pack(bro
     page.close()
 
 
+#: What differs between two ci runs of one commit on the first screen.
+DYNAMIC = ("code", "p.traceability", "main .tablebox td:nth-child(3)", "main .tablebox td:nth-child(4)")
+
+
 @pytest.mark.parametrize("width", [1280, 390])
-def test_no_page_scroll_at_either_width_and_the_first_screen_is_kept(browser: Any, pack: Path, width: int) -> None:
-    """The document is exactly as wide as the viewport; the first screen is kept beside the pack."""
-    from tests.harness.test_index_browser import _open  # noqa: PLC0415
+def test_no_page_scroll_and_the_first_screen_matches_the_baseline(browser: Any, pack: Path, width: int) -> None:
+    """The document is exactly as wide as the viewport; the masked first screen matches the committed baseline."""
+    from e2e.pixeldiff import compare  # noqa: PLC0415
+    from tests.harness.test_index_browser import (  # noqa: PLC0415
+        BASELINES,
+        MAX_DIFF_RATIO,
+        PIXEL_TOLERANCE,
+        UPDATE,
+        _open,
+    )
 
     page, problems = _open(browser, (pack / "index.html").as_uri(), width)
     assert problems == []
     assert page.evaluate("document.documentElement.scrollWidth") == width
-    (pack.parent / f"index-{width}.png").write_bytes(page.screenshot(full_page=False))
+    masks = [page.locator(selector) for selector in DYNAMIC]
+    shot = page.screenshot(full_page=False, animations="disabled", caret="hide", mask=masks)
+    (pack.parent / f"index-{width}.png").write_bytes(shot)
+    baseline = BASELINES / f"reference-ci-{width}.png"
+    if UPDATE:
+        baseline.write_bytes(shot)
+    diff = compare(shot, baseline.read_bytes(), PIXEL_TOLERANCE)
+    if diff.diff_png is not None:
+        (pack.parent / f"index-{width}.diff.png").write_bytes(diff.diff_png)
+    assert diff.same_size, f"size {diff.size} vs baseline {diff.baseline_size}; see {pack.parent}"
+    assert diff.ratio <= MAX_DIFF_RATIO, f"{diff.differing_pixels} pixels differ; see {pack.parent}"
     page.close()
 
 
