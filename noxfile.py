@@ -27,6 +27,7 @@ SYSTEM_TOOLS = {
     "prometheus": "apt-get install -y prometheus",
     "promtool": "apt-get install -y prometheus",
     "dot": "apt-get install -y graphviz",
+    "initdb": "apt-get install -y postgresql",
 }
 
 
