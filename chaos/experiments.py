@@ -8,6 +8,8 @@ cadence and the repetitions.
 
 from __future__ import annotations
 
+import random
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -146,6 +148,48 @@ Fault = Annotated[
 ]
 
 
+class RoleSpec(Spec):
+    """A role of the target's process tree (#25): which of the instance's processes play it, and how many."""
+
+    cmdline: str = Field(
+        description="Regular expression searched in each process's command line (arguments joined by spaces), "
+        "e.g. 'guardian worker'; processes are the service's process group and descendants."
+    )
+    count: int | None = Field(
+        None,
+        ge=0,
+        description="Processes of this role in steady state; another count before a fault is "
+        "INCONCLUSIVE (default: whatever the harness counts before each fault).",
+    )
+    metric: str = Field(
+        "",
+        description="Prometheus gauge (summed over labels) in which the target publishes its own count of this "
+        "role, e.g. guardian_workers_alive; before the fault and after recovery it must equal the process tree's.",
+    )
+
+
+class CapacitySpec(Spec):
+    """How completed-work throughput is measured before each fault and after recovery (#25)."""
+
+    work: str = Field(
+        "", description="Body in [gates.G4.tasks.bodies] of the burst ('' = the experiment's own work body)."
+    )
+    burst: int = Field(24, ge=2, le=500, description="Units of work submitted at once; the rate they complete at.")
+    min_fraction: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="After recovery the burst must complete at least this fraction of the pre-fault rate.",
+    )
+    min_window_s: float = Field(
+        1.0,
+        gt=0,
+        description="A pre-fault burst finishing faster than this measured no capacity (INCONCLUSIVE): "
+        "use a heavier body or a bigger burst.",
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Time allowed for a burst to complete.")
+
+
 class Experiment(Spec):
     """One chaos experiment: a fault, the work that must survive it, and how long the fault lasts."""
 
@@ -159,6 +203,11 @@ class Experiment(Spec):
     optional: bool = Field(False, description="If it cannot run (NOT_RUN), G4 may still PASS.")
     exclusive: bool = Field(
         False, description="Run with no other experiment at the same time (its fault touches something shared)."
+    )
+    fresh_instance: bool = Field(
+        False,
+        description="Start a new instance for every repetition (default: repetitions run back to back on one "
+        "instance, each from its own measured steady state).",
     )
 
 
@@ -177,8 +226,22 @@ class ChaosPolicy(Policy):
     baseline_s: float = Field(2.0, ge=0, description="Work and probes before the fault is injected.")
     fault_s: float = Field(10.0, gt=0, description="Fault window in release mode.")
     ci_fault_s: float = Field(3.0, gt=0, description="Fault window in ci mode.")
-    repetitions: int = Field(3, ge=1, le=50, description="Repetitions per experiment in release mode.")
-    ci_repetitions: int = Field(1, ge=1, le=50, description="Repetitions per experiment in ci mode.")
+    repetitions: int = Field(10, ge=1, le=50, description="Repetitions per experiment in release mode.")
+    ci_repetitions: int = Field(3, ge=1, le=50, description="Repetitions per experiment in ci mode.")
+    seed: int | None = Field(
+        None,
+        ge=0,
+        description="Seed of the fault moments and of which matching process a kill picks (default: a new one per "
+        "run, recorded in gates/G4/chaos_run.json; set it to replay a run's moments).",
+    )
+    moment_jitter_s: float = Field(
+        2.0, ge=0, le=60, description="Each fault lands at a seeded random moment up to this long after the baseline."
+    )
+    roles: dict[str, RoleSpec] = Field(
+        default_factory=dict,
+        description="Roles of the process tree ([gates.G4.roles]); every count must be back after recovery.",
+    )
+    capacity: CapacitySpec = Field(CapacitySpec(), description="The throughput measure ([gates.G4.capacity]).")
     drain_s: float = Field(90.0, gt=0, description="After recovery, time allowed for accepted work to finish.")
     steady_probes: int = Field(3, ge=1, description="Consecutive healthy probes that make the steady state.")
     steady_timeout_s: float = Field(30.0, gt=0, description="Time allowed to reach the steady state.")
@@ -204,6 +267,15 @@ class ChaosPolicy(Policy):
             if exp.work and exp.work not in self.tasks.bodies:
                 msg = f"experiment {exp.id}: work {exp.work!r} is not in tasks.bodies ({', '.join(self.tasks.bodies)})"
                 raise ValueError(msg)
+        if self.capacity.work and self.capacity.work not in self.tasks.bodies:
+            msg = f"capacity.work {self.capacity.work!r} is not in tasks.bodies ({', '.join(self.tasks.bodies)})"
+            raise ValueError(msg)
+        for name, role in self.roles.items():
+            try:
+                re.compile(role.cmdline)
+            except re.error as exc:
+                msg = f"roles.{name}.cmdline {role.cmdline!r} is not a regular expression: {exc}"
+                raise ValueError(msg) from None
         return self
 
     def fault_window_s(self, experiment: Experiment, mode: str) -> float:
@@ -216,6 +288,14 @@ class ChaosPolicy(Policy):
         if experiment.work:
             return self.tasks.bodies[experiment.work]
         return next(iter(self.tasks.bodies.values()), {})
+
+    def capacity_body(self, experiment: Experiment) -> dict[str, Any]:
+        """The JSON body of the capacity burst."""
+        return self.tasks.bodies[self.capacity.work] if self.capacity.work else self.body(experiment)
+
+    def moment_rng(self, seed: int, experiment: Experiment, repetition: int) -> random.Random:
+        """Pure: the random source of one repetition (its fault moment first, then any choice its fault makes)."""
+        return random.Random(f"{seed}:{experiment.id}:{repetition}")  # noqa: S311 - replayable, not secret
 
     def reps(self, mode: str) -> int:
         """Repetitions per experiment in a mode."""

@@ -13,9 +13,11 @@ Definitions (times in seconds on the repetition's clock):
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
+from chaos.capacity import analyse_capacity
 from chaos.client import counter_sum
 from chaos.ledger import reconcile_counts
 from chaos.probe import healthy
@@ -76,6 +78,8 @@ def accepted_ids(record: dict[str, Any]) -> list[str]:
     ids += [a["id"] for a in record["work"] if a["id"]]
     ids += [s["id"] for s in record["samples"] if s["id"]]
     ids += [s["id"] for s in record["steady_after"]["samples"] if s["id"]]
+    for burst in ((record.get("capacity") or {}).get(when) for when in ("before", "after")):
+        ids += list(burst["ids"]) if burst else []
     return ids
 
 
@@ -109,7 +113,7 @@ def duplicates_by_metric(record: dict[str, Any], completed_now: int, unseen: int
 
 
 def analyse(record: dict[str, Any], healthy_latency_s: float, stable_s: float) -> dict[str, Any]:
-    """Everything judged about one repetition, recomputed from its stored record."""
+    """Everything judged about one repetition, recomputed from its stored record (capacity included, #25)."""
     tasks = record["tasks"]
     completed = set(tasks["completed"])
     fault = record["fault"]
@@ -128,8 +132,17 @@ def analyse(record: dict[str, Any], healthy_latency_s: float, stable_s: float) -
     )
     by_field = counts["duplicated_by_field"] if tasks.get("completions_field") else None
     observed = [value for value in (by_field, by_metric) if value is not None]
+    capacity = analyse_capacity(record, stable_s)
+    times = [t for t in (rec["recovery_from_removal_s"], capacity["restore_from_removal_s"]) if t is not None]
     return {
         **rec,
+        "moment_s": record.get("moment_s"),
+        "capacity": capacity,
+        # Recovered = health back AND every role's count back: the later of the two (None if either never was).
+        "recovery_s": max(times)
+        if rec["recovery_from_removal_s"] is not None
+        and (capacity["restored_at_s"] is not None or not capacity["roles_declared"])
+        else None,
         "requests": failed_requests(record["work"], fault["injected_at_s"], rec["recovered_at_s"]),
         "accepted": counts["accepted"],
         "completed": len(counts["completed"]),
@@ -145,8 +158,20 @@ def analyse(record: dict[str, Any], healthy_latency_s: float, stable_s: float) -
     }
 
 
+def percentile(values: list[float], q: float) -> float:
+    """Pure: the nearest-rank q-th percentile (0 < q <= 100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
 def distribution(values: list[float]) -> dict[str, float | None]:
-    """Max, median and min of a list of recovery times (None when empty)."""
+    """Max, p95, median (p50) and min of a list of times (None when empty); p95 by nearest rank."""
     if not values:
-        return {"max": None, "median": None, "min": None}
-    return {"max": max(values), "median": round(statistics.median(values), 3), "min": min(values)}
+        return {"max": None, "p95": None, "median": None, "min": None}
+    return {
+        "max": max(values),
+        "p95": percentile(values, 95),
+        "median": round(statistics.median(values), 3),
+        "min": min(values),
+    }

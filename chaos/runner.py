@@ -19,6 +19,13 @@ import time
 import traceback
 from typing import Any
 
+from chaos.capacity import (
+    TreeSampler,
+    capacity_restore,
+    measure_burst,
+    metric_disagreements,
+    read_role_metrics,
+)
 from chaos.client import TaskClient
 from chaos.experiments import ChaosPolicy, Experiment
 from chaos.faults import Injector
@@ -27,6 +34,11 @@ from chaos.ledger import WorkStream, reconcile
 from chaos.probe import Prober, healthy, probe_once
 from chaos.recovery import accepted_ids, recovery
 from harness.errors import HarnessError
+
+#: The least time a post-recovery burst is given, however fast the pre-fault one was.
+MIN_AFTER_BURST_S = 3.0
+#: After recovery, how long the target's own role counts may take to agree with the process tree.
+METRIC_SETTLE_S = 5.0
 
 
 class ChaosCancelledError(HarnessError):
@@ -63,8 +75,12 @@ class Repetition:
         *,
         settings: dict[str, Any],
         cancel: threading.Event,
+        moment_s: float = 0.0,
     ) -> None:
-        """Bind everything a repetition needs; `settings` holds the paths and mode-dependent durations."""
+        """Bind everything a repetition needs; `settings` holds the paths and mode-dependent durations.
+
+        `moment_s` is this repetition's seeded random delay of the fault beyond the baseline.
+        """
         self.inst = inst
         self.policy = policy
         self.exp = experiment
@@ -74,6 +90,9 @@ class Repetition:
         self.clock = Clock()
         self.client = TaskClient(inst.port, policy.tasks, policy.body(experiment))
         self.completed = set(policy.tasks.completed)
+        self.moment_s = moment_s
+        self.burst_client = TaskClient(inst.port, policy.tasks, policy.capacity_body(experiment))
+        self.tree = TreeSampler(inst.service.pid, policy.roles, self.clock)
 
     def steady_state(self) -> dict[str, Any]:
         """Probe one at a time until `steady_probes` in a row are healthy, or the time allowed runs out."""
@@ -105,6 +124,9 @@ class Repetition:
             "samples": [],
             "steady_after": {"met": False, "samples": []},
             "outcome": "ran",
+            "moment_s": round(self.moment_s, 4),
+            "capacity": {"before": None, "after": None, "metrics_before": [], "metrics_after": []},
+            "tree": [],
         }
         if not record["steady_before"]["met"]:
             record["outcome"] = "inconclusive"
@@ -113,7 +135,14 @@ class Repetition:
                 f"not reached within {self.policy.steady_timeout_s:g} s; the fault was not applied"
             )
         else:
-            self._method(record)
+            self.tree.start()
+            try:
+                self._capacity(record["capacity"], "before")
+                self._method(record)
+                self._capacity(record["capacity"], "after")
+            finally:
+                self.tree.stop()
+                record["tree"] = self.tree.snapshot()
             record["steady_after"] = self.steady_state()
         record["reconciliation"] = self._reconcile(record, carried, carried_done)
         after, after_lines = self.client.metric_total(self.settings["metrics"], metric_name)
@@ -142,7 +171,7 @@ class Repetition:
         stream.start()
         prober.start()
         try:
-            pause(self.cancel, self.policy.baseline_s)
+            pause(self.cancel, self.policy.baseline_s + self.moment_s)
             self._fault(record["fault"])
             if record["fault"].get("error") is None:
                 self._observe(prober, record["fault"])
@@ -190,8 +219,47 @@ class Repetition:
                 healthy_latency_s=self.policy.healthy_latency_s,
                 stable_s=self.policy.stable_s,
             )
-            if found["recovered_at_s"] is not None:
+            if found["recovered_at_s"] is not None and self._capacity_back(fault):
                 return
+
+    def _capacity_back(self, fault: dict[str, Any]) -> bool:
+        """Whether every declared role has its pre-fault count again (True when no role is declared)."""
+        if not self.policy.roles:
+            return True
+        return capacity_restore(self.tree.snapshot(), fault, self.policy.stable_s)["restored_at_s"] is not None
+
+    def _capacity(self, capacity: dict[str, Any], when: str) -> None:
+        """The throughput burst, then the target's own role counts beside the tree's (after: until they agree)."""
+        spec = self.policy.capacity
+        capacity[when] = measure_burst(
+            self.burst_client, spec.burst, self._burst_timeout_s(capacity, when), self.clock, self.cancel
+        )
+        if not any(role.metric for role in self.policy.roles.values()):
+            return
+        reads: list[dict[str, Any]] = capacity[f"metrics_{when}"]
+        deadline = time.monotonic() + (METRIC_SETTLE_S if when == "after" else 0.0)
+        while True:
+            roles = self.tree.sample()["roles"]
+            reads.append({"t_s": round(self.clock(), 4), "roles": roles, "metrics": self._role_metrics()})
+            if not metric_disagreements(reads) or time.monotonic() >= deadline:
+                return
+            pause(self.cancel, 0.5)
+
+    def _burst_timeout_s(self, capacity: dict[str, Any], when: str) -> float:
+        """Time allowed for a burst: after recovery, twice what a burst at the lowest passing rate would take.
+
+        A slower burst FAILs whatever the rest does, so waiting longer only slows the gate down.
+        """
+        spec = self.policy.capacity
+        before = capacity.get("before")
+        if when == "before" or not before or before.get("unfinished"):
+            return spec.timeout_s
+        window = max(before["end_s"] - before["t0_s"], 0.1)
+        return min(spec.timeout_s, max(MIN_AFTER_BURST_S, 2 * window / spec.min_fraction))
+
+    def _role_metrics(self) -> dict[str, float | None]:
+        """The target's published role counts."""
+        return read_role_metrics(self.client, self.settings["metrics"], self.policy.roles)
 
     def _completed_of(self, ids: list[str]) -> set[str]:
         """Which of these ids are completed right now."""

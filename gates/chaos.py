@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,10 @@ RUN_FILE = "chaos_run.json"
 SCHEDULE_FILE = "schedule.json"
 #: An experiment's stored outcome and its repetition records.
 Stored = tuple[dict[str, Any] | None, list[dict[str, Any]]]
-#: Instance start, steady states, drain and write-up of one repetition, beyond its fault window.
+#: Instance start, steady states, drain and write-up of one instance, beyond its repetitions.
 REPETITION_OVERHEAD_S = 20.0
+#: A capacity burst's typical duration (one before each fault, one after recovery).
+CAPACITY_BURST_S = 1.5
 
 
 def _settings(ctx: GateContext, policy: ChaosPolicy, exp: Experiment) -> dict[str, Any]:
@@ -75,6 +78,7 @@ class _Run:
     launcher: ChaosLauncher
     python: Path
     stored: dict[str, Stored] = field(default_factory=dict)
+    seed: int = 0
     live: LiveInstances = field(default_factory=LiveInstances)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,18 +131,46 @@ class ChaosGate(Gate):
         assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
         durations = {}
         for exp in policy.experiments:
-            per = policy.baseline_s + policy.fault_window_s(exp, mode) + policy.stable_s + REPETITION_OVERHEAD_S
-            durations[exp.id] = per * policy.reps(mode)
+            per = policy.baseline_s + policy.moment_jitter_s / 2 + policy.fault_window_s(exp, mode) + policy.stable_s
+            per += 2 * CAPACITY_BURST_S
+            starts = policy.reps(mode) if exp.fresh_instance else 1
+            durations[exp.id] = per * policy.reps(mode) + REPETITION_OVERHEAD_S * starts
         jobs = [job_of(exp, injector_for(exp.fault)) for exp in policy.experiments]
         return max(planned_makespan_s(jobs, durations, policy.concurrency), 5.0)
+
+    def plan_lines(self, policy: Policy, mode: str) -> list[str]:
+        """How many repetitions each experiment runs and on how many instances (#25 item 4)."""
+        assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
+        reps = policy.reps(mode)
+        shared = [exp.id for exp in policy.experiments if not exp.fresh_instance]
+        fresh = [exp.id for exp in policy.experiments if exp.fresh_instance]
+        seed = f"seed {policy.seed}" if policy.seed is not None else "a new seed (recorded in gates/G4/chaos_run.json)"
+        lines = [
+            f"{reps} repetition(s) per experiment, each fault at a random moment up to "
+            f"{policy.moment_jitter_s:g} s after the baseline ({seed})"
+        ]
+        if shared:
+            lines.append(f"back to back on one instance: {', '.join(shared)}")
+        if fresh:
+            lines.append(f"a fresh instance per repetition (fresh_instance = true): {', '.join(fresh)}")
+        return lines
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Run every experiment; store raw records, journals, timelines and the report."""
         assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
-        ctx.write_json(RUN_FILE, {"mode": ctx.mode, "experiments": [e.id for e in policy.experiments]})
+        seed = policy.seed if policy.seed is not None else secrets.randbelow(2**31)
+        ctx.write_json(
+            RUN_FILE,
+            {
+                "mode": ctx.mode,
+                "experiments": [e.id for e in policy.experiments],
+                "seed": seed,
+                "replay": f"[gates.G4] seed = {seed} replays this run's fault moments and kill choices",
+            },
+        )
         stored: dict[str, Stored] = {}
         if not policy.experiments:
-            self._write_report(ctx, policy, stored)
+            self._write_report(ctx, policy, stored, seed)
             return
         python = ctx.target_python()
         base_url, server = find_or_start_toxiproxy(ctx.scratch / "toxiproxy")
@@ -148,7 +180,9 @@ class ChaosGate(Gate):
         try:
             client = ToxiproxyClient(base_url, timeout_s=10.0)
             ctx.record_tool("toxiproxy", client.version())
-            run = _Run(ChaosLauncher(ctx.config, ctx.target_dir, ctx.scratch, REGISTRY, client), python, stored)
+            run = _Run(
+                ChaosLauncher(ctx.config, ctx.target_dir, ctx.scratch, REGISTRY, client), python, stored, seed=seed
+            )
 
             def work(job: Job) -> None:
                 result = self._experiment(ctx, policy, run, jobs[job.id][0])
@@ -162,42 +196,67 @@ class ChaosGate(Gate):
             with contextlib.suppress(OSError):
                 ctx.copy_in("toxiproxy-server.log", ctx.scratch / "toxiproxy" / "toxiproxy-server.log")
             ctx.write_json(SCHEDULE_FILE, _schedule_record(policy, spans))
-            self._write_report(ctx, policy, stored)
+            self._write_report(ctx, policy, stored, seed)
 
     def _experiment(self, ctx: GateContext, policy: ChaosPolicy, run: _Run, exp: Experiment) -> Stored:
         """One experiment: check it can run, start its instance, run its repetitions, stop it."""
         injector = injector_for(exp.fault)
         reps = policy.reps(ctx.mode)
-        outcome: dict[str, Any] = {"repetitions": reps, "fault_s": policy.fault_window_s(exp, ctx.mode)}
+        outcome: dict[str, Any] = {
+            "repetitions": reps,
+            "fault_s": policy.fault_window_s(exp, ctx.mode),
+            "seed": run.seed,
+            "instances": "one per repetition" if exp.fresh_instance else "one, repetitions back to back",
+        }
         name = f"experiments/{exp.id}/outcome.json"
         for status, reason in (("not_applicable", injector.not_applicable()), ("not_run", injector.unavailable())):
             if reason is not None:
                 outcome.update(status=status, reason=reason)
                 ctx.write_json(name, outcome)
                 return outcome, []
+        outcome.update(status="ran", reason="")
+        ctx.write_json(name, outcome)  # a crash mid-way then leaves "k of n repetitions recorded"
+        records: list[dict[str, Any]] = []
+        batches = [[n] for n in range(1, reps + 1)] if exp.fresh_instance else [list(range(1, reps + 1))]
+        for batch in batches:
+            failed = self._on_instance(ctx, policy, run, exp, injector, batch, records)
+            if failed is not None:
+                outcome.update(status="start_failed", reason=failed)
+                ctx.write_json(name, outcome)
+                return outcome, records
+        return outcome, records
+
+    def _on_instance(  # noqa: PLR0917 - one instance of one experiment and the repetitions it runs
+        self,
+        ctx: GateContext,
+        policy: ChaosPolicy,
+        run: _Run,
+        exp: Experiment,
+        injector: Injector,
+        batch: list[int],
+        records: list[dict[str, Any]],
+    ) -> str | None:
+        """Start an instance, run these repetitions on it back to back, stop it; why it did not start, or None."""
         ctx.progress(f"{exp.id}: starting an instance")
         try:
-            inst = run.launcher.start(run.python, f"G4-{exp.id}", injector.options())
+            inst = run.launcher.start(run.python, f"G4-{exp.id}-{batch[0]}", injector.options())
         except TargetError as exc:
             for item in exc.output_files:
                 path = Path(str(item))
                 ctx.copy_in(f"instances/{exp.id}/{path.name}", path)
-            outcome.update(status="start_failed", reason=exc.message)
-            ctx.write_json(name, outcome)
-            return outcome, []
-        outcome.update(status="ran", reason="")
-        ctx.write_json(name, outcome)
-        records: list[dict[str, Any]] = []
+            return exc.message
         run.live.up(exp.id, f"127.0.0.1:{inst.port}")
         try:
             with ctx.observed(exp.id, f"http://127.0.0.1:{inst.port}"):
-                self._repetitions(ctx, policy, inst, exp, injector, records=records, live=run.live)
+                self._repetitions(
+                    ctx, policy, inst, exp, injector, records=records, live=run.live, batch=batch, seed=run.seed
+                )
         finally:
             run.launcher.stop(inst)
             run.live.down(exp.id)
             for path in inst.output_files():
                 ctx.copy_in(f"instances/{exp.id}/{path.name}", path)
-        return outcome, records
+        return None
 
     def _repetitions(
         self,
@@ -209,17 +268,28 @@ class ChaosGate(Gate):
         *,
         records: list[dict[str, Any]],
         live: LiveInstances,
+        batch: list[int],
+        seed: int,
     ) -> None:
-        """Run and store each repetition, with its journal and timeline."""
+        """Run and store these repetitions back to back on one instance, with their journals and timelines.
+
+        Each repetition's fault lands at a seeded random moment after the baseline, and a kill picks among
+        the matching processes with the same seeded source, so `[gates.G4] seed` replays both.
+        """
         carried: list[str] = []
         reps = policy.reps(ctx.mode)
-        for n in range(1, reps + 1):
+        for n in batch:
             ctx.progress(f"{exp.id}: repetition {n}/{reps} ({exp.title})")
+            rng = policy.moment_rng(seed, exp, n)
+            moment = round(rng.uniform(0.0, policy.moment_jitter_s), 3)
+            injector.rng = rng
             started = dt.datetime.now(dt.UTC)
             record = Repetition(
-                inst, policy, exp, injector, settings=_settings(ctx, policy, exp), cancel=ctx.cancel
+                inst, policy, exp, injector, settings=_settings(ctx, policy, exp), cancel=ctx.cancel, moment_s=moment
             ).run(carried)
             record["started_at"] = started.isoformat()
+            record["seed"] = seed
+            record["repetition"] = n
             ctx.write_json(f"experiments/{exp.id}/rep-{n}.json", record)
             records.append(record)
             carried = record["reconciliation"]["open_ids"]
@@ -232,12 +302,13 @@ class ChaosGate(Gate):
             svg = render(title, record, found, policy.healthy_latency_s, policy.budget_s(exp))
             ctx.write_document(f"chaos/{exp.id}/timeline-{n}.svg", svg.encode("utf-8"))
 
-    def _write_report(self, ctx: GateContext, policy: ChaosPolicy, stored: dict[str, Stored]) -> None:
+    def _write_report(self, ctx: GateContext, policy: ChaosPolicy, stored: dict[str, Stored], seed: int) -> None:
         """chaos_report.md from the records just written, judged as evaluate judges them."""
         judged = [judge_experiment(exp, *stored.get(exp.id, (None, [])), policy) for exp in policy.experiments]
         status = _gate_status(policy, judged)
         keys = {"probe_interval_s", "healthy_latency_s", "stable_s", "work_rate_per_s", "ci_fault_s", "concurrency"}
         facts = {**policy.model_dump(include=keys), "repetitions": policy.reps(ctx.mode)}
+        facts["seed"] = seed
         ctx.write_document("chaos_report.md", render_report(judged, ctx.mode, facts, status.value).encode("utf-8"))
 
     def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
@@ -253,6 +324,20 @@ class ChaosGate(Gate):
             rec = (item.get("recovery_s") or {}).get("max")
             if rec is not None:
                 measurements.append(Measurement.judged(f"{exp.id} max recovery time", rec, "<=", item["budget_s"], "s"))
+            restore = (item.get("capacity_restore_s") or {}).get("max")
+            if restore is not None:
+                measurements.append(
+                    Measurement.judged(f"{exp.id} max capacity restore time", restore, "<=", item["budget_s"], "s")
+                )
+            if item.get("throughput_ratio_min") is not None:
+                measurements.append(
+                    Measurement.judged(
+                        f"{exp.id} min throughput after/before",
+                        item["throughput_ratio_min"],
+                        ">=",
+                        policy.capacity.min_fraction,
+                    )
+                )
             for key in ("lost", "not_completed", "duplicated"):
                 if item.get(key) is not None:
                     measurements.append(Measurement.judged(f"{exp.id} {key.replace('_', ' ')}", item[key], "==", 0))

@@ -9,6 +9,7 @@ removes its fault; both return facts that go into the evidence. `remove` is alwa
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -23,8 +24,9 @@ class Injector(ABC):
     instantaneous: ClassVar[bool] = False
 
     def __init__(self, spec: Spec) -> None:
-        """Bind to the fault's config table."""
+        """Bind to the fault's config table; `rng` (set per repetition) makes its random choices replayable."""
         self.spec = spec
+        self.rng: random.Random | None = None
 
     def unavailable(self) -> str | None:
         """Why this fault cannot be injected on this machine (the experiment is NOT_RUN), or None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 from pathlib import Path
@@ -18,24 +19,31 @@ from harness.errors import TargetError
 PID_WAIT_S = 15.0
 
 
-def instance_pid(inst: ChaosInstance, pattern: str, wait_s: float = PID_WAIT_S) -> tuple[int, str]:
-    """The pid named by the first pid file matching `pattern` that is a live process of this instance.
+def instance_pid(
+    inst: ChaosInstance, pattern: str, wait_s: float = PID_WAIT_S, rng: random.Random | None = None
+) -> tuple[int, str]:
+    """The pid named by a pid file matching `pattern` that is a live process of this instance.
 
-    Only the instance's own processes (the service and its descendants) may be signalled: a stale pid
-    file naming some other process is never trusted.
+    Without `rng` the first such file (in name order); with it a seeded random one of them (#25: a
+    rerun with the same seed kills the same slot). Only the instance's own processes (the service and
+    its descendants) may be signalled: a stale pid file naming some other process is never trusted.
     """
     deadline = time.monotonic() + wait_s
     last = f"no file matches {pattern!r} under the data dir"
     while True:
         family = _family(inst)
+        live: list[tuple[int, str]] = []
         for path in sorted(inst.data_dir.glob(pattern)):
             try:
                 pid = int(path.read_text(encoding="ascii").strip())
             except (OSError, ValueError):
                 continue
             if pid in family:
-                return pid, str(path.relative_to(inst.data_dir))
-            last = f"{path.name} names pid {pid}, which is not a live process of this instance"
+                live.append((pid, str(path.relative_to(inst.data_dir))))
+            else:
+                last = f"{path.name} names pid {pid}, which is not a live process of this instance"
+        if live:
+            return rng.choice(live) if rng is not None else live[0]
         if time.monotonic() >= deadline:
             raise TargetError(f"cannot find the process to fault: {last}")
         time.sleep(0.1)
@@ -67,7 +75,7 @@ class KillInjector(Injector):
     def inject(self, inst: ChaosInstance) -> dict[str, Any]:
         """Signal the process and confirm it is gone (SIGKILL) within a second."""
         assert isinstance(self.spec, KillFault)  # noqa: S101 - the registry pairs spec and injector
-        pid, pid_file = instance_pid(inst, self.spec.pid_file)
+        pid, pid_file = instance_pid(inst, self.spec.pid_file, rng=self.rng)
         sig = signal.Signals[self.spec.signal]
         name = _name(pid)
         psutil.Process(pid).send_signal(sig)

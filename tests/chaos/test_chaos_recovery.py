@@ -107,6 +107,22 @@ def test_counter_sum_adds_every_labelled_sample() -> None:
     assert counter_sum([], "x") is None
 
 
+def whole_tree(restored_at: float = 2.4, end: float = 12.0) -> list[dict[str, Any]]:
+    """Process-tree counts: workers 1 and 5 before the kill of pid 1 at 2.0 s, pid 7 replacing it from `restored_at`."""
+    tree = [{"t_s": 1.0, "roles": {"worker": [1, 5]}}, {"t_s": 2.2, "roles": {"worker": [5]}}]
+    t = restored_at
+    while t <= end:
+        tree.append({"t_s": round(t, 3), "roles": {"worker": [5, 7]}})
+        t += 0.5
+    return tree
+
+
+def burst(t0: float, window_s: float, size: int = 10) -> dict[str, Any]:
+    """A capacity burst of `size` units submitted at `t0` completing evenly over `window_s`."""
+    done = {f"b{t0}-{n}": [round(t0 + window_s * (n + 1) / size, 3), "completed"] for n in range(size)}
+    return {"t0_s": t0, "size": size, "ids": [], "rejected": 0, "done": done, "end_s": t0 + window_s, "unfinished": 0}
+
+
 def record(samples: list[dict[str, Any]], finals: dict[str, Any], metric: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """A stored repetition record around the given probe samples and read-backs."""
     return {
@@ -119,6 +135,8 @@ def record(samples: list[dict[str, Any]], finals: dict[str, Any], metric: tuple[
         "samples": samples,
         "steady_after": {"met": True, "samples": []},
         "outcome": "ran",
+        "tree": whole_tree(),
+        "capacity": {"before": burst(0.5, 1.0), "after": burst(20.0, 1.0), "metrics_before": [], "metrics_after": []},
         "reconciliation": {
             "finals": finals,
             "metric": {
