@@ -11,9 +11,9 @@ import re
 import string
 import tomllib
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.registry import GATE_IDS, all_gates, catalogue
@@ -78,9 +78,25 @@ class BootstrapSection(Section):
 class DependencySection(Section):
     """A process the service depends on, started by the harness so a proxy can sit in between."""
 
-    command: tuple[str, ...]
-    readiness: str = Field("/", description="HTTP path answering 2xx when ready.")
+    kind: Literal["process", "postgresql"] = Field(
+        "process",
+        description="process: `command` on a free port, ready when `readiness` answers 2xx; postgresql: a "
+        "throwaway cluster of Debian's postgresql in the instance's data dir (harness/postgres.py), "
+        "placeholders {<dep>_url} (postgresql://certify@127.0.0.1:PORT/DATABASE), {<dep>_host}, {<dep>_port}.",
+    )
+    command: tuple[str, ...] = Field((), description="Argv template (kind process; required there).")
+    readiness: str = Field("/", description="HTTP path answering 2xx when ready (kind process).")
+    database: str = Field("app", pattern=r"^[a-z_][a-z0-9_]*$", description="Database created (kind postgresql).")
     startup_deadline_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _command_for_a_process(self) -> DependencySection:
+        """A process dependency needs its command; a postgresql one is started by the harness."""
+        if self.kind == "process" and not self.command:
+            raise ValueError("command: required for a dependency of kind process")
+        if self.kind == "postgresql" and self.command:
+            raise ValueError("command: a postgresql dependency is started by the harness; leave command out")
+        return self
 
 
 class ServiceSection(Section):
@@ -93,7 +109,11 @@ class ServiceSection(Section):
     log_file: str | None = Field(None, description="Log file template, e.g. {data_dir}/logs/app.log.")
     startup_deadline_s: float = Field(60.0, gt=0)
     stop_grace_s: float = Field(10.0, gt=0)
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the service.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment for the service; values are templates like command's, e.g. "
+        "DATABASE_URL = '{db_url}' ({{ and }} for a literal brace).",
+    )
     dependencies: dict[str, DependencySection] = Field(default_factory=dict)
 
     @field_validator("dependencies")
@@ -186,7 +206,7 @@ class CertifyConfigBase(Section):
         if value is None:
             return value
         known = BASE_PLACEHOLDERS | {f"{dep}_{part}" for dep in value.dependencies for part in ("url", "port", "host")}
-        templates = [*value.command, *(value.log_file or "",)]
+        templates = [*value.command, *(value.log_file or "",), *value.env.values()]
         for dep in value.dependencies.values():
             templates.extend(dep.command)
         for template in templates:

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import postgres
 from harness.config import CertifyConfigBase, DependencySection
 from harness.errors import TargetError, ToolMissingError
 from harness.failures import output_shape, where_output_is
@@ -215,7 +216,9 @@ class InstanceLauncher:
             for dep_name, dep in sorted(self.service.dependencies.items()):
                 self._start_dependency(instance, dep_name, dep, env)
             argv = [fill(part, values) for part in self.service.command]
-            proc = self._spawn(instance, "service", argv, env)
+            # [service] env values are templates too ({db_url}), filled once the dependencies are up
+            service_env = {**env, **{k: fill(v, values) for k, v in self.service.env.items()}}
+            proc = self._spawn(instance, "service", argv, service_env)
             instance.ready_s = wait_http_ok(
                 instance.base_url + self.service.readiness, self.service.startup_deadline_s, proc
             )
@@ -231,6 +234,9 @@ class InstanceLauncher:
 
     def _start_dependency(self, instance: Instance, dep_name: str, dep: DependencySection, env: dict[str, str]) -> None:
         """Start one dependency on its own free port and publish its address placeholders."""
+        if dep.kind == "postgresql":
+            self._start_postgres(instance, dep_name, dep, env)
+            return
         port = free_port()
         values = {**instance.values, "port": str(port)}
         proc = self._spawn(instance, dep_name, [fill(part, values) for part in dep.command], env)
@@ -238,6 +244,18 @@ class InstanceLauncher:
         instance.values[f"{dep_name}_port"] = str(port)
         instance.values[f"{dep_name}_host"] = "127.0.0.1"
         instance.values[f"{dep_name}_url"] = f"http://127.0.0.1:{port}"
+
+    def _start_postgres(self, instance: Instance, dep_name: str, dep: DependencySection, env: dict[str, str]) -> None:
+        """A throwaway PostgreSQL cluster in the instance's data dir (harness/postgres.py), its database created."""
+        bindir, port = postgres.find_bindir(), free_port()
+        who = postgres.run_as()
+        cluster = instance.data_dir / dep_name
+        postgres.init_cluster(bindir, cluster, who)
+        proc = self._spawn(instance, dep_name, postgres.server_argv(bindir, cluster, port, who), env)
+        postgres.wait_ready(bindir, port, dep.startup_deadline_s, proc)
+        instance.values[f"{dep_name}_url"] = postgres.create_database(bindir, port, dep.database, who)
+        instance.values[f"{dep_name}_port"] = str(port)
+        instance.values[f"{dep_name}_host"] = "127.0.0.1"
 
     def _spawn(self, instance: Instance, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start one process of the instance with its output captured."""

@@ -1,8 +1,7 @@
 """A throwaway PostgreSQL cluster per instance, from Debian's `postgresql` package (a dependency of kind postgresql).
 
 initdb writes a fresh cluster into the instance's data dir (trust authentication, reachable only
-on 127.0.0.1 and through a socket inside the cluster directory; fsync off: a test cluster, never
-a production one), `postgres` runs in the foreground as one process of the instance (the harness
+over TCP on 127.0.0.1, no Unix socket; fsync off: a test cluster, never a production one), `postgres` runs in the foreground as one process of the instance (the harness
 stops it by pid like every other role), it is ready when `pg_isready` says so, and then the
 service's database is created. PostgreSQL refuses to run as root: when the harness is root, each
 of its commands runs through `setpriv` (which execs, so the pid is the server's) as an
@@ -112,10 +111,11 @@ def init_cluster(bindir: Path, cluster: Path, who: RunAs) -> None:
 
 
 def server_argv(bindir: Path, cluster: Path, port: int, who: RunAs) -> list[str]:
-    """The foreground `postgres` of the cluster: loopback only, its socket inside the cluster, no fsync."""
+    """The foreground `postgres` of the cluster: TCP on loopback only, no Unix socket, no fsync."""
     settings = {
         "listen_addresses": "127.0.0.1",
-        "unix_socket_directories": str(cluster),
+        # no Unix socket: a data dir deep in a scratch tree exceeds the 107-byte socket path limit
+        "unix_socket_directories": "",
         "fsync": "off",
         "synchronous_commit": "off",
         "full_page_writes": "off",

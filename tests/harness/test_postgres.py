@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
-from harness.errors import TargetError, ToolMissingError
-from harness.lifecycle import free_port
+from harness.errors import ConfigError, TargetError, ToolMissingError
+from harness.lifecycle import InstanceLauncher, free_port
 from harness.postgres import (
     RunAs,
     create_database,
@@ -19,6 +20,7 @@ from harness.postgres import (
     wait_ready,
 )
 from harness.procs import ProcessRegistry, spawn, stop_many
+from tests.harness.test_lifecycle import SLEEPY, sleepy_config, venv_python  # noqa: F401 - venv_python: fixture
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +66,34 @@ def test_a_missing_server_and_a_failing_initdb_are_one_line_each(tmp_path: Path,
         init_cluster(bindir, tmp_path / "used", RunAs())
     assert RunAs().wrap(["x"]) == ["x"]
     assert RunAs("postgres", 101, 104).wrap(["x"])[:3] == ["setpriv", "--reuid=101", "--regid=104"]
+
+
+def test_a_postgresql_dependency_is_up_before_the_service_and_gone_after_it(
+    tmp_path: Path,
+    bindir: Path,
+    venv_python: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    """[service.dependencies.db] kind postgresql: its URL in the service's env, its cluster in the data dir; stopped."""
+    del bindir
+    config = sleepy_config(
+        env={"DATABASE_URL": "{db_url}"}, dependencies={"db": {"kind": "postgresql", "database": "shelf"}}
+    )
+    launcher = InstanceLauncher(config, SLEEPY, tmp_path, registry=ProcessRegistry())
+    instance = launcher.start(venv_python, "pg")
+    try:
+        url = instance.values["db_url"]
+        assert url == f"postgresql://certify@127.0.0.1:{instance.values['db_port']}/shelf"
+        assert psutil.Process(instance.service.pid).environ()["DATABASE_URL"] == url
+        assert (instance.data_dir / "db" / "PG_VERSION").is_file()
+        pids = [proc.pid for proc in instance.procs.values()]
+    finally:
+        launcher.stop(instance)
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def test_a_postgresql_dependency_takes_no_command_and_env_placeholders_are_checked() -> None:
+    """A command on a postgresql dependency, or an env value naming an unknown placeholder, is refused at load."""
+    with pytest.raises(ConfigError, match="started by the harness"):
+        sleepy_config(dependencies={"db": {"kind": "postgresql", "command": ["x"]}})
+    with pytest.raises(ConfigError, match="unknown placeholder"):
+        sleepy_config(env={"DATABASE_URL": "{nope_url}"})
