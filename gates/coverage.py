@@ -41,7 +41,7 @@ from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import ToolMissingError
 from harness.gate import Evidence, Gate, GateSpec, Policy
-from harness.lifecycle import target_env
+from harness.lifecycle import fill, target_env
 from harness.model import Verdict
 from harness.procs import ToolRun
 
@@ -182,7 +182,9 @@ class CoverageGate(Gate):
             {"COVERAGE_FILE": str(ctx.scratch / ".coverage"), "PYTHONDONTWRITEBYTECODE": "1"}, venv=python.parent.parent
         )
         timeout_s = ctx.config.tests.timeout_s
-        run = ctx.run("tests", argv, env=env, timeout_s=timeout_s)
+        with ctx.test_dependencies() as values:  # [tests] dependencies, e.g. a throwaway PostgreSQL
+            env.update({key: fill(value, values) for key, value in ctx.config.tests.env.items()})
+            run = ctx.run("tests", argv, env=env, timeout_s=timeout_s)
         keep(
             TEST_RUN,
             _dump(

@@ -65,6 +65,16 @@ class TestsSection(Section):
 
     command: tuple[str, ...] = ("{python}", "-m", "pytest")
     timeout_s: float = Field(1200.0, gt=0)
+    dependencies: tuple[str, ...] = Field(
+        (),
+        description="[service.dependencies] the harness starts for the test run (e.g. a postgresql one), "
+        "stopped after it; their placeholders fill `env`.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment for the test run; templates of the named dependencies' placeholders, "
+        "e.g. BOOKSHELF_DATABASE_URL = '{db_url}'.",
+    )
 
 
 class BootstrapSection(Section):
@@ -194,6 +204,25 @@ class CertifyConfigBase(Section):
     waivers: tuple[Waiver, ...] = Field(
         (), description="Requested waivers: shown on the report, never honoured (waivers come from the policy)."
     )
+
+    @model_validator(mode="after")
+    def _test_dependencies(self) -> CertifyConfigBase:
+        """[tests] dependencies name declared service dependencies; its env names only their placeholders."""
+        declared = self.service.dependencies if self.service is not None else {}
+        unknown = [name for name in self.tests.dependencies if name not in declared]
+        if unknown:
+            names = ", ".join(declared) or "none"
+            msg = f"tests.dependencies: {', '.join(unknown)} not among [service.dependencies] ({names})"
+            raise ValueError(msg)
+        known = {"python", "target_dir"} | {
+            f"{d}_{p}" for d in self.tests.dependencies for p in ("url", "port", "host")
+        }
+        for value in self.tests.env.values():
+            for _, field, spec, conversion in string.Formatter().parse(value):
+                if field is not None and (spec or conversion or field not in known):
+                    msg = f"tests.env: placeholder {{{field}}} in {value!r}; known: {', '.join(sorted(known))}"
+                    raise ValueError(msg)
+        return self
 
     def policy(self, gate_id: str) -> Any:
         """Return the validated thresholds table of one gate."""

@@ -176,6 +176,23 @@ class GateContext:
             observer.window(self.spec.id, name, kind=kind, start=start, end=end, info=info)
 
     @contextlib.contextmanager
+    def test_dependencies(self) -> Iterator[dict[str, str]]:
+        """The [tests] dependencies up for the block (their placeholders yielded); stopped, output kept, after it."""
+        names = self.config.tests.dependencies
+        if not names:
+            yield {}
+            return
+        launcher = InstanceLauncher(self.config, self.target_dir, self._svc.work_dir, self._svc.registry)
+        label = f"{self.spec.id}-tests"
+        started = launcher.start_dependencies(self.target_python(), label, names)
+        try:
+            yield dict(started.values)
+        finally:
+            launcher.stop(started)
+            for path in started.output_files():
+                self.copy_in(f"instances/{label}/{path.name}", path)
+
+    @contextlib.contextmanager
     def instance(self, extra_env: dict[str, str] | None = None) -> Iterator[Instance]:
         """An isolated running instance; stopped, and its output kept, however the block ends."""
         launcher = InstanceLauncher(self.config, self.target_dir, self._svc.work_dir, self._svc.registry)

@@ -232,6 +232,21 @@ class InstanceLauncher:
             raise
         return instance
 
+    def start_dependencies(self, python: Path, label: str, names: tuple[str, ...]) -> Instance:
+        """Only the named dependencies (for a test run), in an instance without a service; `stop` stops them."""
+        root = self.work_dir / "instances" / label
+        values = {"python": str(python), "target_dir": str(self.target_dir), "data_dir": str(root / "data")}
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        instance = Instance(name=label, port=0, data_dir=root / "data", log_dir=root / "output", values=values)
+        env = target_env(venv=python.parent.parent)
+        try:
+            for name in names:
+                self._start_dependency(instance, name, self.service.dependencies[name], env)
+        except BaseException:
+            self.stop(instance)
+            raise
+        return instance
+
     def _start_dependency(self, instance: Instance, dep_name: str, dep: DependencySection, env: dict[str, str]) -> None:
         """Start one dependency on its own free port and publish its address placeholders."""
         if dep.kind == "postgresql":
