@@ -176,7 +176,10 @@ def capacity_restore(tree: list[dict[str, Any]], fault: dict[str, Any], stable_s
     all it is the injection time.
     """
     injected, removed = fault.get("injected_at_s"), fault.get("removed_at_s")
-    killed = (fault.get("inject") or {}).get("pid")
+    facts = fault.get("inject") or {}
+    # Only a kill removes a process on purpose (older records carry no type: a kill's facts say "gone").
+    is_kill = fault.get("type", "kill" if "gone" in facts else "") == "kill"
+    killed = facts.get("pid") if is_kill else None
     out: dict[str, Any] = {
         "before": None,
         "final": None,

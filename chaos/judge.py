@@ -97,13 +97,18 @@ def _seen(
         return f"recovered in at most {worst_s or 0:g} s after the fault was removed (budget {budget:g} s)"
     probes = 0
     interval_s = float(records[0].get("settings", {}).get("probe_interval_s", interval_s)) if records else interval_s
+    instant = False
     for record in records:
         fault = record["fault"]
         start, end = fault.get("injected_at_s"), fault.get("removed_at_s")
         if start is not None and end is not None:
+            if end - start < interval_s:  # a kill has no window: count the probes from it to the observation's end
+                instant = True
+                end = max((sample["t_s"] for sample in record["samples"]), default=end)
             probes += sum(1 for sample in record["samples"] if start <= sample["t_s"] <= end)
+    where = "from the fault to the end of observation" if instant else "during the fault window"
     return (
-        f"no outage seen: {probes} probe(s) every {interval_s * 1000:g} ms (as recorded) during the fault window "
+        f"no outage seen: {probes} probe(s) every {interval_s * 1000:g} ms (as recorded) {where} "
         f"all found it ready and working (budget {budget:g} s)"
     )
 

@@ -119,7 +119,7 @@ class Repetition:
             "settings": self.settings,
             "tasks": self.policy.tasks.model_dump(mode="json", include={"completed", "failed", "completions_field"}),
             "steady_before": self.steady_state(),
-            "fault": {"injected_at_s": None, "removed_at_s": None},
+            "fault": {"type": self.exp.fault.type, "injected_at_s": None, "removed_at_s": None},
             "work": [],
             "samples": [],
             "steady_after": {"met": False, "samples": []},
@@ -255,7 +255,7 @@ class Repetition:
         if when == "before" or not before or before.get("unfinished"):
             return spec.timeout_s
         window = max(before["end_s"] - before["t0_s"], 0.1)
-        return min(spec.timeout_s, max(MIN_AFTER_BURST_S, 2 * window / spec.min_fraction))
+        return float(min(spec.timeout_s, max(MIN_AFTER_BURST_S, 2 * window / spec.min_fraction)))
 
     def _role_metrics(self) -> dict[str, float | None]:
         """The target's published role counts."""

@@ -164,3 +164,13 @@ def test_a_seed_replays_the_same_fault_moments() -> None:
     assert moments == [pol.moment_rng(42, kill(), n).uniform(0, 2) for n in (1, 2, 3)]
     assert moments != [pol.moment_rng(43, kill(), n).uniform(0, 2) for n in (1, 2, 3)]
     assert len(set(moments)) == 3
+
+
+def test_a_fault_that_kills_nothing_does_not_wait_for_a_replacement_pid() -> None:
+    """A memory limit on a worker names its pid but removes no process: the unchanged tree is whole capacity."""
+    fault = {"type": "memory_limit", "injected_at_s": 2.0, "removed_at_s": 5.0, "inject": {"pid": 1}}
+    tree = [{"t_s": t / 2, "roles": {"worker": [1, 5]}} for t in range(1, 25)]
+    found = capacity_restore(tree, fault, stable_s=2.0)
+    assert found["killed_role"] is None
+    assert found["restored_at_s"] == 2.0
+    assert found["lost_at_s"] is None

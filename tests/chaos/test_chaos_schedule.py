@@ -163,3 +163,17 @@ def test_live_instances_name_the_neighbours_of_a_window() -> None:
     live.up("mine", "127.0.0.1:2")
     live.up("other", "127.0.0.1:3")
     assert live.during(start, time.time(), besides="mine") == ["127.0.0.1:3"]
+
+
+def test_experiments_sharing_a_resource_start_first_in_declared_order() -> None:
+    """The proxy chain goes first (#25 item 4: it sets G4's duration); the rest keep their declared order."""
+    from gates.chaos import start_order  # noqa: PLC0415 - the gate module imports the scheduler
+
+    jobs = [
+        Job("kill-a"),
+        Job("proxy-1", frozenset({"toxiproxy-server"})),
+        Job("gpu", frozenset({"*"})),
+        Job("proxy-2", frozenset({"toxiproxy-server"})),
+        Job("kill-b"),
+    ]
+    assert [job.id for job in start_order(jobs)] == ["proxy-1", "proxy-2", "kill-a", "gpu", "kill-b"]
