@@ -16,8 +16,7 @@ from typing import Any
 
 import psycopg
 from flask import Flask, Response, g, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from psycopg_pool import PoolTimeout
 
 from bookshelf import __version__, db, logs

@@ -42,12 +42,10 @@ def apply_schema(pool: ConnectionPool, with_index: bool = True) -> None:
 def add_book(pool: ConnectionPool, title: str, author: str, year: int | None) -> dict[str, Any]:
     """Insert one book; the stored row."""
     with pool.connection() as conn:
-        row = conn.execute(
+        (row,) = conn.execute(  # INSERT ... RETURNING gives exactly the one row
             "INSERT INTO books (title, author, year) VALUES (%s, %s, %s) RETURNING id, title, author, year",
             (title, author, year),
-        ).fetchone()
-    if row is None:
-        raise RuntimeError("INSERT ... RETURNING returned no row")
+        ).fetchall()
     return dict(row)
 
 
@@ -55,8 +53,8 @@ def seed(pool: ConnectionPool, count: int, authors: int = 2000) -> int:
     """Fill an empty catalogue with `count` generated books by `authors` authors; how many were added."""
     with pool.connection() as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        present = conn.execute("SELECT count(*) AS n FROM books").fetchone()
-        if present is None or present["n"] > 0 or count <= 0:
+        (present,) = conn.execute("SELECT count(*) AS n FROM books").fetchall()
+        if present["n"] > 0 or count <= 0:
             return 0
         conn.execute(
             "INSERT INTO books (title, author, year) SELECT 'Volume ' || g, 'author-' || (g %% %s), 1900 + g %% 120 "

@@ -59,7 +59,9 @@ def test_an_invalid_book_is_422_saying_what_is_wrong(client: FlaskClient, body: 
     assert client.get("/api/books").get_json() == {"books": []}
 
 
-@pytest.mark.parametrize(("query", "message"), [("limit=abc", "limit: an integer"), ("limit=0", "limit: from 1 to 100")])
+@pytest.mark.parametrize(
+    ("query", "message"), [("limit=abc", "limit: an integer"), ("limit=0", "limit: from 1 to 100")]
+)
 def test_a_bad_limit_is_422(client: FlaskClient, query: str, message: str) -> None:
     """limit must be an integer from 1 to 100."""
     response = client.get(f"/api/books?{query}")

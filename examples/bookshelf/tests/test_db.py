@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bookshelf import db
+from bookshelf import db, logs
+from bookshelf.app import create_app
 
 
 def test_the_author_index_exists_and_the_planner_uses_it(app: Flask, client: FlaskClient) -> None:
@@ -30,3 +35,21 @@ def test_seed_fills_an_empty_catalogue_once(app: Flask, client: FlaskClient) -> 
     page = client.get("/api/books?author=author-7&limit=100").get_json()["books"]
     assert len(page) == 10
     assert all(book["author"] == "author-7" for book in page)
+
+
+def test_an_app_started_on_an_empty_catalogue_seeds_it_and_says_so(
+    app: Flask, client: FlaskClient, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """BOOKSHELF_SEED_BOOKS fills an empty catalogue when the app starts, and its JSON log says how many."""
+    del client
+    monkeypatch.setenv("BOOKSHELF_SEED_BOOKS", "120")
+    monkeypatch.setenv("BOOKSHELF_LOG_FILE", str(tmp_path / "start.log"))
+    seeded = create_app(database_url)
+    try:
+        lines = [json.loads(line) for line in (tmp_path / "start.log").read_text(encoding="utf-8").splitlines()]
+        assert [line["message"] for line in lines] == ["seeded 120 generated books"]
+        with app.config["pool"].connection() as conn:
+            assert conn.execute("SELECT count(*) AS n FROM books").fetchall()[0]["n"] == 120
+    finally:
+        seeded.config["pool"].close()
+        logs.configure(None)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bookshelf import gunicorn_conf
 from bookshelf.__main__ import main
 
 
@@ -50,8 +51,6 @@ def test_serve_prepares_the_data_dir_and_becomes_gunicorn(tmp_path: Path, monkey
 
 def test_a_dead_worker_is_marked_so_its_gauges_stop_counting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """gunicorn's child_exit hook removes the dead worker's live-gauge files."""
-    from bookshelf import gunicorn_conf
-
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     (tmp_path / "gauge_livesum_4242.db").write_bytes(b"x")
 
