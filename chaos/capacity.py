@@ -90,8 +90,9 @@ class TreeSampler:
 
     def sample(self) -> dict[str, Any]:
         """Count now; the sample is kept."""
-        t_s = round(self.clock(), 4)
-        sample = {"t_s": t_s, "roles": count_roles(instance_processes(self.service_pid), self.roles)}
+        roles = count_roles(instance_processes(self.service_pid), self.roles)
+        # Stamped once the listing is complete: a sample before the fault's time saw no effect of it.
+        sample = {"t_s": round(self.clock(), 4), "roles": roles}
         with self._lock:
             self.samples.append(sample)
         return sample
