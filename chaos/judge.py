@@ -244,6 +244,24 @@ def _short(cap: dict[str, Any]) -> str:
     return "; ".join(parts) or f"the killed pid is still counted ({_counts(final)})"
 
 
+def _judge_health(rep: dict[str, Any], budget_s: float) -> tuple[list[Status], list[str]]:
+    """The health half of a repetition: a stable healthy streak of probes within the budget."""
+    rec = rep["recovery_from_removal_s"]
+    if rec is None:
+        return [Status.FAIL], [
+            f"not recovered: no stable healthy streak ({rep['unhealthy_probes']} of {rep['probes_after_injection']} "
+            f"probes unhealthy after injection) within the {budget_s:g} s budget"
+            + (
+                "; readiness answered 2xx throughout, so the health endpoint never showed it"
+                if rep["detect_s"] is None
+                else ""
+            )
+        ]
+    if rec > budget_s:
+        return [Status.FAIL], [f"recovered after {rec:g} s > budget {budget_s:g} s"]
+    return [], []
+
+
 def _judge_rep(
     record: dict[str, Any], rep: dict[str, Any], budget_s: float, policy: ChaosPolicy, exp: Experiment
 ) -> tuple[Status, str]:
@@ -260,27 +278,10 @@ def _judge_rep(
     if unseen:  # nothing after it is a recovery (or a failure to recover) from this fault
         statuses.append(Status.INCONCLUSIVE)
         problems.append(unseen)
-    rec = rep["recovery_from_removal_s"]
-    if unseen:
-        pass
-    elif rec is None:
-        statuses.append(Status.FAIL)
-        problems.append(
-            f"not recovered: no stable healthy streak ({rep['unhealthy_probes']} of {rep['probes_after_injection']} "
-            f"probes unhealthy after injection) within the {budget_s:g} s budget"
-            + (
-                "; readiness answered 2xx throughout, so the health endpoint never showed it"
-                if rep["detect_s"] is None
-                else ""
-            )
-        )
-    elif rec > budget_s:
-        statuses.append(Status.FAIL)
-        problems.append(f"recovered after {rec:g} s > budget {budget_s:g} s")
-    if not unseen:
-        cap_statuses, cap_problems = _judge_capacity(exp, rep, budget_s, policy)
-        statuses += cap_statuses
-        problems += cap_problems
+    else:
+        for part in (_judge_health(rep, budget_s), _judge_capacity(exp, rep, budget_s, policy)):
+            statuses += part[0]
+            problems += part[1]
     if rep["lost"]:
         statuses.append(Status.FAIL)
         problems.append(f"{rep['lost']} accepted unit(s) of work lost (e.g. {', '.join(rep['lost_ids'][:3])})")
