@@ -82,6 +82,15 @@ def render(
             'stroke="#1565c0" stroke-width="2"/>'
         )
         parts.append(f'<text x="{xr + 4:.1f}" y="{TOP - 6}" fill="#1565c0">recovered</text>')
+    restored = (analysis.get("capacity") or {}).get("restored_at_s")
+    if restored is not None and restored <= end_s:  # #25: every role's process count back
+        xc = _x(restored, end_s)
+        parts.append(
+            f'<line x1="{xc:.1f}" y1="{TOP}" x2="{xc:.1f}" y2="{TOP + 3 * ROW_H + 4}" stroke="#6a1b9a" '
+            'stroke-width="2" stroke-dasharray="2 2">'
+            "<title>capacity back: every role at its pre-fault count</title></line>"
+        )
+        parts.append(f'<text x="{xc + 4:.1f}" y="{TOP + 3 * ROW_H + 4}" fill="#6a1b9a">capacity back</text>')
     if deadline is not None and deadline <= end_s:
         xd = _x(deadline, end_s)
         tip = f"<title>recovery budget: {budget_s:g} s after removal</title>"
@@ -103,8 +112,19 @@ def render(
         parts.append(f'<text x="{_x(t, end_s):.1f}" y="{axis_y}" text-anchor="middle" fill="{GREY}">{t:.1f} s</text>')
     rec = analysis.get("recovery_from_removal_s")
     summary = (
-        f"recovery {rec:.2f} s after removal" if rec is not None else "not recovered within the observation"
-    ) + f"; lost {analysis['lost']}, not completed {analysis['not_completed']}, duplicated {analysis['duplicated']}"
+        (f"recovery {rec:.2f} s after removal" if rec is not None else "not recovered within the observation")
+        + _capacity_summary(analysis)
+        + f"; lost {analysis['lost']}, not completed {analysis['not_completed']}, duplicated {analysis['duplicated']}"
+    )
     parts.append(f'<text x="{LEFT}" y="{axis_y + 22}">{escape(summary)}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _capacity_summary(analysis: dict[str, Any]) -> str:
+    """The capacity part of the chart's summary line ('' for records without a process tree)."""
+    capacity = analysis.get("capacity") or {}
+    if not capacity.get("roles_declared"):
+        return ""
+    back = capacity.get("restore_from_removal_s")
+    return f"; capacity back {back:.2f} s after removal" if back is not None else "; capacity not back"
