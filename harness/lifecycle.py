@@ -201,14 +201,28 @@ class InstanceLauncher:
         self._count = 0
         self._lock = threading.Lock()
 
+    def _claim(self, label: str) -> tuple[str, Path]:
+        """A fresh instance name and folder: `<label>-N` with the first N not used in this work dir yet.
+
+        Launchers come and go (one per load profile), so the count lives in the folders: every instance
+        gets a data dir of its own, never one an earlier instance left.
+        """
+        with self._lock:
+            while True:
+                self._count += 1
+                name = f"{label}-{self._count}"
+                root = self.work_dir / "instances" / name
+                try:
+                    root.mkdir(parents=True)
+                except FileExistsError:
+                    continue
+                return name, root
+
     def start(self, python: Path, label: str, extra_env: dict[str, str] | None = None) -> Instance:
         """Start dependencies then the service; wait for readiness; stop everything on failure."""
-        with self._lock:
-            self._count += 1
-            name = f"{label}-{self._count}"
-        root = self.work_dir / "instances" / name
+        name, root = self._claim(label)
         values = {"python": str(python), "target_dir": str(self.target_dir), "data_dir": str(root / "data")}
-        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "data").mkdir(parents=True)
         instance = Instance(name=name, port=free_port(), data_dir=root / "data", log_dir=root / "output", values=values)
         values["port"] = str(instance.port)
         env = target_env({**self.service.env, **(extra_env or {})}, venv=python.parent.parent)
@@ -234,9 +248,9 @@ class InstanceLauncher:
 
     def start_dependencies(self, python: Path, label: str, names: tuple[str, ...]) -> Instance:
         """Only the named dependencies (for a test run), in an instance without a service; `stop` stops them."""
-        root = self.work_dir / "instances" / label
+        label, root = self._claim(label)
         values = {"python": str(python), "target_dir": str(self.target_dir), "data_dir": str(root / "data")}
-        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "data").mkdir(parents=True)
         instance = Instance(name=label, port=0, data_dir=root / "data", log_dir=root / "output", values=values)
         env = target_env(venv=python.parent.parent)
         try:
