@@ -190,7 +190,7 @@ class GateContext:
         finally:
             launcher.stop(started)
             for path in started.output_files():
-                self.copy_in(f"instances/{label}/{path.name}", path)
+                self.copy_in(f"instances/{started.name}/{path.name}", path)
 
     @contextlib.contextmanager
     def instance(self, extra_env: dict[str, str] | None = None) -> Iterator[Instance]:

@@ -36,13 +36,18 @@ def certify_argv(*args: str) -> list[str]:
 
 def guardian_copy(dest: Path) -> Path:
     """Copy the tracked files of examples/guardian (what a clean clone has) into a fresh committed repo."""
+    return example_copy(dest, "guardian")
+
+
+def example_copy(dest: Path, name: str) -> Path:
+    """Copy the tracked files of examples/<name> (what a clean clone has) into a fresh committed repo."""
     listed = subprocess.run(
-        ["git", "ls-files", "examples/guardian"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "ls-files", f"examples/{name}"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()
-    for name in listed:
-        target = dest / Path(name).relative_to("examples/guardian")
+    for path in listed:
+        target = dest / Path(path).relative_to(f"examples/{name}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target)
+        shutil.copy2(REPO / path, target)
     return _commit(dest)
 
 

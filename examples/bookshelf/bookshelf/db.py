@@ -49,7 +49,7 @@ def add_book(pool: ConnectionPool, title: str, author: str, year: int | None) ->
     return dict(row)
 
 
-def seed(pool: ConnectionPool, count: int, authors: int = 2000) -> int:
+def seed(pool: ConnectionPool, count: int, authors: int = 100_000) -> int:
     """Fill an empty catalogue with `count` generated books by `authors` authors; how many were added."""
     with pool.connection() as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
