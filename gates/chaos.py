@@ -261,12 +261,13 @@ class ChaosGate(Gate):
     ) -> str | None:
         """Start an instance, run these repetitions on it back to back, stop it; why it did not start, or None."""
         ctx.progress(f"{exp.id}: starting an instance")
+        folder = f"instances/{exp.id}" + (f"/rep-{batch[0]}" if exp.fresh_instance else "")
         try:
             inst = run.launcher.start(run.python, f"G4-{exp.id}-{batch[0]}", injector.options())
         except TargetError as exc:
             for item in exc.output_files:
                 path = Path(str(item))
-                ctx.copy_in(f"instances/{exp.id}/{path.name}", path)
+                ctx.copy_in(f"{folder}/{path.name}", path)
             return exc.message
         run.live.up(exp.id, f"127.0.0.1:{inst.port}")
         try:
@@ -278,7 +279,7 @@ class ChaosGate(Gate):
             run.launcher.stop(inst)
             run.live.down(exp.id)
             for path in inst.output_files():
-                ctx.copy_in(f"instances/{exp.id}/{path.name}", path)
+                ctx.copy_in(f"{folder}/{path.name}", path)
         return None
 
     def _repetitions(

@@ -174,3 +174,23 @@ def test_a_fault_that_kills_nothing_does_not_wait_for_a_replacement_pid() -> Non
     assert found["killed_role"] is None
     assert found["restored_at_s"] == 2.0
     assert found["lost_at_s"] is None
+
+
+def test_the_plan_says_which_experiments_run_back_to_back() -> None:
+    """--plan names the repetitions, the seed and which experiments share one instance or get a fresh one each."""
+    from gates.chaos import ChaosGate  # noqa: PLC0415 - the gate module pulls in the whole chaos package
+
+    fresh = {"id": "C3-fresh", "title": "t", "requirement": "C3", "fresh_instance": True}
+    pol = policy(
+        seed=5,
+        experiments=[
+            kill().model_dump(),
+            {**fresh, "fault": {"type": "file_lock", "database": "x.db"}},
+        ],
+    )
+    lines = ChaosGate().plan_lines(pol, "ci")
+    assert lines == [
+        "3 repetition(s) per experiment, each fault at a random moment up to 2 s after the baseline (seed 5)",
+        "back to back on one instance: C1-worker-kill",
+        "a fresh instance per repetition (fresh_instance = true): C3-fresh",
+    ]

@@ -160,8 +160,13 @@ def test_steady_state_not_met_is_inconclusive_and_no_experiments_is_not_run(
 
 @pytest.mark.integration
 def test_two_worker_target_passes_with_seeded_repetitions_back_to_back(run_certify: RunCertify, tmp_path: Path) -> None:
-    """chaos-capacity supervised, 2 repetitions, seed 11: PASS; the seed and each replayed moment are recorded (#25)."""
-    target = edited(tmp_path / "t", "chaos-capacity", {r"ci_repetitions = 1": "ci_repetitions = 2\nseed = 11"})
+    """chaos-capacity supervised, 2 repetitions, seed 11: PASS back to back and on fresh instances; moments replayed."""
+    fresh = (
+        '\n[[gates.G4.experiments]]\nid = "C1-worker-kill-fresh"\ntitle = "SIGKILL of a worker"\nrequirement = "C1"\n'
+        'fresh_instance = true\nfault = { type = "kill", pid_file = "pids/worker-*.pid" }\n'
+    )
+    edits = {r"ci_repetitions = 1": "ci_repetitions = 2\nseed = 11", r"\Z": fresh}
+    target = edited(tmp_path / "t", "chaos-capacity", edits)
     out = tmp_path / "pack"
     verdict = run_g4(run_certify, target, out)
     assert verdict["status"] == "PASS", verdict["reasons"]
@@ -179,6 +184,9 @@ def test_two_worker_target_passes_with_seeded_repetitions_back_to_back(run_certi
     assert {"C1-worker-kill max capacity restore time", "C1-worker-kill min throughput after/before"} <= names
     report = (out / "chaos_report.md").read_text(encoding="utf-8")
     assert "- C1-worker-kill #2: fault " in report
+    assert "- C1-worker-kill-fresh #2: fault " in report
+    fresh_outcome = out / "gates" / "G4" / "experiments" / "C1-worker-kill-fresh" / "outcome.json"
+    assert json.loads(fresh_outcome.read_text())["instances"] == "one per repetition"
 
 
 @pytest.mark.integration
