@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from gates.playbooks import audit_chain
 from gates.playbooks.config import PlaybookPolicy
+from gates.playbooks.failure_modes import judge_failure_modes
 from gates.playbooks.governance import collect_governance, judge_governance
 from gates.playbooks.instances import PlaybookInstances
 from gates.playbooks.judge import judge_playbook, judge_run
 from gates.playbooks.observe import field
 from gates.playbooks.report import render_json, render_markdown, render_svg
+from gates.playbooks.rollback_docs import collect_rollback_docs, judge_rollback_docs
 from gates.playbooks.scenario import PlaybookRun
 from gates.playbooks.stats import judge_claims
 from harness.checks import CheckSpec
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 PLAN = "plan.json"
 GOVERNANCE = "governance.json"
+ROLLBACK_DOCS = "rollback_docs.json"
 DOCUMENTS = ("playbooks_report.md", "playbooks_report.json", "playbooks_mttr.svg")
 
 
@@ -80,6 +83,15 @@ def _percentile(values: list[float], pct: float) -> float | None:
 def _prefixed(checks: dict[str, str], prefix: str) -> dict[str, str]:
     """The governance sub-checks of one requirement (their names start with its id)."""
     return {name: status for name, status in checks.items() if name.startswith(prefix)}
+
+
+def _store_rollback_docs(ctx: GateContext, policy: PlaybookPolicy) -> dict[str, Any] | None:
+    """H4: copy each declared playbook's runbook rollback section into the evidence (None: not declared)."""
+    if policy.rollback_docs is None:
+        return None
+    docs = collect_rollback_docs(policy, ctx.target_dir)
+    ctx.write_json(ROLLBACK_DOCS, docs)
+    return docs
 
 
 class _Slot:
@@ -153,6 +165,22 @@ CHECKS = (
         evidence=("gates/PB/governance.json",),
     ),
     CheckSpec(
+        id="PB.failure-modes",
+        title="the target's top 10 failure modes, each handled by a playbook that PASSed here: its verify hook "
+        "passed and the harness's own probes saw health back",
+        requirements=("H3",),
+        details=("failure_modes",),
+        evidence=("playbooks_report.json", "playbooks_report.md"),
+    ),
+    CheckSpec(
+        id="PB.rollback-docs",
+        title="every playbook's rollback ran and matched the state before execute; its runbook's rollback "
+        "section exists and names the declared rollback steps",
+        requirements=("H4",),
+        details=("rollback_docs",),
+        evidence=("gates/PB/rollback_docs.json", "playbooks_report.json"),
+    ),
+    CheckSpec(
         id="PB.governance",
         title="approval, change window, run timeout, parameter bounds and the audit log, held and audited",
         requirements=("H8", "H9", "H10", "H11", "H13"),
@@ -167,7 +195,7 @@ class PlaybookGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="PB",
         title="Self-healing playbooks",
-        requirements=("H1", "H2", "H5", "H6", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
+        requirements=("H1", "H2", "H3", "H4", "H5", "H6", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
         needs_service=True,
         timeout_s=3600,
         documents=DOCUMENTS,
@@ -254,8 +282,9 @@ class PlaybookGate(Gate):
             "elapsed_s": round(time.monotonic() - started, 1),
         }
         ctx.write_json(PLAN, plan)
+        docs = _store_rollback_docs(ctx, policy)
         stored_governance = json.loads(dump_json(governance))
-        summary = self.summarize(stored_governance, [record for _, record in done], plan, policy)
+        summary = self.summarize(stored_governance, [record for _, record in done], plan, policy, docs)
         ctx.write_document("playbooks_report.json", render_json(summary))
         ctx.write_document("playbooks_report.md", render_markdown(summary))
         ctx.write_document("playbooks_mttr.svg", render_svg(summary))
@@ -266,7 +295,8 @@ class PlaybookGate(Gate):
         plan = evidence.read_json(PLAN)
         governance = evidence.read_json(GOVERNANCE)
         runs = [evidence.read_json(name) for name in plan["runs"]]
-        summary = self.summarize(governance, runs, plan, policy)
+        docs = evidence.read_json(ROLLBACK_DOCS) if evidence.exists(ROLLBACK_DOCS) else None
+        summary = self.summarize(governance, runs, plan, policy, docs)
         if evidence.exists("playbooks_report.json") and evidence.read_bytes("playbooks_report.json") != render_json(
             summary
         ):
@@ -294,6 +324,8 @@ class PlaybookGate(Gate):
                 "governance": dict(summary["governance"]["checks"]),
                 "sandbox": _prefixed(summary["governance"]["checks"], "S5 "),
                 "at_rest": _prefixed(summary["governance"]["checks"], "S7 "),
+                "failure_modes": dict(summary["failure_modes"]["checks"]),
+                "rollback_docs": dict((summary.get("rollback_docs") or {}).get("checks", {})),
                 "elapsed_s": plan["elapsed_s"],
                 "parallel": plan["parallel"],
             },
@@ -301,9 +333,17 @@ class PlaybookGate(Gate):
 
     @staticmethod
     def summarize(
-        governance: dict[str, Any], runs: list[dict[str, Any]], plan: dict[str, Any], policy: PlaybookPolicy
+        governance: dict[str, Any],
+        runs: list[dict[str, Any]],
+        plan: dict[str, Any],
+        policy: PlaybookPolicy,
+        docs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Pure: the whole judgement, the input of the verdict and of every document."""
+        """Pure: the whole judgement, the input of the verdict and of every document.
+
+        The H3 failure modes and the H4 rollback docs count towards the gate's status only once the
+        target declares them; undeclared, their checks alone say FAIL / nothing recorded.
+        """
         listed = _listed(policy, governance)
         judged: dict[str, list[dict[str, Any]]] = {}
         for run in runs:
@@ -333,6 +373,14 @@ class PlaybookGate(Gate):
         if not count_ok:
             reasons.insert(0, f"the target lists {len(listed)} of {policy.expected_count} playbooks (requirement H1)")
             statuses.append(Status.FAIL)
+        modes = judge_failure_modes(policy, rows)
+        rollback_docs = judge_rollback_docs(policy, rows, docs)
+        if policy.failure_modes:
+            reasons.extend(modes["reasons"])
+            statuses.extend(Status(v) for v in modes["checks"].values())
+        if rollback_docs is not None:
+            reasons.extend(rollback_docs["reasons"])
+            statuses.extend(Status(v) for v in rollback_docs["checks"].values())
         recoveries = [value for row in rows for value in row["recovery_s"]]
         high = max(recoveries) if recoveries else None
         status = worst(statuses) if statuses else Status.INCONCLUSIVE
@@ -361,6 +409,8 @@ class PlaybookGate(Gate):
             if under
             else "No MTTR < 2 min claim: it needs every playbook verified and the largest recovery < 120 s",
             "playbooks": rows,
+            "failure_modes": modes,
+            "rollback_docs": rollback_docs,
             "governance": gov,
             "reasons": reasons,
         }

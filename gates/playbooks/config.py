@@ -145,6 +145,11 @@ class PlaybookCheck(Spec):
         (), description="Probes whose health after rollback must equal their health before execute; default: probes."
     )
     recovery_budget_s: float | None = Field(None, gt=0, description="Override of the gate's recovery budget.")
+    rollback_steps: tuple[str, ...] = Field(
+        (),
+        description="H4: the steps of its rollback; each must appear in its runbook's rollback section "
+        "(needed when rollback = exact and [gates.PB.rollback_docs] is set).",
+    )
 
 
 class SqliteSnapshot(Spec):
@@ -241,6 +246,23 @@ class AtRestCheck(Spec):
     max_file_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Larger files are not searched (INCONCLUSIVE).")
 
 
+class FailureMode(Spec):
+    """H3: one of the target's most likely failure modes and the playbook that handles it."""
+
+    id: str = Field(min_length=1, description="Stable name of the failure mode.")
+    title: str = Field("", description="What goes wrong, in a sentence (shown in the report).")
+    playbook: str = Field(min_length=1, description="Id of the playbook that detects, heals and verifies it.")
+
+
+class RollbackDocs(Spec):
+    """H4: where each playbook's runbook lives and which section documents its rollback."""
+
+    runbook: str = Field(
+        "docs/playbooks/{id}.md", description="Runbook path relative to the target dir; {id} is the playbook id."
+    )
+    section: str = Field("Rollback", min_length=1, description="Heading (case-insensitive) of the rollback section.")
+
+
 class PlaybookPolicy(Policy):
     """Thresholds and the target's declarations for the playbook gate (requirements H1, H2, H5, H8-H11, H13)."""
 
@@ -282,3 +304,10 @@ class PlaybookPolicy(Policy):
     params: tuple[ParamsCheck, ...] = Field((), description="Out-of-bounds parameter cases.")
     sandbox: SandboxCheck | None = Field(None, description="S5 on the governance instance; unset: S5 is not judged.")
     at_rest: AtRestCheck | None = Field(None, description="S7 canary search; unset: S7 is not judged.")
+    failure_modes: tuple[FailureMode, ...] = Field(
+        (), description="H3: the target's most likely failure modes, most likely first, each with its playbook."
+    )
+    min_failure_modes: int = Field(10, ge=1, description="H3: failure modes that must be declared (the top 10).")
+    rollback_docs: RollbackDocs | None = Field(
+        None, description="H4: runbook of each playbook, its rollback section cross-checked; unset: H4 not judged."
+    )

@@ -61,6 +61,8 @@ def render_markdown(summary: dict[str, Any]) -> bytes:
         cells = [row["id"], str(row["tier"]), _md(str(row["fault"]))[:60], _cell(checks, "detected")]
         cells += [_cell(checks, c) for c in COLUMNS] + [_num(recovery), f"{lost}/{dup}", f"**{row['verdict']}**"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _failure_mode_lines(summary.get("failure_modes"))
+    lines += _rollback_doc_lines(summary.get("rollback_docs"))
     lines += ["", "## Governance", ""]
     lines += [f"- {name}: {value}" for name, value in sorted(summary["governance"]["checks"].items())]
     lines += ["", "## Reasons", ""]
@@ -75,6 +77,49 @@ def render_markdown(summary: dict[str, Any]) -> bytes:
         "",
     ]
     return "\n".join(lines).encode()
+
+
+def _failure_mode_lines(modes: dict[str, Any] | None) -> list[str]:
+    """H3: the declared failure modes, each traced to its playbook and the two confirmations."""
+    if not modes:
+        return []
+    lines = [
+        "",
+        f"## Top failure modes (H3): {modes['declared']} declared, {modes['required']} required",
+        "",
+        "| # | failure mode | playbook | target verify hook | harness probe | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rank, row in enumerate(modes["modes"], start=1):
+        name = f"{row['id']}: {row['title']}" if row["title"] else row["id"]
+        cells = [
+            str(rank),
+            _md(name),
+            row["playbook"],
+            row["verify_hook"],
+            row["harness_probe"],
+            f"**{row['status']}**",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _rollback_doc_lines(docs: dict[str, Any] | None) -> list[str]:
+    """H4: per playbook, its rollback in the gate and the runbook section naming its steps."""
+    if not docs:
+        return []
+    lines = [
+        "",
+        "## Rollbacks documented and run (H4)",
+        "",
+        "| playbook | rollback | ran | runbook | steps named | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in docs["playbooks"]:
+        named = len(row["steps"]) - len(row["missing_steps"])
+        cells = [row["playbook"], row["rollback"], row["ran"], str(row["runbook"]), f"{named}/{len(row['steps'])}"]
+        lines.append("| " + " | ".join([*cells, f"**{row['status']}**"]) + " |")
+    return lines
 
 
 def _md(text: str) -> str:

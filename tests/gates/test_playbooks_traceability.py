@@ -1,0 +1,130 @@
+"""Tests for PB's H3 (top failure modes traced to verified playbooks) and H4 (rollbacks documented and run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gates.playbooks.config import PlaybookPolicy
+from gates.playbooks.failure_modes import judge_failure_modes
+from gates.playbooks.rollback_docs import collect_rollback_docs, judge_rollback_docs
+from tests.conftest import GitTarget, RunCertify
+from tests.gates.test_playbooks import run_pb
+
+PASSED = {"detected": "PASS", "right_playbook": "PASS", "recovered": "PASS", "rollback": "PASS"}
+
+
+def _policy(count: int = 10, playbook: str = "flag", **extra: Any) -> PlaybookPolicy:
+    """A policy declaring `count` failure modes, all handled by `playbook`."""
+    modes = [{"id": f"mode-{n}", "title": f"failure {n}", "playbook": playbook} for n in range(count)]
+    playbooks = {"flag": {"probes": ["p"], "rollback_steps": ["moves fault.flag back"]}, "cfg": {"probes": ["p"]}}
+    return PlaybookPolicy.model_validate({"failure_modes": modes, "playbooks": playbooks, **extra})
+
+
+def _row(playbook: str = "flag", verdict: str = "PASS", **checks: str) -> dict[str, Any]:
+    """A judged playbook row as PlaybookGate.summarize builds it."""
+    return {"id": playbook, "verdict": verdict, "checks": {**PASSED, **checks}}
+
+
+def test_ten_modes_handled_by_verified_playbooks_pass() -> None:
+    """Ten failure modes whose playbook PASSed, verify hook and harness probe agreeing: every check PASS."""
+    judged = judge_failure_modes(_policy(), [_row()])
+    assert set(judged["checks"].values()) == {"PASS"}
+    assert len(judged["modes"]) == 10
+    assert judged["reasons"] == []
+
+
+def test_fewer_than_ten_declared_fails_with_the_count() -> None:
+    """Nine failure modes: the count check FAILs and says 9 of 10."""
+    judged = judge_failure_modes(_policy(count=9), [_row()])
+    assert judged["checks"]["declared"] == "FAIL"
+    assert "declares 9 distinct failure mode(s), fewer than the 10 required" in judged["reasons"][0]
+
+
+def test_mode_naming_a_playbook_the_target_does_not_list_fails() -> None:
+    """A failure mode whose playbook does not exist FAILs, naming the mode and the playbook."""
+    judged = judge_failure_modes(_policy(playbook="restart"), [_row()])
+    assert judged["checks"]["mode mode-0"] == "FAIL"
+    assert "playbook 'restart' does not exist" in judged["reasons"][0]
+
+
+def test_mode_whose_playbook_the_harness_probe_did_not_confirm_fails() -> None:
+    """The target's verify said healed but the harness's probes never saw health back: the mode FAILs."""
+    judged = judge_failure_modes(_policy(), [_row(verdict="FAIL", recovered="FAIL")])
+    assert judged["checks"]["mode mode-0"] == "FAIL"
+    assert "harness probe FAIL" in judged["reasons"][0]
+
+
+def _docs(tmp_path: Path, flag: str, policy: PlaybookPolicy) -> dict[str, Any]:
+    """Write docs/playbooks/flag.md with `flag` as its text and collect the rollback sections."""
+    (tmp_path / "docs" / "playbooks").mkdir(parents=True)
+    (tmp_path / "docs" / "playbooks" / "flag.md").write_text(flag, encoding="utf-8")
+    (tmp_path / "docs" / "playbooks" / "cfg.md").write_text("# cfg\n\n## Rollback\n\nNothing to undo.\n")
+    return collect_rollback_docs(policy, tmp_path)
+
+
+def test_rollback_section_naming_the_declared_steps_passes(tmp_path: Path) -> None:
+    """Steps named (backticks, case ignored) and the rollback ran: PASS; a rollback declared none needs the section."""
+    policy = _policy(
+        rollback_docs={},
+        playbooks={
+            "flag": {"probes": ["p"], "rollback_steps": ["Moves fault.flag back"]},
+            "cfg": {"probes": ["p"], "rollback": "none"},
+        },
+    )
+    docs = _docs(tmp_path, "# flag\n\n## Rollback\n\nThe healer moves `fault.flag`  back.\n\n## Verify\n\nx\n", policy)
+    judged = judge_rollback_docs(policy, [_row(), _row("cfg", rollback="n/a")], docs)
+    assert judged is not None
+    assert judged["checks"] == {"cfg": "PASS", "flag": "PASS"}, judged["reasons"]
+
+
+def test_runbook_without_a_rollback_section_fails_naming_playbook_and_file(tmp_path: Path) -> None:
+    """A runbook lacking its Rollback heading FAILs with the playbook and the runbook's path."""
+    policy = _policy(rollback_docs={})
+    docs = _docs(tmp_path, "# flag\n\n## Remediation\n\nMoves fault.flag back.\n", policy)
+    judged = judge_rollback_docs(policy, [_row(), _row("cfg")], docs)
+    assert judged is not None
+    assert judged["checks"]["flag"] == "FAIL"
+    assert "flag: runbook docs/playbooks/flag.md has no 'Rollback' section" in judged["reasons"]
+
+
+def test_section_missing_a_step_or_a_rollback_not_run_is_not_pass(tmp_path: Path) -> None:
+    """A step absent from the section FAILs; documented but never rolled back in the gate is NOT_RUN."""
+    policy = _policy(rollback_docs={})
+    docs = _docs(tmp_path, "# flag\n\n## Rollback\n\nDeletes the flag.\n", policy)
+    judged = judge_rollback_docs(policy, [_row(), _row("cfg", rollback="NOT_RUN")], docs)
+    assert judged is not None
+    assert judged["checks"]["flag"] == "FAIL"
+    assert any("does not name the rollback step(s) 'moves fault.flag back'" in r for r in judged["reasons"])
+    assert judged["checks"]["cfg"] == "FAIL"  # exact rollback with no declared steps: nothing to cross-check
+    ran_only = judge_rollback_docs(policy, [_row(rollback="NOT_RUN")], collect_rollback_docs(policy, tmp_path))
+    assert ran_only is not None
+    assert ran_only["checks"]["flag"] == "FAIL"  # the step is still missing: documentation failure first
+
+
+@pytest.mark.integration
+def test_untraced_fixture_fails_h3_and_h4(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """pb-untraced: 3 of 10 failure modes, one naming a missing playbook, flag's runbook without Rollback: FAIL."""
+    out = tmp_path / "pack"
+    verdict = run_pb(run_certify, git_target("pb-untraced"), out)
+    assert verdict["status"] == "FAIL"
+    assert verdict["details"]["playbooks"] == {"flag": "PASS", "config": "PASS"}
+    modes = verdict["details"]["failure_modes"]
+    assert modes == {
+        "declared": "FAIL",
+        "mode flag-appears": "PASS",
+        "mode bad-config": "PASS",
+        "mode healer-gone": "FAIL",
+    }
+    assert verdict["details"]["rollback_docs"] == {"config": "PASS", "flag": "FAIL"}
+    assert "flag: runbook docs/playbooks/flag.md has no 'Rollback' section" in verdict["reasons"]
+    matrix = json.loads((out / "traceability.json").read_text(encoding="utf-8"))
+    checks = {
+        c["id"]: c["status"] for row in matrix["requirements"] if row["id"] in ("H3", "H4") for c in row["checks"]
+    }
+    assert checks == {"PB.failure-modes": "FAIL", "PB.rollback-docs": "FAIL"}
+    report = (out / "playbooks_report.md").read_text(encoding="utf-8")
+    assert "| 3 | healer-gone: the healer process died | restart | - | - | **FAIL** |" in report
