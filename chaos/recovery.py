@@ -78,7 +78,7 @@ def accepted_ids(record: dict[str, Any]) -> list[str]:
     ids += [a["id"] for a in record["work"] if a["id"]]
     ids += [s["id"] for s in record["samples"] if s["id"]]
     ids += [s["id"] for s in record["steady_after"]["samples"] if s["id"]]
-    for burst in ((record.get("capacity") or {}).get(when) for when in ("before", "after")):
+    for burst in ((record.get("capacity") or {}).get(when) for when in ("before", "after", "after_confirm")):
         ids += list(burst["ids"]) if burst else []
     return ids
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from chaos.capacity import (
     TreeSampler,
+    burst_rate,
     capacity_restore,
     measure_burst,
     metric_disagreements,
@@ -234,6 +235,11 @@ class Repetition:
         capacity[when] = measure_burst(
             self.burst_client, spec.burst, self._burst_timeout_s(capacity, when), self.clock, self.cancel
         )
+        if when == "after" and _short_of(capacity, self.completed, spec.min_fraction):
+            # One confirming burst: a target really short of capacity is short again, a busy moment is not.
+            capacity["after_confirm"] = measure_burst(
+                self.burst_client, spec.burst, self._burst_timeout_s(capacity, when), self.clock, self.cancel
+            )
         if not any(role.metric for role in self.policy.roles.values()):
             return
         reads: list[dict[str, Any]] = capacity[f"metrics_{when}"]
@@ -284,3 +290,11 @@ class Repetition:
             "metric": {"extra_completed": len(carried_now - carried_done)},
             "open_ids": [i for i in ids + carried if not self.client.terminal(finals.get(i, {}).get("state"))],
         }
+
+
+def _short_of(capacity: dict[str, Any], completed: set[str], min_fraction: float) -> bool:
+    """Whether the post-recovery burst completed below `min_fraction` of the pre-fault rate."""
+    before, after = burst_rate(capacity.get("before"), completed), burst_rate(capacity.get("after"), completed)
+    if not before or not after or not before["rate_per_s"]:
+        return False
+    return bool(after["rate_per_s"] < min_fraction * before["rate_per_s"])

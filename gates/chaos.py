@@ -111,7 +111,11 @@ CHECKS = (
             id=f"G4.{fault}",
             title=f"{fault} experiments: automatic recovery within the budget",
             requirements=("G4", fault),
-            measurements=(f"{fault}-* max recovery time",),
+            measurements=(
+                f"{fault}-* max recovery time",
+                f"{fault}-* max capacity restore time",
+                f"{fault}-* min throughput after/before",
+            ),
             evidence=(f"chaos/{fault}-*/journal-*.json", "chaos_report.md"),
         )
         for fault in ("C1", "C2", "C3", "C4")

@@ -194,3 +194,15 @@ def test_the_plan_says_which_experiments_run_back_to_back() -> None:
         "back to back on one instance: C1-worker-kill",
         "a fresh instance per repetition (fresh_instance = true): C3-fresh",
     ]
+
+
+def test_a_confirming_burst_tells_a_busy_moment_from_lost_capacity() -> None:
+    """A short first burst after recovery is measured again: the better of the two is judged, and says so."""
+    busy = {"before": burst(0.5, 1.0), "after": burst(20.0, 2.0), "after_confirm": burst(23.0, 1.05)}
+    assert judged([rep(capacity={**busy, "metrics_before": [], "metrics_after": []})])["status"] == "PASS"
+    halved = {"before": burst(0.5, 1.0), "after": burst(20.0, 2.0), "after_confirm": burst(23.0, 2.0)}
+    result = judged([rep(capacity={**halved, "metrics_before": [], "metrics_after": []})])
+    assert result["status"] == "FAIL"
+    assert (
+        "is 50% of the pre-fault 10/s (< capacity.min_fraction 0.8); the better of two bursts" in result["reasons"][0]
+    )
