@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gates.playbooks import audit_chain
+from gates.playbooks.canaries import collect_canaries, judge_canaries
 from gates.playbooks.config import PlaybookPolicy
 from gates.playbooks.failure_modes import judge_failure_modes
 from gates.playbooks.governance import collect_governance, judge_governance
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 PLAN = "plan.json"
 GOVERNANCE = "governance.json"
 ROLLBACK_DOCS = "rollback_docs.json"
+CANARIES = "canaries.json"
 DOCUMENTS = ("playbooks_report.md", "playbooks_report.json", "playbooks_mttr.svg")
 
 
@@ -92,6 +94,23 @@ def _store_rollback_docs(ctx: GateContext, policy: PlaybookPolicy) -> dict[str, 
     docs = collect_rollback_docs(policy, ctx.target_dir)
     ctx.write_json(ROLLBACK_DOCS, docs)
     return docs
+
+
+def _canary_job(
+    ctx: GateContext, instances: PlaybookInstances, policy: PlaybookPolicy, slots: threading.Semaphore
+) -> dict[str, Any] | None:
+    """H7 on an instance of its own, holding one instance slot; the record is stored (None: not declared)."""
+    if policy.canaries is None or ctx.config.service is None:
+        return None
+    with slots:
+        ctx.progress("canary instance: metrics live, faults at the canaries' layers")
+        try:
+            record = collect_canaries(instances, policy, ctx.config.service.metrics or "/metrics", ctx.cancel)
+        except TargetError as exc:
+            record = {"start_error": exc.message[-600:]}
+    ctx.write_json(CANARIES, record)
+    stored: dict[str, Any] = json.loads(dump_json(record))
+    return stored
 
 
 class _Slot:
@@ -181,6 +200,15 @@ CHECKS = (
         evidence=("gates/PB/rollback_docs.json", "playbooks_report.json"),
     ),
     CheckSpec(
+        id="PB.canaries",
+        title="canary metrics of every layer L2-L7 present and live; a fault at L4 (port closed) and L7 (wrong "
+        "response) moves its canary within its interval; L2/L3 faults are reported not observable here, never PASS",
+        requirements=("H7",),
+        measurements=("canary * reaction",),
+        details=("canaries",),
+        evidence=("gates/PB/canaries.json", "playbooks_report.json"),
+    ),
+    CheckSpec(
         id="PB.governance",
         title="approval, change window, run timeout, parameter bounds and the audit log, held and audited",
         requirements=("H8", "H9", "H10", "H11", "H13"),
@@ -195,7 +223,7 @@ class PlaybookGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="PB",
         title="Self-healing playbooks",
-        requirements=("H1", "H2", "H3", "H4", "H5", "H6", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
+        requirements=("H1", "H2", "H3", "H4", "H5", "H6", "H7", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
         needs_service=True,
         timeout_s=3600,
         documents=DOCUMENTS,
@@ -219,7 +247,9 @@ class PlaybookGate(Gate):
         reps = policy.repetitions_ci if mode == "ci" else policy.repetitions
         count = max(len(policy.playbooks), 1)
         at_rest = len(policy.at_rest.stores) * (policy.at_rest.settle_s + 1.0) if policy.at_rest else 0.0
-        return 40.0 + 20.0 * count * reps / policy.parallel + at_rest
+        canaries = policy.canaries
+        canary_s = 3 * canaries.interval_s * (1 + len(canaries.faults)) if canaries else 0.0
+        return 40.0 + 20.0 * count * reps / policy.parallel + at_rest + canary_s / policy.parallel
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Governance instance first (the list), then every declared and listed playbook on its own instance.
@@ -262,8 +292,9 @@ class PlaybookGate(Gate):
 
         ctx.progress("governance instance: list, parameters, watchdog")
         reps = policy.repetitions_ci if ctx.mode == "ci" else policy.repetitions
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pb-governance") as governor:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pb-governance") as governor:
             pending = governor.submit(governance_run)
+            canaries = governor.submit(_canary_job, ctx, instances, policy, slots)
             list_read.wait()
             listed = _listed(policy, {"list": listed_answer[0]}) if listed_answer else []
             jobs = [(item, rep) for item in listed if item["id"] in policy.playbooks for rep in range(1, reps + 1)]
@@ -282,9 +313,15 @@ class PlaybookGate(Gate):
             "elapsed_s": round(time.monotonic() - started, 1),
         }
         ctx.write_json(PLAN, plan)
-        docs = _store_rollback_docs(ctx, policy)
         stored_governance = json.loads(dump_json(governance))
-        summary = self.summarize(stored_governance, [record for _, record in done], plan, policy, docs)
+        summary = self.summarize(
+            stored_governance,
+            [record for _, record in done],
+            plan,
+            policy,
+            docs=_store_rollback_docs(ctx, policy),
+            canaries=canaries.result(),
+        )
         ctx.write_document("playbooks_report.json", render_json(summary))
         ctx.write_document("playbooks_report.md", render_markdown(summary))
         ctx.write_document("playbooks_mttr.svg", render_svg(summary))
@@ -296,7 +333,8 @@ class PlaybookGate(Gate):
         governance = evidence.read_json(GOVERNANCE)
         runs = [evidence.read_json(name) for name in plan["runs"]]
         docs = evidence.read_json(ROLLBACK_DOCS) if evidence.exists(ROLLBACK_DOCS) else None
-        summary = self.summarize(governance, runs, plan, policy, docs)
+        canaries = evidence.read_json(CANARIES) if evidence.exists(CANARIES) else None
+        summary = self.summarize(governance, runs, plan, policy, docs=docs, canaries=canaries)
         if evidence.exists("playbooks_report.json") and evidence.read_bytes("playbooks_report.json") != render_json(
             summary
         ):
@@ -310,6 +348,12 @@ class PlaybookGate(Gate):
         ]
         if mttr["max"] is not None:
             measurements.append(Measurement.judged("MTTR max", mttr["max"], "<", policy.recovery_budget_s, "s"))
+        canary = summary.get("canaries") or {}
+        measurements += [
+            Measurement.judged(f"canary {f['layer']} reaction", f["reaction_s"], "<=", canary["budget_s"], "s")
+            for f in canary.get("faults", [])
+            if f["reaction_s"] is not None
+        ]
         return Verdict(
             status=Status(summary["status"]),
             reasons=(summary["headline"], *summary["reasons"][:40]),
@@ -326,6 +370,7 @@ class PlaybookGate(Gate):
                 "at_rest": _prefixed(summary["governance"]["checks"], "S7 "),
                 "failure_modes": dict(summary["failure_modes"]["checks"]),
                 "rollback_docs": dict((summary.get("rollback_docs") or {}).get("checks", {})),
+                "canaries": dict((summary.get("canaries") or {}).get("checks", {})),
                 "elapsed_s": plan["elapsed_s"],
                 "parallel": plan["parallel"],
             },
@@ -337,12 +382,14 @@ class PlaybookGate(Gate):
         runs: list[dict[str, Any]],
         plan: dict[str, Any],
         policy: PlaybookPolicy,
+        *,
         docs: dict[str, Any] | None = None,
+        canaries: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pure: the whole judgement, the input of the verdict and of every document.
 
-        The H3 failure modes and the H4 rollback docs count towards the gate's status only once the
-        target declares them; undeclared, their checks alone say FAIL / nothing recorded.
+        The H3 failure modes, the H4 rollback docs and the H7 canaries count towards the gate's status
+        only once the target declares them; undeclared, their checks alone say FAIL / nothing recorded.
         """
         listed = _listed(policy, governance)
         judged: dict[str, list[dict[str, Any]]] = {}
@@ -381,6 +428,10 @@ class PlaybookGate(Gate):
         if rollback_docs is not None:
             reasons.extend(rollback_docs["reasons"])
             statuses.extend(Status(v) for v in rollback_docs["checks"].values())
+        canary = judge_canaries(policy, canaries)
+        if canary is not None:
+            reasons.extend(canary["reasons"])
+            statuses.extend(Status(v) for v in canary["checks"].values())
         recoveries = [value for row in rows for value in row["recovery_s"]]
         high = max(recoveries) if recoveries else None
         status = worst(statuses) if statuses else Status.INCONCLUSIVE
@@ -411,6 +462,7 @@ class PlaybookGate(Gate):
             "playbooks": rows,
             "failure_modes": modes,
             "rollback_docs": rollback_docs,
+            "canaries": canary,
             "governance": gov,
             "reasons": reasons,
         }

@@ -263,6 +263,35 @@ class RollbackDocs(Spec):
     section: str = Field("Rollback", min_length=1, description="Heading (case-insensitive) of the rollback section.")
 
 
+class CanaryFault(Spec):
+    """H7: a fault at the layer one canary watches, caused on the canary instance."""
+
+    layer: str = Field(min_length=1, description="The layer label whose canary must move, e.g. L4.")
+    title: str = Field("", description="What the fault is, e.g. 'upstream port closed'.")
+    stop_dependency: str = Field("", description="Stop this dependency of the instance (its port closes).")
+    inject: str = Field("", description="Or: inject this playbook's fault through [gates.PB.api] inject.")
+
+
+class CanaryCheck(Spec):
+    """H7: the target's canary metrics per layer, how often they run, and the faults that must move them."""
+
+    layers: tuple[str, ...] = Field(
+        ("L2", "L3", "L4", "L5", "L6", "L7"), min_length=1, description="The layer label values, one canary each."
+    )
+    layer_label: str = Field("layer", description="Label of the canary metrics naming the layer.")
+    up_metric: str = Field("guardian_canary_up", description="Gauge per layer: 1 passed, 0 failed.")
+    last_check_metric: str = Field(
+        "guardian_canary_last_check_timestamp_seconds", description="Gauge per layer: when its probe last ran."
+    )
+    interval_s: float = Field(5.0, gt=0, le=300, description="How often each canary runs (the target's figure).")
+    slack_s: float = Field(3.0, ge=0, le=60, description="Allowed beyond interval_s: one probe's run and a scrape.")
+    scrape_interval_s: float = Field(0.5, gt=0, le=10, description="How often the harness scrapes the metrics.")
+    unobservable: dict[str, str] = Field(
+        default_factory=dict, description="Layers no fault can be caused at on this host, each with the reason."
+    )
+    faults: tuple[CanaryFault, ...] = Field((), description="One fault per layer the harness can cause.")
+
+
 class PlaybookPolicy(Policy):
     """Thresholds and the target's declarations for the playbook gate (requirements H1, H2, H5, H8-H11, H13)."""
 
@@ -310,4 +339,7 @@ class PlaybookPolicy(Policy):
     min_failure_modes: int = Field(10, ge=1, description="H3: failure modes that must be declared (the top 10).")
     rollback_docs: RollbackDocs | None = Field(
         None, description="H4: runbook of each playbook, its rollback section cross-checked; unset: H4 not judged."
+    )
+    canaries: CanaryCheck | None = Field(
+        None, description="H7: canary metrics live per layer, faults moving them; unset: H7 not judged."
     )

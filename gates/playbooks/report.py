@@ -63,6 +63,7 @@ def render_markdown(summary: dict[str, Any]) -> bytes:
         lines.append("| " + " | ".join(cells) + " |")
     lines += _failure_mode_lines(summary.get("failure_modes"))
     lines += _rollback_doc_lines(summary.get("rollback_docs"))
+    lines += _canary_lines(summary.get("canaries"))
     lines += ["", "## Governance", ""]
     lines += [f"- {name}: {value}" for name, value in sorted(summary["governance"]["checks"].items())]
     lines += ["", "## Reasons", ""]
@@ -119,6 +120,33 @@ def _rollback_doc_lines(docs: dict[str, Any] | None) -> list[str]:
         named = len(row["steps"]) - len(row["missing_steps"])
         cells = [row["playbook"], row["rollback"], row["ran"], str(row["runbook"]), f"{named}/{len(row['steps'])}"]
         lines.append("| " + " | ".join([*cells, f"**{row['status']}**"]) + " |")
+    return lines
+
+
+def _canary_lines(canaries: dict[str, Any] | None) -> list[str]:
+    """H7: per layer the canary's metrics and liveness, the faults that moved it, what this host cannot show."""
+    if not canaries:
+        return []
+    checks = canaries["checks"]
+    lines = [
+        "",
+        "## Canary probes (H7)",
+        "",
+        "| layer | metrics | live | fault | reaction s | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    faults = {fault["layer"]: fault for fault in canaries["faults"]}
+    for row in canaries["layers"]:
+        layer = row["layer"]
+        fault = faults.get(layer)
+        shown = (
+            _md(fault["title"]) if fault else "no fault caused here: " + _md(canaries["unobservable"].get(layer, ""))
+        )
+        reaction = _num(fault["reaction_s"]) if fault else "-"
+        status = fault["status"] if fault else "not observed"
+        cells = [layer, checks.get(f"{layer} metrics", "-"), checks.get(f"{layer} live", "-"), shown, reaction, status]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nA canary must move within its interval plus slack: {canaries['budget_s']:g} s from the fault.")
     return lines
 
 

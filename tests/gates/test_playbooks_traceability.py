@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gates.playbooks.canaries import judge_canaries
 from gates.playbooks.config import PlaybookPolicy
 from gates.playbooks.failure_modes import judge_failure_modes
 from gates.playbooks.rollback_docs import collect_rollback_docs, judge_rollback_docs
@@ -106,8 +107,8 @@ def test_section_missing_a_step_or_a_rollback_not_run_is_not_pass(tmp_path: Path
 
 
 @pytest.mark.integration
-def test_untraced_fixture_fails_h3_and_h4(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
-    """pb-untraced: 3 of 10 failure modes, one naming a missing playbook, flag's runbook without Rollback: FAIL."""
+def test_untraced_fixture_fails_h3_h4_and_h7(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
+    """pb-untraced: 3 of 10 failure modes, one missing playbook, a runbook without Rollback, no canary metrics: FAIL."""
     out = tmp_path / "pack"
     verdict = run_pb(run_certify, git_target("pb-untraced"), out)
     assert verdict["status"] == "FAIL"
@@ -123,8 +124,61 @@ def test_untraced_fixture_fails_h3_and_h4(git_target: GitTarget, run_certify: Ru
     assert "flag: runbook docs/playbooks/flag.md has no 'Rollback' section" in verdict["reasons"]
     matrix = json.loads((out / "traceability.json").read_text(encoding="utf-8"))
     checks = {
-        c["id"]: c["status"] for row in matrix["requirements"] if row["id"] in ("H3", "H4") for c in row["checks"]
+        c["id"]: c["status"] for row in matrix["requirements"] if row["id"] in ("H3", "H4", "H7") for c in row["checks"]
     }
-    assert checks == {"PB.failure-modes": "FAIL", "PB.rollback-docs": "FAIL"}
+    assert checks == {"PB.failure-modes": "FAIL", "PB.rollback-docs": "FAIL", "PB.canaries": "FAIL"}
+    canaries = verdict["details"]["canaries"]
+    assert canaries == {
+        "L4 metrics": "FAIL",
+        "L4 live": "FAIL",
+        "L7 metrics": "FAIL",
+        "L7 live": "FAIL",
+        "L7 fault": "FAIL",
+    }
+    assert "canary L7: did not read 0 within 2 s of the fault (a fault flag)" in verdict["reasons"]
     report = (out / "playbooks_report.md").read_text(encoding="utf-8")
     assert "| 3 | healer-gone: the healer process died | restart | - | - | **FAIL** |" in report
+
+
+def _scrape(at: float, **layers: tuple[float, float]) -> dict[str, Any]:
+    """One stored canary scrape: layer -> (up, last check time)."""
+    return {"at": at, "layers": {k: {"up": up, "last": last} for k, (up, last) in layers.items()}, "error": None}
+
+
+def _canary_policy() -> PlaybookPolicy:
+    """Canaries at L2 and L4 every 5 s (8 s budget), one fault at L4, L2 unobservable."""
+    canaries = {
+        "layers": ["L2", "L4"],
+        "faults": [{"layer": "L4", "stop_dependency": "up"}],
+        "unobservable": {"L2": "root"},
+    }
+    return PlaybookPolicy.model_validate({"canaries": canaries})
+
+
+def _canary_record(l2_last: float, moved_at: float) -> dict[str, Any]:
+    """A live window (L2's last check fixed at l2_last when frozen) and an L4 fault at t=100 seen at moved_at."""
+    live = [_scrape(t, L2=(1.0, l2_last if l2_last else t), L4=(1.0, t)) for t in (0.0, 5.0, 10.0)]
+    after = [_scrape(101.0, L4=(1.0, 99.0)), _scrape(moved_at, L4=(0.0, moved_at - 0.2))]
+    return {
+        "live": live,
+        "faults": [{"layer": "L4", "title": "port closed", "fault_at": 100.0, "caused": {}, "after": after}],
+    }
+
+
+def test_live_canaries_moved_by_their_fault_pass_and_unfaulted_layers_are_not_pass() -> None:
+    """Metrics present and changing, L4 read 0 3 s after the fault: PASS; L2 is listed unobservable, with no status."""
+    judged = judge_canaries(_canary_policy(), _canary_record(0.0, 103.0))
+    assert judged is not None
+    assert set(judged["checks"].values()) == {"PASS"}
+    assert judged["faults"][0]["reaction_s"] == 3.0
+    assert judged["unobservable"] == {"L2": "root"}
+    assert "L2 fault" not in judged["checks"]
+
+
+def test_frozen_canary_or_a_late_reaction_fails() -> None:
+    """A last-check value that never changes is not live; moving 9 s after the fault exceeds the 8 s budget."""
+    judged = judge_canaries(_canary_policy(), _canary_record(4.0, 109.0))
+    assert judged is not None
+    assert judged["checks"]["L2 live"] == "FAIL"
+    assert judged["checks"]["L4 fault"] == "FAIL"
+    assert "canary L4: moved 9.0 s after the fault, > 8 s" in judged["reasons"]
