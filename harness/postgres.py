@@ -1,8 +1,9 @@
 """A throwaway PostgreSQL cluster per instance, from Debian's `postgresql` package (a dependency of kind postgresql).
 
 initdb writes a fresh cluster into the instance's data dir (trust authentication, reachable only
-over TCP on 127.0.0.1, no Unix socket; fsync off: a test cluster, never a production one), `postgres` runs in the foreground as one process of the instance (the harness
-stops it by pid like every other role), it is ready when `pg_isready` says so, and then the
+over TCP on 127.0.0.1, no Unix socket; fsync off: a test cluster, never a production one),
+`postgres` runs in the foreground as one process of the instance (the harness stops it by pid
+like every other role), it is ready when `pg_isready` says so, and then the
 service's database is created. PostgreSQL refuses to run as root: when the harness is root, each
 of its commands runs through `setpriv` (which execs, so the pid is the server's) as an
 unprivileged user, Debian's `postgres` system user unless told otherwise, who owns the cluster.
