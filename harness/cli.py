@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir",
         type=Path,
         default=None,
-        help="where target venvs are kept (default: ~/.cache/release-harness/venvs)",
+        help="where target venvs are kept (default: ~/.cache/release-harness/venvs; as root "
+        "/var/cache/release-harness/venvs, which the service user can read)",
     )
     verify = sub.add_parser(
         "verify",
@@ -235,15 +236,25 @@ def _baseline_plan_line(args: argparse.Namespace) -> list[str]:
     return [f"baseline: {spec} ({'named by the policy' if named else '--baseline'}; verified when the run starts)"]
 
 
+def default_venv_cache() -> Path:
+    """Where target venvs are kept: $XDG_CACHE_HOME or ~/.cache; as root /var/cache (/root is 0700).
+
+    A root harness starts the service as an unprivileged user (S5), who must read the venv.
+    """
+    if "XDG_CACHE_HOME" in os.environ:
+        return Path(os.environ["XDG_CACHE_HOME"]) / "release-harness" / "venvs"
+    if os.geteuid() == 0:
+        return Path("/var/cache/release-harness/venvs")
+    return Path.home() / ".cache" / "release-harness" / "venvs"
+
+
 def _run(args: argparse.Namespace) -> int:
     """Certify run."""
     target = (args.target or default_target()).resolve()
     if not target.is_dir():
         msg = f"--target {args.target}: not a directory"
         raise UsageError(msg)
-    cache = (
-        args.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "release-harness" / "venvs"
-    )
+    cache = args.cache_dir or default_venv_cache()
     options = RunOptions(
         target_dir=target,
         gates=args.gates,

@@ -125,6 +125,13 @@ class ServiceSection(Section):
         "DATABASE_URL = '{db_url}' ({{ and }} for a literal brace).",
     )
     dependencies: dict[str, DependencySection] = Field(default_factory=dict)
+    user: str | None = Field(
+        None,
+        pattern=r"^[a-z_][a-z0-9_-]*[$]?$",
+        description="Who a root harness starts the service and its process dependencies as (S5); unset: "
+        "`nobody`. 'root' declares that the service runs as root (S5 FAILs unless allowed). Ignored when "
+        "the harness is not root.",
+    )
 
     @field_validator("dependencies")
     @classmethod

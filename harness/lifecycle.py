@@ -13,11 +13,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import postgres
+from harness import postgres, service_user
 from harness.config import CertifyConfigBase, DependencySection
 from harness.errors import TargetError, ToolMissingError
 from harness.failures import output_shape, where_output_is
 from harness.procs import REGISTRY, ProcessRegistry, run_tool, spawn, stop_many, tail
+from harness.service_user import ServiceUser
 
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT", "PIP_CACHE_DIR")
 #: Set for every child while a run lasts (harness.workdir: XDG config and cache dirs inside the work dir).
@@ -168,6 +169,7 @@ class Instance:
     values: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ready_s: float = 0.0
+    user: ServiceUser = field(default_factory=lambda: ServiceUser(service_user.DEFAULT_USER))
 
     @property
     def base_url(self) -> str:
@@ -222,10 +224,16 @@ class InstanceLauncher:
         """Start dependencies then the service; wait for readiness; stop everything on failure."""
         name, root = self._claim(label)
         values = {"python": str(python), "target_dir": str(self.target_dir), "data_dir": str(root / "data")}
-        (root / "data").mkdir(parents=True)
-        instance = Instance(name=name, port=free_port(), data_dir=root / "data", log_dir=root / "output", values=values)
+        user = service_user.resolve(self.service.user, python, self.target_dir)
+        self._make_dirs(root, user)
+        instance = Instance(
+            name=name, port=free_port(), data_dir=root / "data", log_dir=root / "output", values=values, user=user
+        )
         values["port"] = str(instance.port)
         env = target_env({**self.service.env, **(extra_env or {})}, venv=python.parent.parent)
+        if user.drops:
+            # the run's TMPDIR and root's HOME are the harness's: the dropped user gets its own
+            env.update(TMPDIR=str(root / "tmp"), HOME=str(root / "tmp"))
         try:
             for dep_name, dep in sorted(self.service.dependencies.items()):
                 self._start_dependency(instance, dep_name, dep, env)
@@ -245,6 +253,17 @@ class InstanceLauncher:
             self.stop(instance)
             raise
         return instance
+
+    def _make_dirs(self, root: Path, user: ServiceUser) -> None:
+        """The instance's data dir (and, for a dropped user, its temp dir) owned by the user the service runs as."""
+        if not user.drops:
+            (root / "data").mkdir(parents=True)
+            return
+        service_user.make_private_dir(root / "data", user)
+        service_user.make_private_dir(root / "tmp", user)
+        if any(dep.kind == "postgresql" for dep in self.service.dependencies.values()):
+            # PostgreSQL's own user must pass through the data dir to its cluster (search, never list)
+            (root / "data").chmod(0o701)
 
     def start_dependencies(self, python: Path, label: str, names: tuple[str, ...]) -> Instance:
         """Only the named dependencies (for a test run), in an instance without a service; `stop` stops them."""
@@ -280,15 +299,20 @@ class InstanceLauncher:
         who = postgres.run_as()
         cluster = instance.data_dir / dep_name
         postgres.init_cluster(bindir, cluster, who)
-        proc = self._spawn(instance, dep_name, postgres.server_argv(bindir, cluster, port, who), env)
+        argv = postgres.server_argv(bindir, cluster, port, who)
+        proc = self._spawn(instance, dep_name, argv, env, as_service_user=False)
         postgres.wait_ready(bindir, port, dep.startup_deadline_s, proc)
         instance.values[f"{dep_name}_url"] = postgres.create_database(bindir, port, dep.database, who)
         instance.values[f"{dep_name}_port"] = str(port)
         instance.values[f"{dep_name}_host"] = "127.0.0.1"
 
-    def _spawn(self, instance: Instance, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start one process of the instance with its output captured."""
-        return spawn_role(instance.procs, instance.log_dir, role, argv, self.target_dir, env, self.registry)
+    def _spawn(
+        self, instance: Instance, role: str, argv: list[str], env: dict[str, str], *, as_service_user: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """Start one process of the instance with its output captured, as the instance's user unless told not."""
+        user = instance.user
+        who = (user.uid, user.gid) if as_service_user and user.uid is not None and user.gid is not None else None
+        return spawn_role(instance.procs, instance.log_dir, role, argv, self.target_dir, env, self.registry, who)
 
     def stop(self, instance: Instance) -> None:
         """Stop the service first (so it can drain), then its dependencies; SIGKILL after the grace."""
@@ -303,6 +327,7 @@ def spawn_role(  # noqa: PLR0917 - one process of an instance: who, what, where 
     cwd: Path,
     env: dict[str, str],
     registry: ProcessRegistry,
+    as_user: tuple[int, int] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start one process of an instance as `role` (output in log_dir/<role>.std*.txt) and add it to procs."""
     proc = spawn(
@@ -312,6 +337,7 @@ def spawn_role(  # noqa: PLR0917 - one process of an instance: who, what, where 
         registry=registry,
         stdout_path=log_dir / f"{role}.stdout.txt",
         stderr_path=log_dir / f"{role}.stderr.txt",
+        as_user=as_user,
     )
     procs[role] = proc
     return proc

@@ -126,8 +126,12 @@ def spawn(
     stdout_path: Path,
     stderr_path: Path,
     registry: ProcessRegistry = REGISTRY,
+    as_user: tuple[int, int] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in a new session (its own process group) with output going to files."""
+    """Start a child in a new session (its own process group) with output going to files.
+
+    `as_user` (uid, gid): a root harness starts the child as that user, with no supplementary groups.
+    """
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         try:
@@ -139,6 +143,9 @@ def spawn(
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                user=None if as_user is None else as_user[0],
+                group=None if as_user is None else as_user[1],
+                extra_groups=None if as_user is None else [],
             )
         except FileNotFoundError:
             msg = f"{argv[0]}: command not found"

@@ -221,7 +221,16 @@ class SandboxCheck(Spec):
         "actions", description="Field of each listed playbook naming the privileged actions it may take."
     )
     allowed_actions: tuple[str, ...] = Field(
-        ("signal", "restart", "file-delete", "file-write", "file-mode", "sqlite-write", "config-write"),
+        (
+            "signal",
+            "restart",
+            "file-delete",
+            "file-write",
+            "file-mode",
+            "sqlite-write",
+            "config-write",
+            "process-limit",
+        ),
         description="Privileged actions a playbook may declare (policy: a subset of these).",
     )
 

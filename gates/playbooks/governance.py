@@ -45,7 +45,9 @@ def collect_governance(
             if policy.sandbox is not None:
                 listed = field(record["list"]["body"], api.list_items)
                 items = listed if isinstance(listed, list) else []
-                record["sandbox"] = sandbox.observe(instance.service.pid, instance.data_dir, items, policy.sandbox)
+                record["sandbox"] = sandbox.observe(
+                    instance.service.pid, instance.data_dir, items, policy.sandbox, instance.user.record()
+                )
             if api.clock is not None:
                 record["clock"] = call(port, api.clock, body={api.clock_field: window_epochs(policy)[0]})
             for case in policy.params:

@@ -69,12 +69,22 @@ def _entries(data_dir: Path) -> list[dict[str, Any]]:
     return [{"path": ".", "mode": stat.S_IMODE(info.st_mode)}, *rows]
 
 
-def observe(service_pid: int, data_dir: Path, listed: list[dict[str, Any]], check: SandboxCheck) -> dict[str, Any]:
-    """The raw S5 record of a running instance: processes, data-dir entries, the listed playbooks' actions."""
+def observe(
+    service_pid: int,
+    data_dir: Path,
+    listed: list[dict[str, Any]],
+    check: SandboxCheck,
+    user: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The raw S5 record of a running instance: processes, data-dir entries, the listed playbooks' actions.
+
+    `user` is what the launcher did about the service user (harness.service_user.ServiceUser.record).
+    """
     processes = [row for row in map(_process_row, _tree(service_pid)) if row is not None]
     actions = {str(item.get("id")): item.get(check.actions_field) for item in listed if isinstance(item, dict)}
     return {
         "harness_euid": os.geteuid(),
+        "service_user": user or {},
         "processes": processes,
         "entries": _entries(data_dir),
         "actions": actions,
@@ -93,11 +103,22 @@ def _judge_root(check: SandboxCheck, record: dict[str, Any]) -> tuple[str, str]:
     if check.allow_root and check.root_reason:
         return "PASS", f"runs as root by declaration: {check.root_reason}"
     if record.get("harness_euid") == 0:
-        return "INCONCLUSIVE", (
-            f"the harness runs as root and starts the target as root ({', '.join(root[:3])}): "
-            "whether it drops privileges on its own is not shown"
-        )
+        return _judge_root_harness(record.get("service_user") or {}, root)
     return "FAIL", f"runs as root although the harness does not: {', '.join(root[:3])}"
+
+
+def _judge_root_harness(user: dict[str, Any], root: list[str]) -> tuple[str, str]:
+    """A root service under a root harness: declared, escalated, a drop that could not happen, or unknown."""
+    if user.get("requested") == "root":
+        return "FAIL", f"runs as root by certify.toml's [service] user = 'root': {', '.join(root[:3])}"
+    if user.get("uid") is not None:
+        return "FAIL", f"runs as root although started as {user['requested']!r}: {', '.join(root[:3])}"
+    if user.get("problem"):
+        return "INCONCLUSIVE", f"{user['problem']} ({', '.join(root[:3])})"
+    return "INCONCLUSIVE", (
+        f"the harness runs as root and starts the target as root ({', '.join(root[:3])}): "
+        "whether it drops privileges on its own is not shown"
+    )
 
 
 def _judge_data_dir(record: dict[str, Any]) -> tuple[str, str]:
