@@ -78,6 +78,10 @@ class PlaybookSpec:
     fault: str = ""
     service: str = "guardian"
     needs_store: bool = True  # False: detect/heal must work while the database is unwritable
+    # The privileged actions execute and rollback take (besides the healer's audit entries), in the
+    # certifier's vocabulary: signal, restart, file-delete, file-write, file-mode, sqlite-write,
+    # config-write (settings rows), process-limit (a process's resource limits).
+    actions: tuple[str, ...] = ()
 
     def defaults(self) -> dict[str, Any]:
         """Return every parameter's default value."""
@@ -96,6 +100,7 @@ class PlaybookSpec:
             "fault": self.fault,
             "service": self.service,
             "needs_store": self.needs_store,
+            "actions": list(self.actions),
         }
 
 

@@ -67,6 +67,7 @@ class FileSizeLimit(BasePlaybook):
 
     spec = PlaybookSpec(
         id="fsize-limit",
+        actions=("process-limit",),
         title="Restore a file-size limit that makes a process's writes fail",
         failure_mode="the L7 canary fails: a guardian process cannot write (RLIMIT_FSIZE lowered)",
         tier=RiskTier.TIER_1,
@@ -211,6 +212,7 @@ class SchemaDrift(BasePlaybook):
 
     spec = PlaybookSpec(
         id="db-schema-drift",
+        actions=("sqlite-write",),
         title="Restore columns missing from guardian's tables",
         failure_mode="the L7 canary fails: a table lacks a column of guardian's schema",
         tier=RiskTier.TIER_1,
@@ -292,6 +294,7 @@ class ConfigRegression(BasePlaybook):
 
     spec = PlaybookSpec(
         id="config-regression",
+        actions=("config-write",),
         title="Roll back a setting that broke the L7 canary's latency",
         failure_mode="the L7 canary misses its latency SLO since orchestrate_cost_ms changed",
         tier=RiskTier.TIER_1,

@@ -39,6 +39,7 @@ class SettingsDrift(BasePlaybook):
 
     spec = PlaybookSpec(
         id="settings-drift",
+        actions=("config-write",),
         title="Restore known-good settings over drifted values",
         failure_mode="persisted settings were edited to values guardian silently ignores",
         tier=RiskTier.TIER_3,
@@ -110,6 +111,7 @@ class LogFlood(BasePlaybook):
 
     spec = PlaybookSpec(
         id="log-flood",
+        actions=("config-write",),
         title="Turn debug logging off during a log flood",
         failure_mode="the log grows faster than its budget because log_level is DEBUG",
         tier=RiskTier.TIER_1,
@@ -195,6 +197,7 @@ class CircuitStuckOpen(BasePlaybook):
 
     spec = PlaybookSpec(
         id="circuit-stuck-open",
+        actions=("sqlite-write",),
         title="Close a dependency circuit stuck open by a skewed timestamp",
         failure_mode="dependency calls are refused although the upstream answers",
         tier=RiskTier.TIER_1,

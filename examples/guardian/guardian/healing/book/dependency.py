@@ -48,6 +48,7 @@ class DependencySlow(BasePlaybook):
 
     spec = PlaybookSpec(
         id="dependency-slow",
+        actions=("config-write",),
         title="Bulkhead dependency tasks that starve other work",
         failure_mode="slow upstream calls tie up every worker while tasks of other kinds wait",
         tier=RiskTier.TIER_1,
@@ -149,6 +150,7 @@ class DependencyDown(BasePlaybook):
 
     spec = PlaybookSpec(
         id="dependency-down",
+        actions=("config-write",),
         title="Fail over from an upstream endpoint that refuses connections",
         failure_mode="the upstream endpoint in use refuses connections; dependency work stalls",
         tier=RiskTier.TIER_1,
@@ -233,6 +235,7 @@ class DependencyRateLimited(BasePlaybook):
 
     spec = PlaybookSpec(
         id="dependency-rate-limited",
+        actions=("config-write",),
         title="Pace upstream calls during a 429 storm",
         failure_mode="guardian calls the upstream faster than its quota and gets 429s back",
         tier=RiskTier.TIER_1,
@@ -325,6 +328,7 @@ class ConnectionPoolExhaustion(BasePlaybook):
 
     spec = PlaybookSpec(
         id="connection-pool-exhaustion",
+        actions=("signal",),
         title="Recycle worker connection pools exhausted by leaked connections",
         failure_mode="calls wait for a pooled connection and time out while the upstream is fine",
         tier=RiskTier.TIER_1,

@@ -53,6 +53,7 @@ class StaleTempFiles(BasePlaybook):
 
     spec = PlaybookSpec(
         id="stale-temp-files",
+        actions=("file-delete",),
         title="Remove temporary files abandoned by interrupted writers",
         failure_mode="partial backups and pid temp files of killed writers pile up in the data dir",
         tier=RiskTier.TIER_1,
@@ -176,6 +177,7 @@ class DeletedLog(BasePlaybook):
 
     spec = PlaybookSpec(
         id="log-file-deleted",
+        actions=("signal", "file-write"),
         title="Reopen a deleted log file and recover its lines",
         failure_mode="logs/guardian.log was deleted; processes keep writing to the unlinked inode",
         tier=RiskTier.TIER_1,

@@ -40,6 +40,7 @@ class StalePidFile(BasePlaybook):
 
     spec = PlaybookSpec(
         id="stale-pid-file",
+        actions=("file-write", "file-delete"),
         title="Quarantine stale pid files",
         failure_mode="a pid file names a dead or foreign process",
         tier=RiskTier.TIER_1,
@@ -133,6 +134,7 @@ class PermissionDrift(BasePlaybook):
 
     spec = PlaybookSpec(
         id="permission-drift",
+        actions=("file-mode",),
         title="Restore safe permissions on the data directory",
         failure_mode="data dir or database became group/world writable or not owner-writable",
         tier=RiskTier.TIER_1,
@@ -204,6 +206,7 @@ class RotatedLogsOverBudget(BasePlaybook):
 
     spec = PlaybookSpec(
         id="log-disk-pressure",
+        actions=("file-write", "file-delete"),
         title="Compress rotated logs over the disk budget",
         failure_mode="log directory exceeds its disk budget with uncompressed rotated logs",
         tier=RiskTier.TIER_1,
@@ -278,6 +281,7 @@ class BackupStale(BasePlaybook):
 
     spec = PlaybookSpec(
         id="backup-stale",
+        actions=("file-write", "file-delete"),
         title="Take a database backup when none is recent",
         failure_mode="no backup, or the newest backup is older than the allowed age",
         tier=RiskTier.TIER_1,
@@ -334,6 +338,7 @@ class CorruptBackup(BasePlaybook):
 
     spec = PlaybookSpec(
         id="backup-corrupt",
+        actions=("file-write", "file-delete"),
         title="Replace a corrupt backup",
         failure_mode="the newest database backup fails quick_check",
         tier=RiskTier.TIER_1,

@@ -71,6 +71,7 @@ class DamagedIndex(BasePlaybook):
 
     spec = PlaybookSpec(
         id="db-index-corrupt",
+        actions=("sqlite-write",),
         title="Rebuild database indexes with damaged pages",
         failure_mode="PRAGMA quick_check fails on the live database: pages of an index are damaged",
         tier=RiskTier.TIER_2,
@@ -304,6 +305,7 @@ class Fragmentation(BasePlaybook):
 
     spec = PlaybookSpec(
         id="db-fragmentation",
+        actions=("sqlite-write",),
         title="VACUUM a database file that is mostly free pages",
         failure_mode="free pages take most of guardian.db after mass deletes",
         tier=RiskTier.TIER_1,

@@ -44,6 +44,7 @@ class CrashLoop(BasePlaybook):
 
     spec = PlaybookSpec(
         id="crash-loop",
+        actions=("config-write", "signal"),
         title="Fix the start-time cause of a worker crash loop and restart the slot",
         failure_mode="a worker exits at every start (back-off, then the crash-loop cool-down)",
         tier=RiskTier.TIER_1,
@@ -156,6 +157,7 @@ class TlsCertExpiry(BasePlaybook):
 
     spec = PlaybookSpec(
         id="tls-cert-expiry",
+        actions=("file-write",),
         title="Re-issue the HTTPS certificate before it expires",
         failure_mode="the certificate the HTTPS listener presents expires within min_days",
         tier=RiskTier.TIER_1,
@@ -268,6 +270,7 @@ class ApiStalled(BasePlaybook):
 
     spec = PlaybookSpec(
         id="api-stalled",
+        actions=("signal", "restart"),
         title="Restart an API whose request threads are all stuck",
         failure_mode="/healthz answers (the supervisor keeps the API) but thread-pool routes hang",
         tier=RiskTier.TIER_1,

@@ -44,6 +44,7 @@ class ProcessStopped(BasePlaybook):
 
     spec = PlaybookSpec(
         id="process-stopped",
+        actions=("signal",),
         title="Continue a stopped guardian process",
         failure_mode="a worker, the API or the supervisor is stopped (state T) and does no work",
         tier=RiskTier.TIER_1,
@@ -102,6 +103,7 @@ class WorkerMemoryGrowth(BasePlaybook):
 
     spec = PlaybookSpec(
         id="worker-memory-growth",
+        actions=("signal", "restart"),
         title="Recycle a worker whose memory grew past its limit",
         failure_mode="a worker process's resident memory keeps growing",
         tier=RiskTier.TIER_1,

@@ -41,6 +41,7 @@ class WalGrowth(BasePlaybook):
 
     spec = PlaybookSpec(
         id="wal-growth",
+        actions=("sqlite-write",),
         title="Checkpoint and truncate an oversized WAL",
         failure_mode="guardian.db-wal grew beyond its limit",
         tier=RiskTier.TIER_1,
@@ -103,6 +104,7 @@ class MissingIndex(BasePlaybook):
 
     spec = PlaybookSpec(
         id="missing-index",
+        actions=("sqlite-write",),
         title="Recreate dropped indexes",
         failure_mode="an index from guardian's schema is missing",
         tier=RiskTier.TIER_1,
@@ -195,6 +197,7 @@ class LockHolder(BasePlaybook):
 
     spec = PlaybookSpec(
         id="db-lock-holder",
+        actions=("signal",),
         title="Stop a foreign process holding the database write lock",
         failure_mode="writes time out because another process holds the SQLite write lock",
         tier=RiskTier.TIER_1,

@@ -62,6 +62,7 @@ class StaleLease(BasePlaybook):
 
     spec = PlaybookSpec(
         id="stale-lease",
+        actions=("sqlite-write",),
         title="Release leases held by dead workers",
         failure_mode="tasks stay running under a lease owned by a worker that is gone",
         tier=RiskTier.TIER_1,
@@ -121,6 +122,7 @@ class PoisonTask(BasePlaybook):
 
     spec = PlaybookSpec(
         id="poison-task",
+        actions=("sqlite-write",),
         title="Quarantine a task that crashes its workers",
         failure_mode="one task crashes each worker that claims it",
         tier=RiskTier.TIER_1,
@@ -197,6 +199,7 @@ class ScheduleStall(BasePlaybook):
 
     spec = PlaybookSpec(
         id="schedule-stall",
+        actions=("sqlite-write",),
         title="Reschedule tasks stuck behind a skewed not_before",
         failure_mode="queued tasks are never claimed because their not_before is far in the future",
         tier=RiskTier.TIER_1,
@@ -261,6 +264,7 @@ class QueueBacklog(BasePlaybook):
 
     spec = PlaybookSpec(
         id="queue-backlog",
+        actions=("config-write",),
         title="Scale workers up for a queue backlog",
         failure_mode="queued work piles up faster than the workers drain it",
         tier=RiskTier.TIER_2,
