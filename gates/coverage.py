@@ -37,6 +37,8 @@ from gates.coverage_judge import (
     parse_junit,
     pct_floor,
 )
+from gates.mutation import measure_strength
+from gates.mutation_judge import MUTATION
 from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import ToolMissingError
@@ -127,6 +129,13 @@ CHECKS = (
         evidence=("gates/G1/test_asserts.json",),
     ),
     CheckSpec(
+        id="G1.strength",
+        title="mutants of the critical modules are killed by the target's tests (mutmut; ci: a seeded sample)",
+        requirements=("G1",),
+        measurements=("mutation kill rate, Wilson 95 % lower bound (critical modules)",),
+        evidence=("gates/G1/mutation.json",),
+    ),
+    CheckSpec(
         id="G1.critical",
         title="line and branch coverage of every critical-path module",
         requirements=("G1",),
@@ -203,6 +212,9 @@ class CoverageGate(Gate):
                 keep(name, (ctx.scratch / name).read_text(encoding="utf-8", errors="replace"))
         if ctx.mode == "ci" and policy.diff_base:
             self._diff(ctx, policy.diff_base, keep)
+        if run.returncode == 0 and not run.timed_out:
+            strength = measure_strength(ctx, python, _critical_files(written), _mutation_settings(ctx, policy))
+            keep(MUTATION, _dump(strength))
         verdict = judge(written, policy)
         ctx.write_document(REPORT, render_report(verdict, written, ctx.config.target.name).encode("utf-8"))
 
@@ -273,6 +285,26 @@ class CoverageGate(Gate):
         """Tests pass, overall, critical and (ci) changed-line coverage meet their thresholds."""
         assert isinstance(policy, CoveragePolicy)  # noqa: S101 - the registry pairs gate and policy
         return judge(evidence, policy)
+
+
+def _critical_files(written: _Written) -> list[str]:
+    """The files the critical_modules patterns resolved to (context.json), in order, once each."""
+    context = written.read_json(CONTEXT)
+    files: list[str] = []
+    for pattern in context["critical_modules"]:
+        files += [f for f in context["patterns"][pattern]["files"] if f not in files]
+    return files
+
+
+def _mutation_settings(ctx: GateContext, policy: CoveragePolicy) -> dict[str, Any]:
+    """Sample size, seed, budget and test paths of the test-strength run for this mode."""
+    budget_s = policy.mutation_budget_s if ctx.mode == "ci" else policy.mutation_release_budget_s
+    return {
+        "sample": policy.mutation_sample,
+        "seed": policy.mutation_seed,
+        "budget_s": budget_s,
+        "test_paths": policy.mutation_test_paths,
+    }
 
 
 def _merge_base(ctx: GateContext, ref: str, record: dict[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
+from gates.mutation_judge import judge_mutation
 from harness.gate import Policy
 from harness.model import Measurement, Status, Verdict, worst
 
@@ -68,6 +69,27 @@ class CoveragePolicy(Policy):
         le=1,
         description="Largest share of the target's test functions that may assert nothing (coverage from tests "
         "that check nothing is not evidence); each such test is listed.",
+    )
+    min_mutation_kill_pct: float = Field(
+        70.0,
+        ge=0,
+        le=100,
+        description="Test strength: the Wilson 95 % lower bound of the kill rate of mutants of the critical modules.",
+    )
+    mutation_sample: int = Field(40, ge=1, description="ci mode: how many mutants of the critical modules are sampled.")
+    mutation_seed: int | None = Field(
+        None, description="ci mode: the sampling seed (none: a fresh one, recorded in mutation.json, rerun with it)."
+    )
+    mutation_budget_s: float = Field(
+        170.0, gt=0, description="ci mode: time limit of each mutmut run (generation, then the sample)."
+    )
+    mutation_release_budget_s: float = Field(
+        3600.0, gt=0, description="release mode: time limit of each mutmut run (every mutant is tested)."
+    )
+    mutation_test_paths: list[str] = Field(
+        default_factory=list,
+        description="Test files or directories mutmut may run (empty: the whole suite); fewer tests only make "
+        "mutants harder to kill.",
     )
 
 
@@ -510,6 +532,7 @@ def judge(reader: EvidenceReader, policy: CoveragePolicy) -> Verdict:
     context = reader.read_json(CONTEXT)
     found = Findings()
     judge_asserts(reader, policy, found)
+    judge_mutation(reader, policy.min_mutation_kill_pct, found)
     if judge_tests(reader, found):
         if not reader.exists(COVERAGE_JSON):
             found.block(Status.INCONCLUSIVE, "the test run wrote no coverage.json: nothing to judge coverage by")

@@ -1,0 +1,174 @@
+"""G1 test strength: mutmut runs the target's own tests against mutants of its critical modules.
+
+mutmut (pinned below) runs in the target's venv on a copy of the target in the gate's scratch
+directory, so neither the target's tree nor the harness's interpreter sees a mutant. Its stats run
+maps every mutated function to the tests that execute it, and each mutant runs only those tests.
+Two runs: the first generates the mutants and that mapping (it is given a name matching no mutant,
+so it stops before testing any); the second tests the chosen mutants — in ci mode a seeded random
+sample within a time budget, in release mode every mutant. The result is mutation.json, which
+gates/mutation_judge.py judges; this module only collects.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import secrets
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from gates.mutation_judge import KILLED, NOT_COVERED, SURVIVED, TIMEOUT
+from harness.context import GateContext
+from harness.lifecycle import target_env
+
+#: The mutmut release whose files (mutants/*.meta, `mutmut show`) this module reads.
+MUTMUT = "mutmut==3.8.1"
+MUTMUT_VERSION = MUTMUT.split("==")[1]
+#: A mutant name no function can have: the generating run stops after the stats run.
+GENERATE_ONLY = "zz-release-harness-generate-only*"
+#: mutmut exit codes per mutant (mutmut.stats.status_by_exit_code) folded into the judge's outcomes.
+OUTCOME_BY_EXIT_CODE = {1: KILLED, 3: KILLED, 0: SURVIVED, 5: NOT_COVERED, 33: NOT_COVERED}
+OUTCOME_BY_EXIT_CODE.update(dict.fromkeys((36, 24, -24, 152, 255), TIMEOUT))
+COPY_IGNORED = shutil.ignore_patterns(".git", ".venv*", "venv", "mutants", "__pycache__", ".pytest_cache", "*.pyc")
+_HUNK = re.compile(r"^@@ -(\d+)")
+
+
+def _outcome(code: int | None) -> str:
+    """The judge's name for a mutmut exit code (None: not tested within the budget)."""
+    if code is None:
+        return "not tested (budget)"
+    return OUTCOME_BY_EXIT_CODE.get(code, f"error (mutmut exit code {code})")
+
+
+def _configures_mutmut(pyproject: Path) -> bool:
+    """Whether the target's pyproject.toml has a [tool.mutmut] table (mutmut reads it before setup.cfg)."""
+    if not pyproject.is_file():
+        return False
+    try:
+        return "mutmut" in tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def _setup_cfg(packages: list[str], critical: list[str], test_paths: list[str]) -> str:
+    """mutmut's [mutmut] section: mutate only the critical files, pytest without the target's xdist options."""
+    lines = ["[mutmut]", "source_paths =", *(f"    {p}" for p in packages), "only_mutate ="]
+    lines += [f"    {p}" for p in critical]
+    lines += ["pytest_add_cli_args =", "    -p", "    no:cacheprovider", "    -p", "    no:xdist"]
+    if test_paths:
+        lines += ["pytest_add_cli_args_test_selection =", *(f"    {p}" for p in test_paths)]
+    return "\n".join(lines) + "\n"
+
+
+def _ensure_mutmut(ctx: GateContext, python: Path, env: dict[str, str]) -> str | None:
+    """Install the pinned mutmut into the target's venv when missing; the reason when that failed."""
+    probe = [str(python), "-c", "import importlib.metadata as m; print(m.version('mutmut'))"]
+    run = ctx.run("mutmut-version", probe, env=env, timeout_s=60)
+    if run.returncode == 0 and run.stdout().strip() == MUTMUT_VERSION:
+        ctx.record_tool("mutmut", MUTMUT_VERSION)
+        return None
+    ctx.progress(f"installing {MUTMUT} into the target's venv")
+    pip = ctx.run("pip-install-mutmut", [str(python), "-m", "pip", "install", "-q", MUTMUT], env=env, timeout_s=600)
+    if pip.returncode != 0:
+        return f"{MUTMUT} could not be installed into the target's venv: {(pip.stdout() + pip.stderr())[-300:]}"
+    ctx.record_tool("mutmut", MUTMUT_VERSION)
+    return None
+
+
+def _generated(work: Path, critical_files: list[str]) -> dict[str, dict[str, Any]]:
+    """Every mutant name mutmut generated for the critical files, with its file and last exit code."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in critical_files:
+        meta = work / "mutants" / f"{path}.meta"
+        if meta.is_file():
+            for name, code in json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"].items():
+                found[name] = {"file": path, "code": code}
+    return found
+
+
+def _line_of(source: str, diff: str) -> int | None:
+    """The file line of a mutant's first changed line: mutmut's diff is relative to the function."""
+    lines = diff.splitlines()
+    removed = next((i for i, line in enumerate(lines) if line.startswith("-") and not line.startswith("---")), None)
+    hunk = next((i for i, line in enumerate(lines) if _HUNK.match(line)), None)
+    if removed is None or hunk is None:
+        return None
+    first = lines[hunk + 1][1:] if len(lines) > hunk + 1 else ""
+    file_lines = source.splitlines()
+    starts = [i for i, line in enumerate(file_lines) if line.strip() == first.strip()]
+    if len(starts) != 1:
+        return None
+    offset = sum(1 for line in lines[hunk + 1 : removed] if not line.startswith("+"))
+    return starts[0] + 1 + offset
+
+
+def measure_strength(
+    ctx: GateContext, python: Path, critical_files: list[str], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Run mutmut on the critical files and return mutation.json's content (ran false with a reason)."""
+    seed = settings["seed"] if settings["seed"] is not None else secrets.randbelow(2**31)
+    record: dict[str, Any] = {"tool": MUTMUT, "mode": ctx.mode, "seed": seed, "ran": False, "mutants": []}
+    record.update(critical_files=critical_files, sample_size=settings["sample"], budget_s=settings["budget_s"])
+    if not critical_files:
+        record["reason"] = "no critical module file to mutate"
+        return record
+    work = ctx.scratch / "mutation" / "target"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(ctx.target_dir, work, ignore=COPY_IGNORED, symlinks=True)
+    if _configures_mutmut(work / "pyproject.toml"):
+        record["reason"] = (
+            "the target's pyproject.toml configures [tool.mutmut], which would replace the harness's settings"
+        )
+        return record
+    packages = [p.replace(".", "/") for p in ctx.config.target.packages]
+    (work / "setup.cfg").write_text(_setup_cfg(packages, critical_files, settings["test_paths"]), encoding="utf-8")
+    env = target_env({"PYTHONDONTWRITEBYTECODE": "1"}, venv=python.parent.parent)
+    missing = _ensure_mutmut(ctx, python, env)
+    if missing:
+        record["reason"] = missing
+        return record
+    mutmut = str(python.parent / "mutmut")
+    ctx.progress("test strength: generating mutants of the critical modules and mapping tests to them")
+    gen = ctx.run(
+        "mutmut-generate",
+        [mutmut, "run", "--max-children", "2", GENERATE_ONLY],
+        cwd=work,
+        env=env,
+        timeout_s=settings["budget_s"],
+    )
+    universe = _generated(work, critical_files)
+    record["generated"] = len(universe)
+    if not universe:
+        record["reason"] = f"mutmut generated no mutant (exit {gen.returncode}): {(gen.stdout() + gen.stderr())[-400:]}"
+        return record
+    names = sorted(universe)
+    chosen = (
+        names
+        if ctx.mode == "release"
+        else sorted(
+            random.Random(seed).sample(  # noqa: S311 - a reproducible sample, not a secret
+                names, min(settings["sample"], len(names))
+            )
+        )
+    )
+    ctx.progress(f"test strength: {len(chosen)} of {len(names)} mutants (seed {seed})")
+    run = ctx.run(
+        "mutmut-run", [mutmut, "run", "--max-children", "2", *chosen], cwd=work, env=env, timeout_s=settings["budget_s"]
+    )
+    record.update(run_returncode=run.returncode, run_timed_out=run.timed_out, run_duration_s=round(run.duration_s, 1))
+    if run.returncode != 0 and not run.timed_out and "Failed to run clean test" in run.stdout():
+        record["reason"] = f"mutmut could not run the target's tests unmutated: {(run.stdout() + run.stderr())[-400:]}"
+        return record
+    results = _generated(work, critical_files)
+    for name in chosen:
+        row = {"name": name, "file": universe[name]["file"], "status": _outcome(results[name]["code"]), "line": None}
+        if row["status"] in (SURVIVED, TIMEOUT):
+            row["diff"] = ctx.run("mutmut-show", [mutmut, "show", name], cwd=work, env=env, timeout_s=60).stdout()
+            source = (work / row["file"]).read_text(encoding="utf-8")
+            row["line"] = _line_of(source, row["diff"])
+        record["mutants"].append(row)
+    record["ran"] = True
+    return record
