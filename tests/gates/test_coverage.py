@@ -45,6 +45,9 @@ def test_well_covered_target_passes_with_its_evidence(tmp_path: Path, cache_dir:
     tools = json.loads((out / "run.json").read_text(encoding="utf-8"))["tools"]
     assert {"pytest", "pytest-cov", "coverage"} <= set(tools)
     assert measurement(verdict, "share of test functions asserting nothing")["value"] == 0
+    strength = measurement(verdict, "mutation kill rate, Wilson 95 % lower bound (critical modules)")
+    assert (strength["value"], strength["threshold"], strength["passed"]) == (75.75, 70.0, True)  # 12 of 12 killed
+    assert (out / "gates" / "G1" / "mutation.json").is_file()
 
 
 def test_tests_that_assert_nothing_fail_whatever_the_coverage(tmp_path: Path, cache_dir: Path) -> None:
@@ -57,6 +60,10 @@ def test_tests_that_assert_nothing_fail_whatever_the_coverage(tmp_path: Path, ca
     (reason,) = [line for line in verdict["reasons"] if "assert nothing" in line]
     assert "2 of 2 test functions assert nothing" in reason
     assert "test_fee.py::test_large_amounts_pay_one_percent" in reason
+    (weak,) = [line for line in verdict["reasons"] if line.startswith("test strength below 70 %")]
+    assert "of 12 mutants killed" in weak  # a few mutants crash the silent tests (a TypeError kills)
+    assert "covpass/__init__.py:6 `if amount > 100:` -> `if amount >= 100:`" in weak
+    assert verdict["details"]["mutation"]["wilson_high_pct"] < 70.0
 
 
 def test_failing_test_fails_whatever_the_coverage(tmp_path: Path, cache_dir: Path) -> None:
@@ -131,6 +138,6 @@ def test_ci_mode_lists_uncovered_changed_lines(tmp_path: Path, cache_dir: Path) 
     diff = measurement(verdict, "changed-line coverage")
     assert (diff["value"], diff["passed"]) == (25.0, False)  # 1 of 4 changed statements (the def) ran
     assert measurement(verdict, "untaken branches on changed critical lines")["value"] == 2
-    assert "uncovered changed lines in covpass/__init__.py: 13-15" in verdict["reasons"]
+    assert "uncovered changed lines in covpass/__init__.py: 18-20" in verdict["reasons"]
     assert verdict["details"]["diff"]["base_commit"] == git(target, "rev-parse", "main").stdout.strip()
     assert "+def waive" in (out / "gates" / "G1" / "changes.diff").read_text(encoding="utf-8")
