@@ -221,16 +221,7 @@ class SandboxCheck(Spec):
         "actions", description="Field of each listed playbook naming the privileged actions it may take."
     )
     allowed_actions: tuple[str, ...] = Field(
-        (
-            "signal",
-            "restart",
-            "file-delete",
-            "file-write",
-            "file-mode",
-            "sqlite-write",
-            "config-write",
-            "process-limit",
-        ),
+        ("signal", "restart", "file-delete", "file-write", "file-mode", "sqlite-write", "config-write"),
         description="Privileged actions a playbook may declare (policy: a subset of these).",
     )
 
