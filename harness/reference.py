@@ -69,7 +69,8 @@ def _walk(path: str, schema: dict[str, Any], defs: dict[str, Any], lines: list[s
         if name is None:
             continue
         if "items" in prop:
-            child = f"[[{path}.{key}]]" if path != "(top level)" else f"[[{key}]]"
+            parent = path.removeprefix("[[").removesuffix("]]")  # an array nested in an array: [[a.b.c]]
+            child = f"[[{parent}.{key}]]" if path != "(top level)" else f"[[{key}]]"
         elif isinstance(prop.get("additionalProperties"), dict):
             child = f"{path}.{key}.<name>" if path != "(top level)" else f"{key}.<name>"
         else:

@@ -28,6 +28,8 @@ from gates.observability.report import (
 from gates.observability.run import ObservabilityRun
 from gates.observability.shared import SharedPrometheus, record_shared
 from gates.observability.shared_judge import assess_shared
+from gates.observability.slo import must_fire, slo_plan_lines
+from gates.observability.slo_judge import SLO_REPORT, slo_report, slo_section
 from harness.checks import CheckSpec
 from harness.context import GateContext, RunServices
 from harness.evidence import dump_json
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Instance start, Prometheus start, first scrape, quiet scrapes, Locust start-ups and the queries.
 OVERHEAD_S = 45.0
+#: Typical wait for the must-fire burn-rate alerts to resolve after the fault (at most slo_resolve_s).
+SLO_RESOLVE_TYPICAL_S = 15.0
 
 
 def verdict_of(checks: list[Check]) -> Verdict:
@@ -97,6 +101,19 @@ CHECKS = (
         evidence=("gates/G6/promtool.json", "gates/G6/prom/alerts-range.json"),
     ),
     CheckSpec(
+        id="G6.slo",
+        title="SLO burn-rate alerts: shipped, proven by the harness's synthetic series, firing in the fault",
+        requirements=("O6",),
+        details=("slo",),
+        measurements=("synthetic SLO cases not as expected", "must-fire burn alerts fired and resolved"),
+        evidence=(
+            "gates/G6/slo/synthetic.json",
+            "gates/G6/promtool.json",
+            "gates/G6/prom/alerts-range.json",
+            SLO_REPORT,
+        ),
+    ),
+    CheckSpec(
         id="G6.live",
         title="no frozen metric: every family moves with live traffic",
         requirements=("O5",),
@@ -112,12 +129,12 @@ class ObservabilityGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="G6",
         title="Observability",
-        requirements=("G6", "O1", "O2", "O3", "O4", "O5"),
+        requirements=("G6", "O1", "O2", "O3", "O4", "O5", "O6"),
         needs_service=True,
         # Its run-wide Prometheus watches G2's and G4's instances: judged once they are done.
         after=("G2", "G3", "G4"),
         timeout_s=3600.0,
-        documents=(REPORT, DASHBOARD_EXPORT, LOGS_SAMPLE),
+        documents=(REPORT, DASHBOARD_EXPORT, LOGS_SAMPLE, SLO_REPORT),
         checks=CHECKS,
     )
     policy_model: ClassVar[type[Policy]] = ObservabilityPolicy
@@ -135,7 +152,8 @@ class ObservabilityGate(Gate):
         ci = mode == "ci"
         load = policy.ci_load_s if ci else policy.load_s
         fault = policy.fault.ci_duration_s if ci else policy.fault.duration_s
-        return load + fault + 2 * policy.drain_s + 2 * policy.quiet_s + OVERHEAD_S
+        resolve = SLO_RESOLVE_TYPICAL_S if must_fire(policy) else 0.0
+        return load + fault + 2 * policy.drain_s + 2 * policy.quiet_s + OVERHEAD_S + resolve
 
     def plan_lines(self, policy: Policy, mode: str) -> list[str]:
         """The two traffic windows."""
@@ -143,10 +161,11 @@ class ObservabilityGate(Gate):
         ci = mode == "ci"
         fault = policy.fault.ci_duration_s if ci else policy.fault.duration_s
         zero = " (alerts loaded with for: 0s)" if ci and policy.ci_zero_for else ""
-        return [
+        lines = [
             f"load: {policy.rate_per_min:g}/min for {policy.ci_load_s if ci else policy.load_s:g} s",
             f"fault: {fault:g} s{zero}; expected alerts: {', '.join(policy.fault.expect_alerts) or 'none declared'}",
         ]
+        return lines + slo_plan_lines(policy, mode)
 
     def run_observer(self, policy: Policy, services: RunServices, planned: tuple[str, ...]) -> Observer | None:
         """A run-wide Prometheus when a gate G6 watches (G2, G3, G4 by default) is planned before G6."""
@@ -165,7 +184,11 @@ class ObservabilityGate(Gate):
         checks = assess(recorder, policy) + assess_shared(recorder, policy)
         status = worst([c.status for c in checks]).value
         actions = recorder.read_json(ev.FAULTS) if recorder.exists(ev.FAULTS) else []
-        ctx.write_document(REPORT, render_report(checks, facts, status, actions).encode("utf-8"))
+        slo = slo_report(recorder, facts, policy)
+        slo_check = next(c for c in checks if c.name == "slo")
+        text = render_report(checks, facts, status, actions) + "\n".join(slo_section(slo, slo_check))
+        ctx.write_document(REPORT, (text.rstrip("\n") + "\n").encode("utf-8"))
+        ctx.write_document(SLO_REPORT, dump_json(slo))
         dashboards = next(c for c in checks if c.name == "dashboards")
         ctx.write_document(DASHBOARD_EXPORT, dump_json(dashboard_export(recorder, facts, dashboards)))
         if facts["log"].get("file"):

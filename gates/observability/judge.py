@@ -24,6 +24,7 @@ from gates.observability.exposition import (
 from gates.observability.logs import check_lines
 from gates.observability.policy import CrossCheck, LatencyCheck, ObservabilityPolicy
 from gates.observability.rulecheck import assess_dashboards, assess_rules_static
+from gates.observability.slo_judge import check_slo
 from harness.model import Measurement, Status, worst
 from load.stats import RawRow, nearest_rank, parse_raw
 
@@ -387,4 +388,5 @@ def assess(view: ev.EvidenceView, policy: ObservabilityPolicy) -> list[Check]:
         assess_rules_static(view, facts, names),
         check_alerts(view, facts, policy),
         assess_dashboards(view, facts, names),
+        check_slo(view, facts, policy),
     ]

@@ -96,6 +96,42 @@ class SharedWatch(_Table):
     first_scrape_s: float = Field(20.0, gt=0, description="How long to wait for Prometheus to scrape a new instance.")
 
 
+class BurnAlert(_Table):
+    """A multi-window burn-rate alert (SRE workbook): error ratio above burn_rate x budget over both windows."""
+
+    alert: str = Field(description="Alert name in the target's rule files.")
+    burn_rate: float = Field(
+        gt=0, description="Budget burn multiple the alert fires at, e.g. 14.4 (2% of 30 d in 1 h)."
+    )
+    long_window: str = Field("1h", description="Long window as written in the shipped rule, e.g. 1h.")
+    short_window: str = Field("5m", description="Short window as written in the shipped rule, e.g. 5m.")
+    ci_long_window: str | None = Field(
+        None, description="ci: the long window in the labelled copy G6 loads (unset: shipped window kept)."
+    )
+    ci_short_window: str | None = Field(
+        None, description="ci: the short window in the labelled copy G6 loads (unset: shipped window kept)."
+    )
+    must_fire: bool = Field(False, description="Must fire in the real Prometheus during G6's fault and resolve after.")
+
+
+class SloSpec(_Table):
+    """One SLO: the SLI's series, its objective and its burn-rate alerts."""
+
+    name: str = Field(description="SLO name in the report.")
+    kind: Literal["ratio", "latency"] = Field(
+        description="ratio: good/bad samples of one counter; latency: histogram observations within `le`."
+    )
+    objective: float = Field(gt=0, lt=1, description="Target share of good events, e.g. 0.995.")
+    metric: str = Field(description="ratio: counter sample name (with _total/_count); latency: histogram family.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of every SLI series (literal values).")
+    good_labels: dict[str, str] = Field(default_factory=dict, description="ratio: labels of the good events.")
+    bad_labels: dict[str, str] = Field(
+        default_factory=dict, description="ratio: labels of one bad series (the synthetic error series)."
+    )
+    le: str = Field("", description="latency: bucket bound a good event falls in, as exposed (e.g. 1.0).")
+    alerts: tuple[BurnAlert, ...] = Field((), description="The SLO's burn-rate alerts.")
+
+
 class ObservabilityPolicy(Policy):
     """G6: metrics true under load (cross-checked), JSON logs, alert rules that fire, dashboards with data."""
 
@@ -132,3 +168,10 @@ class ObservabilityPolicy(Policy):
     min_valid_log_share: float = Field(1.0, gt=0, le=1, description="Share of log lines that must be valid JSON.")
     log_sample_lines: int = Field(200, ge=10, le=5000, description="Lines copied to logs_sample/.")
     shared: SharedWatch = Field(SharedWatch(), description="Scraping G2's profiles and G4's experiments.")
+    slos: tuple[SloSpec, ...] = Field((), description="SLOs and their burn-rate alerts (O6).")
+    slo_margin: float = Field(
+        0.25, gt=0, lt=1, description="Synthetic series: error ratio (1 +/- margin) x the alert's threshold."
+    )
+    slo_resolve_s: float = Field(
+        120.0, gt=0, description="After the fault, how long G6 waits for the must-fire burn alerts to resolve."
+    )
