@@ -185,8 +185,10 @@ class ObservabilityGate(Gate):
         status = worst([c.status for c in checks]).value
         actions = recorder.read_json(ev.FAULTS) if recorder.exists(ev.FAULTS) else []
         slo = slo_report(recorder, facts, policy)
-        slo_check = next(c for c in checks if c.name == "slo")
-        text = render_report(checks, facts, status, actions) + "\n".join(slo_section(slo, slo_check))
+        slo_check = next((c for c in checks if c.name == "slo"), None)
+        text = render_report(checks, facts, status, actions)
+        if slo_check is not None:
+            text += "\n".join(slo_section(slo, slo_check))
         ctx.write_document(REPORT, (text.rstrip("\n") + "\n").encode("utf-8"))
         ctx.write_document(SLO_REPORT, dump_json(slo))
         dashboards = next(c for c in checks if c.name == "dashboards")
