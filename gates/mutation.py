@@ -90,19 +90,25 @@ def _generated(work: Path, critical_files: list[str]) -> dict[str, dict[str, Any
 
 
 def _line_of(source: str, diff: str) -> int | None:
-    """The file line of a mutant's first changed line: mutmut's diff is relative to the function."""
+    """The file line of a mutant's first changed line: mutmut's diff is relative to the function.
+
+    The diff's original side (context and removed lines) is searched for in the file as a block of
+    consecutive lines, compared stripped; None when it is not found exactly once.
+    """
     lines = diff.splitlines()
-    removed = next((i for i, line in enumerate(lines) if line.startswith("-") and not line.startswith("---")), None)
     hunk = next((i for i, line in enumerate(lines) if _HUNK.match(line)), None)
-    if removed is None or hunk is None:
+    if hunk is None:
         return None
-    first = lines[hunk + 1][1:] if len(lines) > hunk + 1 else ""
-    file_lines = source.splitlines()
-    starts = [i for i, line in enumerate(file_lines) if line.strip() == first.strip()]
-    if len(starts) != 1:
+    original = [line[1:] for line in lines[hunk + 1 :] if line[:1] in (" ", "-")]
+    first_removed = next(
+        (n for n, line in enumerate(x for x in lines[hunk + 1 :] if x[:1] in (" ", "-")) if line.startswith("-")), None
+    )
+    if first_removed is None or not original:
         return None
-    offset = sum(1 for line in lines[hunk + 1 : removed] if not line.startswith("+"))
-    return starts[0] + 1 + offset
+    file_lines = [line.strip() for line in source.splitlines()]
+    wanted = [line.strip() for line in original]
+    starts = [i for i in range(len(file_lines) - len(wanted) + 1) if file_lines[i : i + len(wanted)] == wanted]
+    return starts[0] + 1 + first_removed if len(starts) == 1 else None
 
 
 def measure_strength(
