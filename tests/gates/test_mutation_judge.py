@@ -20,7 +20,10 @@ DIFF = """# covpass.x_fee__mutmut_2: survived
          return amount // 100
      return 5
 """
-SOURCE = '"""Fees."""\n\n\ndef fee(amount: int) -> int:\n    """The fee."""\n    if amount > 100:\n'
+SOURCE = (
+    '"""Fees."""\n\n\ndef fee(amount: int) -> int:\n    """The fee."""\n    if amount > 100:\n'
+    "        return amount // 100\n    return 5\n\n\ndef fee(amount: int) -> int:\n    return 0\n"
+)
 
 
 class Reader:
@@ -113,7 +116,7 @@ def test_a_run_that_tested_nothing_is_inconclusive() -> None:
 
 
 def test_the_mutated_line_is_located_in_the_file() -> None:
-    """mutmut's function-relative diff is mapped to the file line of the changed statement."""
+    """mutmut's function-relative diff is mapped to the file line, even when the def line repeats."""
     assert _line_of(SOURCE, DIFF) == 6
     assert _outcome(1) == "killed"
     assert _outcome(36) == "timeout"
