@@ -186,3 +186,17 @@ def test_worker_rows_liveness_and_pruning(store: Store) -> None:
     assert live_workers(store, max_age_s=5.0) == []
     assert prune_workers(store, older_than_s=60.0) == 1
     assert [r[0] for r in store.read("SELECT worker_id FROM workers")] == ["w-fresh"]
+
+
+def test_fail_without_a_time_stamps_the_real_clock(store: Store) -> None:
+    """fail() with no `now` records the current time as finished_at (a G1.strength survivor asked for this)."""
+    (task_id,) = _submit(store)
+    leases = LeaseManager(store, "w1")
+    lease = leases.claim()
+    assert lease is not None
+    before = time.time()
+    assert leases.fail(lease, "boom")
+    task = store.get(task_id)
+    assert task.status == "failed"
+    assert task.finished_at is not None
+    assert before <= task.finished_at <= time.time()
