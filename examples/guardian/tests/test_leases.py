@@ -189,7 +189,7 @@ def test_worker_rows_liveness_and_pruning(store: Store) -> None:
 
 
 def test_fail_without_a_time_stamps_the_real_clock(store: Store) -> None:
-    """fail() with no `now` records the current time as finished_at (a G1.strength survivor asked for this)."""
+    """fail() with no `now` records the current time as finished_at (a G1.strength survivor)."""
     (task_id,) = _submit(store)
     leases = LeaseManager(store, "w1")
     lease = leases.claim()
