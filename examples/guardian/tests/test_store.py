@@ -104,8 +104,8 @@ def test_write_rolls_back_on_error(store: Store) -> None:
 
 
 def test_sql_error_becomes_store_error(store: Store) -> None:
-    """SQLite errors surface as the typed StoreError."""
-    with pytest.raises(StoreError):
+    """SQLite errors surface as the typed StoreError, naming the query failure."""
+    with pytest.raises(StoreError, match=r"query failed: no such table: no_such_table"):
         store.read("SELECT * FROM no_such_table")
     with pytest.raises(StoreError), store.write() as conn:
         conn.execute("INSERT INTO no_such_table VALUES (1)")
