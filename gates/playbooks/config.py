@@ -206,6 +206,12 @@ class WorkStream(Spec):
     drain_s: float = Field(60.0, gt=0, le=600)
 
 
+#: The privileged actions a playbook may declare (the standard policy allows each of them).
+ACTIONS = (
+    "signal", "restart", "file-delete", "file-write", "file-mode", "sqlite-write", "config-write", "process-limit",
+)  # fmt: skip
+
+
 class SandboxCheck(Spec):
     """S5: what the harness measures on the running governance instance, and the bounds it holds it to."""
 
@@ -221,8 +227,9 @@ class SandboxCheck(Spec):
         "actions", description="Field of each listed playbook naming the privileged actions it may take."
     )
     allowed_actions: tuple[str, ...] = Field(
-        ("signal", "restart", "file-delete", "file-write", "file-mode", "sqlite-write", "config-write"),
-        description="Privileged actions a playbook may declare (policy: a subset of these).",
+        ACTIONS,
+        description="Privileged actions a playbook may declare (policy: a subset of these; process-limit: "
+        "changing a process's resource limits, e.g. RLIMIT_FSIZE).",
     )
 
 
