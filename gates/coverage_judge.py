@@ -527,12 +527,20 @@ def judge_asserts(reader: EvidenceReader, policy: CoveragePolicy, found: Finding
     )
 
 
+def _missing_lines(reader: EvidenceReader, context: dict[str, Any]) -> dict[str, frozenset[int]]:
+    """Per file, the lines the suite never executed (coverage.json): a mutant there is not covered."""
+    if not reader.exists(COVERAGE_JSON):
+        return {}
+    files = load_files(reader.read_json(COVERAGE_JSON), context["target_dir"])
+    return {path: entry.missing for path, entry in files.items()}
+
+
 def judge(reader: EvidenceReader, policy: CoveragePolicy) -> Verdict:
     """The G1 verdict from the stored evidence; pure."""
     context = reader.read_json(CONTEXT)
     found = Findings()
     judge_asserts(reader, policy, found)
-    judge_mutation(reader, policy.min_mutation_kill_pct, found)
+    judge_mutation(reader, policy.min_mutation_kill_pct, found, _missing_lines(reader, context))
     if judge_tests(reader, found):
         if not reader.exists(COVERAGE_JSON):
             found.block(Status.INCONCLUSIVE, "the test run wrote no coverage.json: nothing to judge coverage by")

@@ -74,7 +74,29 @@ def _change(mutant: dict[str, Any]) -> str:
     return f"`{' / '.join(old)}` -> `{' / '.join(new)}`" if old or new else mutant["name"]
 
 
-def judge_mutation(reader: EvidenceReader, min_kill_pct: float, found: FindingsSink) -> None:
+def uncovered_survivors(
+    mutants: Sequence[dict[str, Any]], missing_lines: dict[str, frozenset[int]]
+) -> list[dict[str, Any]]:
+    """Survivors on a line the whole suite never executed (coverage.json) become "not covered".
+
+    mutmut maps tests to functions, so a mutant on an unexecuted line of an executed function is
+    reported as surviving; G1's own coverage says no test reaches it.
+    """
+    why = "its line is not executed by the suite (coverage.json)"
+    return [
+        {**mutant, "status": NOT_COVERED, "why": why}
+        if mutant["status"] == SURVIVED and mutant.get("line") in missing_lines.get(mutant["file"], frozenset())
+        else mutant
+        for mutant in mutants
+    ]
+
+
+def judge_mutation(
+    reader: EvidenceReader,
+    min_kill_pct: float,
+    found: FindingsSink,
+    missing_lines: dict[str, frozenset[int]] | None = None,
+) -> None:
     """Test strength of the critical modules from mutation.json; nothing when the run was not attempted."""
     if not reader.exists(MUTATION):
         return
@@ -82,7 +104,7 @@ def judge_mutation(reader: EvidenceReader, min_kill_pct: float, found: FindingsS
     if not record.get("ran"):
         found.block(Status.INCONCLUSIVE, f"test strength not measured: {record.get('reason') or 'no reason recorded'}")
         return
-    groups = tally(record["mutants"])
+    groups = tally(uncovered_survivors(record["mutants"], missing_lines or {}))
     killed = len(groups[KILLED]) + len(groups[TIMEOUT])
     judged = killed + len(groups[SURVIVED])
     found.details["mutation"] = {

@@ -122,3 +122,12 @@ def test_the_mutated_line_is_located_in_the_file() -> None:
     assert _outcome(36) == "timeout"
     assert _outcome(None) == "not tested (budget)"
     assert "only_mutate =\n    covpass/__init__.py" in _setup_cfg(["covpass"], ["covpass/__init__.py"], [])
+
+
+def test_a_survivor_on_an_unexecuted_line_is_not_covered() -> None:
+    """A survivor whose line coverage.json lists as missing counts as not covered, not survived."""
+    found = Findings()
+    judge_mutation(Reader(record(12, 1)), 70.0, found, {"m.py": frozenset({7})})
+    assert found.statuses == [Status.PASS]
+    assert found.details["mutation"]["counts"]["not covered"] == 1
+    assert found.details["mutation"]["survivors"] == []
