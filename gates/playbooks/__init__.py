@@ -162,6 +162,13 @@ CHECKS = (
         evidence=("playbooks_report.json",),
     ),
     CheckSpec(
+        id="PB.learning",
+        title="learning aggregates (24 h, 7 d, all) and scheduler counters agree with the incident list and audit log",
+        requirements=("H14",),
+        details=("learning",),
+        evidence=("playbooks_report.json",),
+    ),
+    CheckSpec(
         id="PB.audit-chain",
         title="the target's hash-chained audit log, every hash recomputed by the harness",
         requirements=("S6",),
@@ -223,7 +230,24 @@ class PlaybookGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="PB",
         title="Self-healing playbooks",
-        requirements=("H1", "H2", "H3", "H4", "H5", "H6", "H7", "H8", "H9", "H10", "H11", "H13", "S5", "S6", "S7"),
+        requirements=(
+            "H1",
+            "H2",
+            "H3",
+            "H4",
+            "H5",
+            "H6",
+            "H7",
+            "H8",
+            "H9",
+            "H10",
+            "H11",
+            "H13",
+            "H14",
+            "S5",
+            "S6",
+            "S7",
+        ),
         needs_service=True,
         timeout_s=3600,
         documents=DOCUMENTS,
@@ -364,6 +388,11 @@ class PlaybookGate(Gate):
                     row["id"]: row["checks"]["stats"]
                     for row in summary["playbooks"]
                     if "stats" in row.get("checks", {})
+                },
+                "learning": {
+                    row["id"]: row["checks"]["learning"]
+                    for row in summary["playbooks"]
+                    if "learning" in row.get("checks", {})
                 },
                 "governance": dict(summary["governance"]["checks"]),
                 "sandbox": _prefixed(summary["governance"]["checks"], "S5 "),

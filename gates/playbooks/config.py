@@ -82,6 +82,20 @@ class TargetApi(Spec):
     stats_recovery_max_field: str = Field("mttr_s.max", description="Stats field: the largest recovery (s).")
     audit_verify: Request | None = Request(path="/api/guardian/audit/verify")
     audit_intact_field: str = "intact"
+    learning: Request | None = Field(
+        None, description="H14: the learning aggregates (outcomes per window), recomputed from the incident list."
+    )
+    learning_windows: dict[str, float] = Field(
+        {"24h": 86_400.0, "7d": 604_800.0, "all": 0.0},
+        description="Learning answer key -> window length in seconds (0: all time).",
+    )
+    learning_outcomes_field: str = Field("outcomes", description="Field of a window holding {status: count}.")
+    scheduler_counters: Request | None = Field(
+        None, description="H14: the scheduler counters, recomputed from the audit log ([gates.PB] audit)."
+    )
+    counter_audit_actions: dict[str, str] = Field(
+        default_factory=dict, description="Counter name -> the audit action each increment writes."
+    )
 
 
 class HttpProbe(Spec):

@@ -16,6 +16,7 @@ from typing import Any
 from gates.playbooks.config import PlaybookPolicy, Request
 from gates.playbooks.instances import PlaybookInstances
 from gates.playbooks.judge import STABLE_S, recovered_at, sample_healthy
+from gates.playbooks.learning import read_learning
 from gates.playbooks.ledger import Ledger
 from gates.playbooks.observe import (
     Hold,
@@ -334,3 +335,6 @@ class PlaybookRun:
             before = self.incidents()
             stats = call(self.port, self.api.stats)
             self.record["stats_read"] = {"before": before, "stats": stats, "after": self.incidents()}
+        learning = read_learning(self)
+        if learning is not None:
+            self.record["learning_read"] = learning

@@ -14,6 +14,7 @@ from typing import Any
 
 from gates.playbooks.config import PlaybookPolicy
 from gates.playbooks.judge import recovered_at, sample_healthy
+from gates.playbooks.learning import learning_findings
 from gates.playbooks.observe import field
 
 SLACK_S = 1.0
@@ -134,4 +135,8 @@ def judge_claims(policy: PlaybookPolicy, run: dict[str, Any], out: dict[str, Any
     out["checks"]["timeline"] = status
     out["reasons"].extend(reasons)
     out["timeline"] = facts
+    status, reasons, rows = learning_findings(policy, run)
+    out["checks"]["learning"] = status
+    out["reasons"].extend(reasons)
+    out["learning_rows"] = rows
     return out
