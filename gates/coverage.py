@@ -212,7 +212,7 @@ class CoverageGate(Gate):
                 keep(name, (ctx.scratch / name).read_text(encoding="utf-8", errors="replace"))
         if ctx.mode == "ci" and policy.diff_base:
             self._diff(ctx, policy.diff_base, keep)
-        if run.returncode == 0 and not run.timed_out:
+        if policy.test_strength and run.returncode == 0 and not run.timed_out:
             strength = measure_strength(ctx, python, _critical_files(written), _mutation_settings(ctx, policy))
             keep(MUTATION, _dump(strength))
         verdict = judge(written, policy)

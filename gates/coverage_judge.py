@@ -70,6 +70,11 @@ class CoveragePolicy(Policy):
         description="Largest share of the target's test functions that may assert nothing (coverage from tests "
         "that check nothing is not evidence); each such test is listed.",
     )
+    test_strength: bool = Field(
+        False,
+        description="Measure test strength: mutants of the critical modules (mutmut) must be killed by the tests; "
+        "off: not measured, and the G1.strength check of the matrix is NOT_RUN saying so.",
+    )
     min_mutation_kill_pct: float = Field(
         70.0,
         ge=0,
@@ -540,7 +545,10 @@ def judge(reader: EvidenceReader, policy: CoveragePolicy) -> Verdict:
     context = reader.read_json(CONTEXT)
     found = Findings()
     judge_asserts(reader, policy, found)
-    judge_mutation(reader, policy.min_mutation_kill_pct, found, _missing_lines(reader, context))
+    if policy.test_strength:
+        judge_mutation(reader, policy.min_mutation_kill_pct, found, _missing_lines(reader, context))
+    else:
+        found.notes.append("test strength (mutation sampling) not measured: [gates.G1] test_strength is off")
     if judge_tests(reader, found):
         if not reader.exists(COVERAGE_JSON):
             found.block(Status.INCONCLUSIVE, "the test run wrote no coverage.json: nothing to judge coverage by")
