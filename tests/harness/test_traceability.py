@@ -208,6 +208,7 @@ def test_a_passing_g1_without_changed_line_coverage_evidences_g1() -> None:
         ("branch coverage of guardian/store.py (critical)", True),
         ("changed-line coverage", None),
         ("share of test functions asserting nothing", True),
+        ("mutation kill rate, Wilson 95 % lower bound (critical modules)", True),
     ]
     verdict = Verdict(
         status=Status.PASS, measurements=tuple(Measurement(name=n, value=1.0, passed=p) for n, p in names)
@@ -217,11 +218,24 @@ def test_a_passing_g1_without_changed_line_coverage_evidences_g1() -> None:
         "gates/G1/pytest-junit.xml",
         "coverage_report.html",
         "gates/G1/test_asserts.json",
+        "gates/G1/mutation.json",
     )
     hashes = dict.fromkeys(evidence, "ab" * 32)
     matrix = build_matrix([_result("G1", verdict)], hashes, None)
     row = next(r for r in matrix["requirements"] if r["id"] == "G1")
     assert row["status"] == "PASS", row
+
+
+def test_a_g1_pass_without_test_strength_does_not_evidence_g1() -> None:
+    """Test strength off ([gates.G1] test_strength = false): G1.strength, hence requirement G1, is not PASS."""
+    verdict = Verdict(
+        status=Status.PASS, measurements=(Measurement(name="overall line coverage", value=90.0, passed=True),)
+    )
+    matrix = build_matrix([_result("G1", verdict)], {"gates/G1/coverage.json": "ab" * 32}, None)
+    row = next(r for r in matrix["requirements"] if r["id"] == "G1")
+    strength = next(c for c in row["checks"] if c["id"] == "G1.strength")
+    assert strength["status"] == "INCONCLUSIVE"
+    assert row["status"] != "PASS"
 
 
 def test_g5_findings_are_not_evidenced_when_a_scanner_could_not_run() -> None:
