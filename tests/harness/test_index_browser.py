@@ -123,6 +123,12 @@ def test_no_page_scroll_and_first_screen_matches_the_baseline(browser: Any, site
 def test_one_h1_ordered_headings_titled_charts_and_table_headers(browser: Any, site: Path) -> None:
     """Basic accessibility: one h1, no heading level skipped, a title on every chart, th in every table."""
     page, _ = _open(browser, (site / "index.html").as_uri(), 1280)
+    assert_accessible(page, min_charts=10)
+    page.close()
+
+
+def assert_accessible(page: Any, min_charts: int) -> None:
+    """One h1 first, no heading level skipped, every chart titled and labelled, a th in every table, img alt."""
     levels = page.eval_on_selector_all("h1,h2,h3,h4,h5,h6", "els => els.map(e => Number(e.tagName[1]))")
     assert levels.count(1) == 1
     assert levels[0] == 1
@@ -130,11 +136,10 @@ def test_one_h1_ordered_headings_titled_charts_and_table_headers(browser: Any, s
     untitled = page.eval_on_selector_all(
         "svg.chart", "els => els.filter(e => !(e.querySelector('title') && e.getAttribute('aria-label'))).length"
     )
-    charts = page.locator("svg.chart").count()
-    assert charts >= 10
+    assert page.locator("svg.chart").count() >= min_charts
     assert untitled == 0
     assert page.eval_on_selector_all("table", "els => els.filter(t => !t.querySelector('th')).length") == 0
-    page.close()
+    assert page.eval_on_selector_all("img", "els => els.filter(e => !(e.alt || e.title)).map(e => e.src)") == []
 
 
 def test_matrix_filters_by_status_without_a_script(browser: Any, site: Path) -> None:
