@@ -80,8 +80,7 @@ class PlaybookSpec:
     needs_store: bool = True  # False: detect/heal must work while the database is unwritable
     # The privileged actions execute and rollback take (besides the healer's audit entries), in the
     # certifier's S5 vocabulary: signal, restart, file-delete, file-write, file-mode, sqlite-write,
-    # config-write (settings rows); and process-limit (fsize-limit sets its processes' RLIMIT_FSIZE),
-    # which that vocabulary does not have yet, so the harness's S5 actions check FAILs on it.
+    # config-write (settings rows), process-limit (fsize-limit sets its processes' RLIMIT_FSIZE).
     actions: tuple[str, ...] = ()
 
     def defaults(self) -> dict[str, Any]:
