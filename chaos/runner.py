@@ -36,6 +36,8 @@ from chaos.probe import Prober, healthy, probe_once
 from chaos.recovery import accepted_ids, recovery
 from harness.errors import HarnessError
 
+#: Pause before a confirming burst (a reference ci run saw 77 % then, at once, still short after C2-upstream-down).
+CONFIRM_PAUSE_S = 2.0
 #: The least time a post-recovery burst is given, however fast the pre-fault one was.
 MIN_AFTER_BURST_S = 3.0
 #: After recovery, how long the target's own role counts may take to agree with the process tree.
@@ -236,7 +238,9 @@ class Repetition:
             self.burst_client, spec.burst, self._burst_timeout_s(capacity, when), self.clock, self.cancel
         )
         if when == "after" and _short_of(capacity, self.completed, spec.min_fraction):
-            # One confirming burst: a target really short of capacity is short again, a busy moment is not.
+            # One confirming burst, after a pause that lets the first burst's tail and any work the fault
+            # delayed finish: a target really short of capacity is short again, a busy moment is not.
+            pause(self.cancel, CONFIRM_PAUSE_S)
             capacity["after_confirm"] = measure_burst(
                 self.burst_client, spec.burst, self._burst_timeout_s(capacity, when), self.clock, self.cancel
             )
