@@ -107,17 +107,20 @@ def test_no_page_scroll_and_first_screen_matches_the_baseline(browser: Any, site
     page, problems = _open(browser, (site / "index.html").as_uri(), width)
     assert problems == []
     assert page.evaluate("document.documentElement.scrollWidth") == width
-    shot = page.screenshot(full_page=False)
-    (site.parent / f"index-{width}.png").write_bytes(shot)  # kept in the test's output dir
-    baseline = BASELINES / f"index-{width}.png"
+    assert_first_screen(page.screenshot(full_page=False), BASELINES / f"index-{width}.png", site.parent, width)
+    page.close()
+
+
+def assert_first_screen(shot: bytes, baseline: Path, out: Path, width: int) -> None:
+    """Keep the shot in out (index-<width>.png) and compare it with the baseline the E2E gate's way."""
+    (out / f"index-{width}.png").write_bytes(shot)
     if UPDATE:
         baseline.write_bytes(shot)
     diff = compare(shot, baseline.read_bytes(), PIXEL_TOLERANCE)
     if diff.diff_png is not None:
-        (site.parent / f"index-{width}.diff.png").write_bytes(diff.diff_png)
-    assert diff.same_size, f"size {diff.size} vs baseline {diff.baseline_size}; see {site.parent}"
-    assert diff.ratio <= MAX_DIFF_RATIO, f"{diff.differing_pixels} pixels differ; see {site.parent}"
-    page.close()
+        (out / f"index-{width}.diff.png").write_bytes(diff.diff_png)
+    assert diff.same_size, f"size {diff.size} vs baseline {diff.baseline_size}; see {out}"
+    assert diff.ratio <= MAX_DIFF_RATIO, f"{diff.differing_pixels} pixels differ; see {out}"
 
 
 def test_one_h1_ordered_headings_titled_charts_and_table_headers(browser: Any, site: Path) -> None:

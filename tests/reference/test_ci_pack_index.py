@@ -90,29 +90,14 @@ DYNAMIC = ("code", "p.traceability", "main .tablebox td:nth-child(3)", "main .ta
 @pytest.mark.parametrize("width", [1280, 390])
 def test_no_page_scroll_and_the_first_screen_matches_the_baseline(browser: Any, pack: Path, width: int) -> None:
     """The document is exactly as wide as the viewport; the masked first screen matches the committed baseline."""
-    from e2e.pixeldiff import compare  # noqa: PLC0415
-    from tests.harness.test_index_browser import (  # noqa: PLC0415
-        BASELINES,
-        MAX_DIFF_RATIO,
-        PIXEL_TOLERANCE,
-        UPDATE,
-        _open,
-    )
+    from tests.harness.test_index_browser import BASELINES, _open, assert_first_screen  # noqa: PLC0415
 
     page, problems = _open(browser, (pack / "index.html").as_uri(), width)
     assert problems == []
     assert page.evaluate("document.documentElement.scrollWidth") == width
     masks = [page.locator(selector) for selector in DYNAMIC]
     shot = page.screenshot(full_page=False, animations="disabled", caret="hide", mask=masks)
-    (pack.parent / f"index-{width}.png").write_bytes(shot)
-    baseline = BASELINES / f"reference-ci-{width}.png"
-    if UPDATE:
-        baseline.write_bytes(shot)
-    diff = compare(shot, baseline.read_bytes(), PIXEL_TOLERANCE)
-    if diff.diff_png is not None:
-        (pack.parent / f"index-{width}.diff.png").write_bytes(diff.diff_png)
-    assert diff.same_size, f"size {diff.size} vs baseline {diff.baseline_size}; see {pack.parent}"
-    assert diff.ratio <= MAX_DIFF_RATIO, f"{diff.differing_pixels} pixels differ; see {pack.parent}"
+    assert_first_screen(shot, BASELINES / f"reference-ci-{width}.png", pack.parent, width)
     page.close()
 
 
