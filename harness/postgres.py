@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import TargetError, ToolMissingError
+from harness.service_user import grant_search
 
 #: Where Debian's postgresql-NN packages put the server binaries.
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
@@ -85,20 +86,16 @@ def _run(argv: list[str], who: RunAs, what: str) -> None:
 
 
 def grant_traverse(path: Path) -> None:
-    """Let another user reach `path`: add search (x, never read) for others on each ancestor this process owns.
+    """Let another user reach `path`: search (x, never read) for others on each ancestor this process owns.
 
     A scratch folder is 0700 (mkdtemp); the PostgreSQL user must pass through it to its cluster. An
     ancestor another user owns and that others cannot search is a clear error, not a silent change.
     """
-    me = os.geteuid()
+    grant_search(path)
     for folder in path.resolve().parents:
-        mode = folder.stat()
-        if mode.st_mode & stat.S_IXOTH:
-            continue
-        if mode.st_uid != me:
+        if not folder.stat().st_mode & stat.S_IXOTH:
             msg = f"{folder}: others cannot pass through it, so PostgreSQL's user cannot reach {path}"
             raise TargetError(msg)
-        folder.chmod(stat.S_IMODE(mode.st_mode) | stat.S_IXOTH)
 
 
 def init_cluster(bindir: Path, cluster: Path, who: RunAs) -> None:
