@@ -269,7 +269,10 @@ def test_db_index_corrupt_tier2(healing: Healing) -> None:
     before = healing.last_incident_id("db-index-corrupt")
     inject_seen(healing, "db-index-corrupt", lambda: quick_check(instance) != "ok")
     healing.wait_incident("db-index-corrupt", before, {"awaiting_approval"})
-    plan = dry_run_unchanged(healing, "db-index-corrupt")
+    # The healer audits its "blocked" decision just after the status turns awaiting_approval:
+    # held, so the dry run's unchanged-state comparison sees only what the dry run did.
+    with healer_held(instance):
+        plan = dry_run_unchanged(healing, "db-index-corrupt")
     assert plan["detection"]["evidence"]["indexes"] == {
         "tasks_kind_created": "CREATE INDEX tasks_kind_created ON tasks(kind, created_at)"
     }
