@@ -54,7 +54,7 @@ def seed(pool: ConnectionPool, count: int, authors: int = 100_000) -> int:
     with pool.connection() as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         (present,) = conn.execute("SELECT count(*) AS n FROM books").fetchall()
-        if present["n"] > 0 or count <= 0:
+        if dict(present)["n"] > 0 or count <= 0:  # rows are dicts (dict_row); the pool type says tuples
             return 0
         conn.execute(
             "INSERT INTO books (title, author, year) SELECT 'Volume ' || g, 'author-' || (g %% %s), 1900 + g %% 120 "
