@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guardian import kinds, metrics, tls
+from guardian import kinds, metrics, releases, tls
 from guardian.api.context import ApiConfig, AppState, readiness
 from guardian.api.middleware import RequestObservationMiddleware
 from guardian.errors import (
@@ -135,6 +135,10 @@ def create_app(config: ApiConfig) -> FastAPI:  # noqa: PLR0915 - one closure per
         title="guardian", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.guardian = state
+    # C6: the active release (re-read from <data-dir>/releases), inside the request observation
+    release_state = releases.ReleaseState(config.data_dir.root)
+    app.add_middleware(releases.ReleaseMiddleware, state=release_state)
+    registry.register(releases.ReleaseCollector(release_state))
     app.add_middleware(RequestObservationMiddleware)
     _install_error_handlers(app)
 
