@@ -255,6 +255,8 @@ def analyse_capacity(record: dict[str, Any], stable_s: float) -> dict[str, Any]:
             default=None,
         ),
         "confirmed": capacity.get("after_confirm") is not None,
+        # Work accepted before the post-recovery burst and still open when the burst began (bounded wait).
+        "backlog": capacity.get("backlog"),
         "metrics_before": metric_disagreements(capacity.get("metrics_before") or []),
         "metrics_after": metric_disagreements(capacity.get("metrics_after") or []),
     }

@@ -230,8 +230,16 @@ def _judge_capacity(
             f"{_num(after['window_s'])} s) is {after['rate_per_s'] / before['rate_per_s']:.0%} of the pre-fault "
             f"{before['rate_per_s']:g}/s (< capacity.min_fraction {spec.min_fraction:g})"
             + ("; the better of two bursts after recovery" if cap.get("confirmed") else "")
+            + _backlog_note(cap.get("backlog"))
         )
     return statuses, problems
+
+
+def _backlog_note(backlog: dict[str, Any] | None) -> str:
+    """'; 12 of 40 earlier units still open after waiting 30 s' when the burst began beside a backlog."""
+    if not backlog or not backlog.get("open"):
+        return ""
+    return f"; {backlog['open']} of {backlog['ids']} earlier units still open after waiting {backlog['waited_s']:g} s"
 
 
 def _short(cap: dict[str, Any]) -> str:

@@ -6,7 +6,9 @@ One repetition, in order (the Chaos Toolkit shape, with the rollback in a `final
 2. the completion counter is read (nothing of this repetition is in flight yet);
 3. the work stream and the ≤250 ms prober start; after `baseline_s` the fault is injected, held for the
    fault window, and removed in a `finally` (also on cancel or crash);
-4. observation continues until the probes show a stable recovery or the budget is spent;
+4. observation continues until the probes show a stable recovery or the budget is spent; then
+   the work accepted so far is waited for (bounded, `BACKLOG_WAIT_S`) and the
+   post-recovery burst measures throughput;
 5. steady-state hypothesis after; every accepted id is read back until terminal (`drain_s`); the
    counter is read again.
 Everything is recorded raw; judging is `chaos.recovery`'s job.
@@ -38,6 +40,9 @@ from harness.errors import HarnessError
 
 #: Pause before a confirming burst (a reference ci run saw 77 % then, at once, still short after C2-upstream-down).
 CONFIRM_PAUSE_S = 2.0
+#: After recovery, the most the harness waits for work accepted before it (the backlog the fault delayed) to
+#: finish before the post-recovery burst, so the burst measures restored capacity, not a queue of delayed work.
+BACKLOG_WAIT_S = 30.0
 #: The least time a post-recovery burst is given, however fast the pre-fault one was.
 MIN_AFTER_BURST_S = 3.0
 #: After recovery, how long the target's own role counts may take to agree with the process tree.
@@ -142,6 +147,7 @@ class Repetition:
             try:
                 self._capacity(record["capacity"], "before")
                 self._method(record)
+                record["capacity"]["backlog"] = self._await_backlog(record)
                 self._capacity(record["capacity"], "after")
             finally:
                 self.tree.stop()
@@ -254,6 +260,20 @@ class Repetition:
             if not metric_disagreements(reads) or time.monotonic() >= deadline:
                 return
             pause(self.cancel, 0.5)
+
+    def _await_backlog(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Wait (bounded) until the work accepted so far in this repetition is terminal; what was still open.
+
+        A backlog that does not drain is left for the burst and the reconciliation to judge: the burst then
+        competes with it and comes out short, as it should for a target whose capacity did not come back.
+        """
+        ids = accepted_ids(record)
+        started = self.clock()
+        finals = reconcile(
+            self.client, ids, drain_s=min(BACKLOG_WAIT_S, self.policy.drain_s), cancel=self.cancel, clock=self.clock
+        )
+        still = [i for i in ids if not self.client.terminal(finals.get(i, {}).get("state"))]
+        return {"ids": len(ids), "open": len(still), "waited_s": round(self.clock() - started, 3)}
 
     def _burst_timeout_s(self, capacity: dict[str, Any], when: str) -> float:
         """Time allowed for a burst: after recovery, twice what a burst at the lowest passing rate would take.
