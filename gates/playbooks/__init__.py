@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from gates.playbooks import audit_chain
 from gates.playbooks.canaries import collect_canaries, judge_canaries
 from gates.playbooks.config import PlaybookPolicy
+from gates.playbooks.duplicates import collect_duplicates, judge_duplicates
 from gates.playbooks.failure_modes import judge_failure_modes
 from gates.playbooks.governance import collect_governance, judge_governance
 from gates.playbooks.instances import PlaybookInstances
@@ -44,6 +45,7 @@ PLAN = "plan.json"
 GOVERNANCE = "governance.json"
 ROLLBACK_DOCS = "rollback_docs.json"
 CANARIES = "canaries.json"
+DUPLICATES = "duplicates.json"
 DOCUMENTS = ("playbooks_report.md", "playbooks_report.json", "playbooks_mttr.svg")
 
 
@@ -111,6 +113,24 @@ def _canary_job(
     ctx.write_json(CANARIES, record)
     stored: dict[str, Any] = json.loads(dump_json(record))
     return stored
+
+
+def _duplicates_job(
+    ctx: GateContext, instances: PlaybookInstances, policy: PlaybookPolicy, slots: threading.Semaphore
+) -> dict[str, Any] | None:
+    """H12 on an instance of its own, holding one instance slot; the record is stored (None: not declared)."""
+    if policy.duplicates is None:
+        return None
+    with slots:
+        ctx.progress("duplicates instance: three approval requests, the governance clock moved")
+        record = collect_duplicates(instances, policy, ctx.cancel)
+    ctx.write_json(DUPLICATES, record)
+    stored: dict[str, Any] = json.loads(dump_json(record))
+    return stored
+
+
+#: The checks that run on instances of their own beside the governance instance (H7, H12).
+_SIDE_JOBS = (_canary_job, _duplicates_job)
 
 
 class _Slot:
@@ -216,6 +236,14 @@ CHECKS = (
         evidence=("gates/PB/canaries.json", "playbooks_report.json"),
     ),
     CheckSpec(
+        id="PB.duplicates",
+        title="two approval requests for the same service and diagnosis within 10 minutes: the second refused and "
+        "audited; with the governance clock moved past the window a third is accepted",
+        requirements=("H12",),
+        details=("duplicates",),
+        evidence=("gates/PB/duplicates.json", "playbooks_report.json"),
+    ),
+    CheckSpec(
         id="PB.governance",
         title="approval, change window, run timeout, parameter bounds and the audit log, held and audited",
         requirements=("H8", "H9", "H10", "H11", "H13"),
@@ -242,6 +270,7 @@ class PlaybookGate(Gate):
             "H9",
             "H10",
             "H11",
+            "H12",
             "H13",
             "H14",
             "S5",
@@ -273,7 +302,8 @@ class PlaybookGate(Gate):
         at_rest = len(policy.at_rest.stores) * (policy.at_rest.settle_s + 1.0) if policy.at_rest else 0.0
         canaries = policy.canaries
         canary_s = 3 * canaries.interval_s * (1 + len(canaries.faults)) if canaries else 0.0
-        return 40.0 + 20.0 * count * reps / policy.parallel + at_rest + canary_s / policy.parallel
+        duplicates_s = 3 * policy.duplicates.step_timeout_s / 2 if policy.duplicates else 0.0
+        return 40.0 + 20.0 * count * reps / policy.parallel + at_rest + (canary_s + duplicates_s) / policy.parallel
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
         """Governance instance first (the list), then every declared and listed playbook on its own instance.
@@ -316,9 +346,9 @@ class PlaybookGate(Gate):
 
         ctx.progress("governance instance: list, parameters, watchdog")
         reps = policy.repetitions_ci if ctx.mode == "ci" else policy.repetitions
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pb-governance") as governor:
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pb-governance") as governor:
             pending = governor.submit(governance_run)
-            canaries = governor.submit(_canary_job, ctx, instances, policy, slots)
+            canaries, duplicates = (governor.submit(job, ctx, instances, policy, slots) for job in _SIDE_JOBS)
             list_read.wait()
             listed = _listed(policy, {"list": listed_answer[0]}) if listed_answer else []
             jobs = [(item, rep) for item in listed if item["id"] in policy.playbooks for rep in range(1, reps + 1)]
@@ -345,6 +375,7 @@ class PlaybookGate(Gate):
             policy,
             docs=_store_rollback_docs(ctx, policy),
             canaries=canaries.result(),
+            duplicates=duplicates.result(),
         )
         ctx.write_document("playbooks_report.json", render_json(summary))
         ctx.write_document("playbooks_report.md", render_markdown(summary))
@@ -358,7 +389,8 @@ class PlaybookGate(Gate):
         runs = [evidence.read_json(name) for name in plan["runs"]]
         docs = evidence.read_json(ROLLBACK_DOCS) if evidence.exists(ROLLBACK_DOCS) else None
         canaries = evidence.read_json(CANARIES) if evidence.exists(CANARIES) else None
-        summary = self.summarize(governance, runs, plan, policy, docs=docs, canaries=canaries)
+        duplicates = evidence.read_json(DUPLICATES) if evidence.exists(DUPLICATES) else None
+        summary = self.summarize(governance, runs, plan, policy, docs=docs, canaries=canaries, duplicates=duplicates)
         if evidence.exists("playbooks_report.json") and evidence.read_bytes("playbooks_report.json") != render_json(
             summary
         ):
@@ -400,6 +432,7 @@ class PlaybookGate(Gate):
                 "failure_modes": dict(summary["failure_modes"]["checks"]),
                 "rollback_docs": dict((summary.get("rollback_docs") or {}).get("checks", {})),
                 "canaries": dict((summary.get("canaries") or {}).get("checks", {})),
+                "duplicates": dict((summary.get("duplicates") or {}).get("checks", {})),
                 "elapsed_s": plan["elapsed_s"],
                 "parallel": plan["parallel"],
             },
@@ -414,11 +447,13 @@ class PlaybookGate(Gate):
         *,
         docs: dict[str, Any] | None = None,
         canaries: dict[str, Any] | None = None,
+        duplicates: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Pure: the whole judgement, the input of the verdict and of every document.
 
-        The H3 failure modes, the H4 rollback docs and the H7 canaries count towards the gate's status
-        only once the target declares them; undeclared, their checks alone say FAIL / nothing recorded.
+        The H3 failure modes, the H4 rollback docs, the H7 canaries and the H12 duplicate guard count
+        towards the gate's status only once the target declares them; undeclared, their checks alone say
+        FAIL / nothing recorded.
         """
         listed = _listed(policy, governance)
         judged: dict[str, list[dict[str, Any]]] = {}
@@ -461,6 +496,10 @@ class PlaybookGate(Gate):
         if canary is not None:
             reasons.extend(canary["reasons"])
             statuses.extend(Status(v) for v in canary["checks"].values())
+        guard = judge_duplicates(policy, duplicates)
+        if guard is not None:
+            reasons.extend(guard["reasons"])
+            statuses.extend(Status(v) for v in guard["checks"].values())
         recoveries = [value for row in rows for value in row["recovery_s"]]
         high = max(recoveries) if recoveries else None
         status = worst(statuses) if statuses else Status.INCONCLUSIVE
@@ -492,6 +531,7 @@ class PlaybookGate(Gate):
             "failure_modes": modes,
             "rollback_docs": rollback_docs,
             "canaries": canary,
+            "duplicates": guard,
             "governance": gov,
             "reasons": reasons,
         }

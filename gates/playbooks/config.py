@@ -313,6 +313,32 @@ class CanaryCheck(Spec):
     faults: tuple[CanaryFault, ...] = Field((), description="One fault per layer the harness can cause.")
 
 
+class DuplicateGuardCheck(Spec):
+    """H12: one approval-needing fault caused three times on an instance of its own, the governance clock moved.
+
+    The first request must be accepted, a second for the same service and diagnosis `window_s - margin_s`
+    later refused and audited, a third `window_s + margin_s` after the first accepted again.
+    """
+
+    playbook: str = Field(
+        min_length=1, description="A tier 2/3 playbook whose fault clears by itself (its incident closes unapproved)."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Injector options sent with each injection.")
+    window_s: float = Field(600.0, gt=0, description="The guard's window (requirement H12: 10 minutes).")
+    margin_s: float = Field(60.0, gt=0, description="How far inside and past the window the 2nd and 3rd requests are.")
+    approvals: Request = Field(
+        Request(path="/api/guardian/approvals"), description="Every approval request, whatever its status."
+    )
+    service_field: str = Field("service", description="Field of an approval naming its service.")
+    diagnosis_field: str = Field("diagnosis", description="Field of an approval naming its diagnosis.")
+    requested_at_field: str = Field("requested_at", description="Epoch of the request (reported); empty: none.")
+    accepted_audit_action: str = Field("approval_requested", description="Audit action of an accepted request.")
+    refused_audit_action: str = Field("duplicate_suppressed", description="Audit action of a refused duplicate.")
+    step_timeout_s: float = Field(
+        45.0, gt=0, le=600, description="How long to wait for each decision, and for each incident to close."
+    )
+
+
 class PlaybookPolicy(Policy):
     """Thresholds and the target's declarations for the playbook gate (requirements H1, H2, H5, H8-H11, H13)."""
 
@@ -363,4 +389,7 @@ class PlaybookPolicy(Policy):
     )
     canaries: CanaryCheck | None = Field(
         None, description="H7: canary metrics live per layer, faults moving them; unset: H7 not judged."
+    )
+    duplicates: DuplicateGuardCheck | None = Field(
+        None, description="H12: the duplicate approval-request guard, with the clock moved; unset: H12 not judged."
     )

@@ -263,7 +263,8 @@ class Healer:
             detection.subject,
             params,
             incident.id,
-            time.time(),
+            # The governance clock: the duplicate window is measured on it, like the change window.
+            self.env.clock.now(),
         )
         self.incidents.bump("proposals" if created else "duplicate_suppressed")
         self.audit(
