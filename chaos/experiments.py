@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from chaos.rollback_spec import RollbackDrill
 from harness.gate import Policy
 
 
@@ -254,6 +255,9 @@ class ChaosPolicy(Policy):
     )
     tasks: TaskApi = Field(TaskApi(), description="How work is submitted and read back.")
     experiments: tuple[Experiment, ...] = Field((), description="The experiments ([[gates.G4.experiments]]).")
+    rollback: RollbackDrill | None = Field(
+        None, description="C6: the bad-deploy rollback drill ([gates.G4.rollback]); absent: not run."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ChaosPolicy:
@@ -267,6 +271,9 @@ class ChaosPolicy(Policy):
             if exp.work and exp.work not in self.tasks.bodies:
                 msg = f"experiment {exp.id}: work {exp.work!r} is not in tasks.bodies ({', '.join(self.tasks.bodies)})"
                 raise ValueError(msg)
+        if self.rollback is not None and self.rollback.work and self.rollback.work not in self.tasks.bodies:
+            msg = f"rollback.work {self.rollback.work!r} is not in tasks.bodies ({', '.join(self.tasks.bodies)})"
+            raise ValueError(msg)
         if self.capacity.work and self.capacity.work not in self.tasks.bodies:
             msg = f"capacity.work {self.capacity.work!r} is not in tasks.bodies ({', '.join(self.tasks.bodies)})"
             raise ValueError(msg)

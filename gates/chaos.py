@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from chaos.experiments import ChaosPolicy, Experiment
 from chaos.faults import Injector, injector_for
-from chaos.instance import ChaosInstance, ChaosLauncher
+from chaos.instance import ChaosInstance, ChaosLauncher, InstanceOptions
 from chaos.journal import build_journal
 from chaos.judge import NOT_APPLICABLE, judge_experiment
 from chaos.recovery import analyse
 from chaos.report import render_report
+from chaos.rollback import Drill
+from chaos.rollback_judge import DRILL, judge_drill, render_drill
 from chaos.runner import Repetition
 from chaos.schedule import EXCLUSIVE, Job, LiveInstances, Span, planned_makespan_s, run_scheduled
 from chaos.timeline import render
@@ -42,6 +44,10 @@ if TYPE_CHECKING:
 
 RUN_FILE = "chaos_run.json"
 SCHEDULE_FILE = "schedule.json"
+#: C6: the rollback drill's record, its job id in the schedule, and its write-up.
+DRILL_FILE = "rollback/drill.json"
+DRILL_JOB = "C6-rollback-drill"
+DRILL_DOC = "chaos/rollback-drill.md"
 #: An experiment's stored outcome and its repetition records.
 Stored = tuple[dict[str, Any] | None, list[dict[str, Any]]]
 #: Steady states, drain and write-up of one repetition, beyond its fault window (measured on guardian: ~3 s).
@@ -127,6 +133,15 @@ CHECKS = (
         measurements=("* lost", "* not completed", "* duplicated"),
         evidence=("gates/G4/experiments/*/outcome.json", "chaos_report.md"),
     ),
+    CheckSpec(
+        id="G4.rollback",
+        title="bad-deploy rollback drill: the canary seen failing by the harness and the target's alert, "
+        "rolled back and restored within the budget, nothing lost",
+        requirements=("G4", "C6"),
+        measurements=(f"{DRILL} *",),
+        details=("rollback.status",),
+        evidence=(f"gates/G4/{DRILL_FILE}", DRILL_DOC),
+    ),
 )
 
 
@@ -136,7 +151,7 @@ class ChaosGate(Gate):
     spec: ClassVar[GateSpec] = GateSpec(
         id="G4",
         title="Chaos recovery",
-        requirements=("G4", "C1", "C2", "C3", "C4", "C5"),
+        requirements=("G4", "C1", "C2", "C3", "C4", "C5", "C6"),
         needs_service=True,
         timeout_s=4 * 3600.0,
         documents=("chaos_report.md", "chaos"),
@@ -147,8 +162,8 @@ class ChaosGate(Gate):
     def config_gaps(self, config: CertifyConfigBase, target_dir: Path) -> list[str]:
         """A service, and at least one experiment."""
         gaps = super().config_gaps(config, target_dir)
-        if not config.policy("G4").experiments:
-            gaps.append("no [[gates.G4.experiments]]: no fault to inject")
+        if not config.policy("G4").experiments and config.policy("G4").rollback is None:
+            gaps.append("no [[gates.G4.experiments]] and no [gates.G4.rollback]: no fault to inject")
         return gaps
 
     def planned_duration_s(self, policy: Policy, mode: str) -> float:
@@ -162,6 +177,9 @@ class ChaosGate(Gate):
             applicable = injector_for(exp.fault).not_applicable() is None
             durations[exp.id] = (per * policy.reps(mode) + INSTANCE_OVERHEAD_S * starts) if applicable else 0.0
         jobs = start_order([job_of(exp, injector_for(exp.fault)) for exp in policy.experiments])
+        if policy.rollback is not None:
+            durations[DRILL_JOB] = drill_planned_s(policy)
+            jobs.insert(0, Job(DRILL_JOB, frozenset({DRILL_JOB})))
         return max(planned_makespan_s(jobs, durations, policy.concurrency), 5.0)
 
     def plan_lines(self, policy: Policy, mode: str) -> list[str]:
@@ -195,7 +213,7 @@ class ChaosGate(Gate):
             },
         )
         stored: dict[str, Stored] = {}
-        if not policy.experiments:
+        if not policy.experiments and policy.rollback is None:
             self._write_report(ctx, policy, stored, seed)
             return
         python = ctx.target_python()
@@ -211,11 +229,16 @@ class ChaosGate(Gate):
             )
 
             def work(job: Job) -> None:
-                result = self._experiment(ctx, policy, run, jobs[job.id][0])
+                if job.id == DRILL_JOB:
+                    result: Stored = (self._drill(ctx, policy, run), [])
+                else:
+                    result = self._experiment(ctx, policy, run, jobs[job.id][0])
                 with run.lock:
                     stored[job.id] = result
 
             order = start_order([job for _exp, job in jobs.values()])
+            if policy.rollback is not None:  # first: it shares nothing, so it runs beside the first experiment
+                order.insert(0, Job(DRILL_JOB, frozenset({DRILL_JOB})))
             run_scheduled(order, policy.concurrency, work, ctx.cancel, spans)
         finally:
             stop_toxiproxy(server)
@@ -224,6 +247,31 @@ class ChaosGate(Gate):
                 ctx.copy_in("toxiproxy-server.log", ctx.scratch / "toxiproxy" / "toxiproxy-server.log")
             ctx.write_json(SCHEDULE_FILE, _schedule_record(policy, spans))
             self._write_report(ctx, policy, stored, seed)
+
+    def _drill(self, ctx: GateContext, policy: ChaosPolicy, run: _Run) -> dict[str, Any]:
+        """C6: the rollback drill on an instance of its own; its record in gates/G4/rollback/drill.json."""
+        ctx.progress(f"{DRILL_JOB}: starting an instance")
+        try:
+            inst = run.launcher.start(run.python, f"G4-{DRILL_JOB}", InstanceOptions())
+        except TargetError as exc:
+            for item in exc.output_files:
+                path = Path(str(item))
+                ctx.copy_in(f"instances/{DRILL_JOB}/{path.name}", path)
+            failed = {"outcome": "start_failed", "reason": exc.message}
+            ctx.write_json(DRILL_FILE, failed)
+            return failed
+        run.live.up(DRILL_JOB, f"127.0.0.1:{inst.port}")
+        try:
+            ctx.progress(f"{DRILL_JOB}: deploying the bad canary under load")
+            settings = {**_drill_settings(ctx, policy), "started_at": dt.datetime.now(dt.UTC).isoformat()}
+            record = Drill(inst, policy, settings, ctx.cancel, run.python, ctx.target_dir, REGISTRY).run()
+            ctx.write_json(DRILL_FILE, record)
+            return record
+        finally:
+            run.launcher.stop(inst)
+            run.live.down(DRILL_JOB)
+            for path in inst.output_files():
+                ctx.copy_in(f"instances/{DRILL_JOB}/{path.name}", path)
 
     def _experiment(self, ctx: GateContext, policy: ChaosPolicy, run: _Run, exp: Experiment) -> Stored:
         """One experiment: check it can run, start its instance, run its repetitions, stop it."""
@@ -338,10 +386,28 @@ class ChaosGate(Gate):
         facts = {**policy.model_dump(include=keys), "repetitions": policy.reps(ctx.mode)}
         facts["seed"] = seed
         ctx.write_document("chaos_report.md", render_report(judged, ctx.mode, facts, status.value).encode("utf-8"))
+        if policy.rollback is not None:
+            record = stored.get(DRILL_JOB, (None, []))[0]
+            ctx.write_document(DRILL_DOC, render_drill(_judge_drill(policy, record)).encode("utf-8"))
 
     def evaluate(self, evidence: Evidence, policy: Policy) -> Verdict:
-        """Judge each experiment from its records; G4 passes when every non-optional one passes."""
+        """Judge each experiment from its records (and the rollback drill); every counted one must pass."""
         assert isinstance(policy, ChaosPolicy)  # noqa: S101 - the registry pairs gate and policy
+        verdict = self._evaluate_experiments(evidence, policy)
+        if policy.rollback is None:
+            return verdict
+        drill = _judge_drill(policy, evidence.read_json(DRILL_FILE) if evidence.exists(DRILL_FILE) else None)
+        status = Status(drill["status"]) if not policy.experiments else worst([verdict.status, Status(drill["status"])])
+        reasons = [r for r in verdict.reasons if policy.experiments] + list(drill["reasons"])
+        return Verdict(
+            status=status,
+            reasons=tuple(reasons),
+            measurements=verdict.measurements + _drill_measurements(drill),
+            details={**verdict.details, "rollback": {k: v for k, v in drill.items() if not k.endswith("_ids")}},
+        )
+
+    def _evaluate_experiments(self, evidence: Evidence, policy: ChaosPolicy) -> Verdict:
+        """The experiments' verdict (NOT_RUN when none is declared)."""
         if not policy.experiments:
             return Verdict.of(Status.NOT_RUN, "no experiments declared in [gates.G4] (add [[gates.G4.experiments]])")
         judged = [judge_experiment(exp, *_stored(evidence, exp), policy) for exp in policy.experiments]
@@ -477,3 +543,44 @@ def _observe_window(
     start_at, end_at = t0 + fault["injected_at_s"], t0 + end
     info["concurrent"] = live.during(start_at, end_at, besides=exp.id)
     ctx.observe_window(f"{exp.id}#{rep}", "chaos", start_at, end_at, info)
+
+
+def drill_planned_s(policy: ChaosPolicy) -> float:
+    """Pure: a typical drill on guardian: an instance, steady state, baseline, ~10 s to restored, the drain."""
+    return INSTANCE_OVERHEAD_S + policy.baseline_s + 10.0 + policy.stable_s + REPETITION_OVERHEAD_S
+
+
+def _drill_settings(ctx: GateContext, policy: ChaosPolicy) -> dict[str, Any]:
+    """Paths and durations the drill runs with (stored with its record)."""
+    assert ctx.config.service is not None  # noqa: S101 - the launcher refused a config without [service]
+    return {
+        "mode": ctx.mode,
+        "readiness": ctx.config.service.readiness,
+        "metrics": ctx.config.service.metrics or "",
+        "service_env": dict(ctx.config.service.env),
+        "probe_interval_s": policy.probe_interval_s,
+        "healthy_latency_s": policy.healthy_latency_s,
+        "stable_s": policy.stable_s,
+    }
+
+
+def _judge_drill(policy: ChaosPolicy, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The drill judged under the gate's policy."""
+    assert policy.rollback is not None  # noqa: S101 - only called when a drill is declared
+    return judge_drill(record, policy.rollback.budget_s, policy.healthy_latency_s, policy.stable_s)
+
+
+def _drill_measurements(drill: dict[str, Any]) -> tuple[Measurement, ...]:
+    """The drill's judged figures: deploy-to-restored within the budget, the ledger; detections as facts."""
+    found = []
+    if drill.get("restored_s") is not None:
+        found.append(
+            Measurement.judged(f"{DRILL} deploy-to-restored time", drill["restored_s"], "<=", drill["budget_s"], "s")
+        )
+    for key, label in (("harness_detect_s", "harness detection time"), ("alert_detect_s", "alert detection time")):
+        if drill.get(key) is not None:
+            found.append(Measurement.judged(f"{DRILL} {label}", drill[key], "<=", drill["budget_s"], "s"))
+    for key in ("lost", "not_completed", "duplicated"):
+        if drill.get(key) is not None:
+            found.append(Measurement.judged(f"{DRILL} {key.replace('_', ' ')}", drill[key], "==", 0))
+    return tuple(found)
