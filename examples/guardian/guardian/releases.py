@@ -77,7 +77,6 @@ def _store(data_dir: Path, release: Release) -> None:
     """Write ``releases/<version>/release.json``."""
     folder = releases_dir(data_dir) / release.version
     folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o755)  # readable by the service's user
     _write_atomic(
         folder / "release.json", json.dumps({"version": release.version, "build": release.build})
     )
@@ -122,7 +121,6 @@ def deploy(data_dir: Path, version: str, build: str) -> tuple[Release, Release]:
         msg = f"release {version} is already current"
         raise ValueError(msg)
     releases_dir(data_dir).mkdir(parents=True, exist_ok=True)
-    releases_dir(data_dir).chmod(0o755)
     _store(data_dir, old)
     new = Release(version, build)
     _store(data_dir, new)
