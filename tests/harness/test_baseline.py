@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.baseline import IDENTITY, MEASUREMENTS, resolve_baseline, with_regression
+from harness.compare import NOT_COMPARED, REGRESSION
 from harness.compare_rules import RegressionRules
 from harness.gate import Evidence
 from harness.model import Measurement, Status, Verdict
@@ -80,7 +81,7 @@ def test_a_baseline_that_cannot_be_found_says_why(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(600)
 def test_g2_against_a_baseline_pack_fails_on_an_injected_2x_latency(tmp_path: Path) -> None:
-    """--baseline of a 10 ms pack, new run at 20 ms: G2 FAILs naming the p90, the pack verifies, run.json names it."""
+    """--baseline of a 10 ms pack, new run at 20 ms: G2 FAILs naming the p90, the pack verifies, compare agrees."""
     base = tmp_path / "base"
     first = certify(
         "run", "--target", short_load_target(tmp_path, 10), "--gates", "G2", "--mode", "ci",
@@ -109,3 +110,32 @@ def test_g2_against_a_baseline_pack_fails_on_an_injected_2x_latency(tmp_path: Pa
     verified = certify("verify", new)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "Traceback" not in first.stderr + second.stderr + verified.stderr
+    assert_compare_names_the_doubled_endpoint(tmp_path, base, new)
+
+
+def assert_compare_names_the_doubled_endpoint(tmp_path: Path, base: Path, new: Path) -> None:
+    """certify compare of the same two packs (10 ms, 20 ms): exit 1 naming the p90; a pack against itself exits 0.
+
+    Checked on this test's packs so the suite runs the two G2 runs once for --baseline and compare.
+    """
+    proc = certify("compare", base, new, "--out", tmp_path / "cmp")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("REGRESSION (G2 P1 page p90"), proc.stdout
+    report = json.loads((tmp_path / "cmp" / "compare.json").read_text(encoding="utf-8"))
+    p90 = next(f for f in report["figures"] if f["name"] == "G2 P1 page p90")
+    assert p90["verdict"] == REGRESSION
+    assert p90["interval"][0] > 1.2
+    p99 = next(f for f in report["figures"] if f["name"] == "G2 P1 page p99")
+    assert p99["verdict"] == NOT_COMPARED  # 3 s profiles: too few samples beyond the p99
+    assert "| G2 P1 page p90 |" in (tmp_path / "cmp" / "compare.md").read_text(encoding="utf-8")
+    same = certify("compare", base, base)
+    assert same.returncode == 0, same.stdout
+    assert same.stdout.strip().splitlines()[-1].startswith("no forbidden regression; 0 regression(s)")
+    raw = new / "gates" / "G2" / "load" / "P1" / "raw.csv.gz"
+    raw.write_bytes(raw.read_bytes() + b"\0")
+    tampered = certify("compare", base, new)
+    assert tampered.returncode == 1
+    assert "new: changed: gates/G2/load/P1/raw.csv.gz" in tampered.stdout
+    assert "does not verify" in tampered.stdout
+    assert "Traceback" not in proc.stderr + same.stderr + tampered.stderr

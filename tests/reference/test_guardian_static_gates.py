@@ -10,14 +10,16 @@ import pytest
 
 from tests.harness.packs import FIXTURES, REPO, certify_argv, certify_env, guardian_copy
 
-#: The module's pack runs guardian's whole suite under coverage (G1) beside G5, G7 and G8: several minutes
-#: on 2 cores, more than the suite-wide 300 s a single test gets. The run itself is bounded at 1500 s.
+#: The module's pack runs G5, G7 and G8 (a bootstrap from scratch among them): minutes on 2 cores, more
+#: than the suite-wide 300 s a single test gets. The run itself is bounded at 1500 s. Guardian's G1 (its
+#: whole suite under coverage, ~150 s here) is left to `nox -s ci`, which runs every gate on it, so the
+#: suite stays inside CI's time budget; G1 itself is proved on the cov-* fixtures.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """A ci-mode run of ID, G1, G5, G7, G8 on a committed copy of examples/guardian's tracked files.
+    """A ci-mode run of ID, G5, G7, G8 on a committed copy of examples/guardian's tracked files.
 
     G5 is pointed at the dated PyPA advisory-database snapshot (or its fixture subset) with an age
     limit that admits it, so the vulnerability audit really audits here, where the online service
@@ -45,7 +47,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Com
         "--target",
         str(target),
         "--gates",
-        "ID,G1,G5,G7,G8",
+        "ID,G5,G7,G8",
         "--mode",
         "ci",
         "--jobs",
@@ -60,14 +62,13 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Com
 
 
 def test_static_gates_pass_on_the_reference_target(pack: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    """Identity, coverage, security, bootstrap and docs all PASS on guardian, from evidence of this run."""
+    """Identity, security, bootstrap and docs all PASS on guardian, from evidence of this run."""
     out, done = pack
     assert "Traceback" not in done.stdout + done.stderr
     results = {r["gate"]: r["verdict"] for r in json.loads((out / "results.json").read_text())["results"]}
-    for gate in ("ID", "G1", "G5", "G7", "G8"):
+    for gate in ("ID", "G5", "G7", "G8"):
         assert results[gate]["status"] == "PASS", (gate, results[gate]["reasons"])
     for document in (
-        "coverage_report.html",
         "security_report.md",
         "sbom.json",
         "security.sarif",
@@ -111,8 +112,7 @@ def test_reference_index_loads_clean_in_chromium(
                 assert path.is_relative_to(out.resolve()), href
                 assert path.is_file(), href
             sections = page.eval_on_selector_all("section.gate", "els => els.map(e => e.id)")
-            assert {f"gate-{gate}" for gate in ("ID", "G1", "G5", "G7", "G8")} <= set(sections)
-            assert page.locator("#gate-G1 svg.chart").count() >= 1
+            assert {f"gate-{gate}" for gate in ("ID", "G5", "G7", "G8")} <= set(sections)
             levels = page.eval_on_selector_all("h1,h2,h3,h4,h5,h6", "els => els.map(e => Number(e.tagName[1]))")
             assert levels.count(1) == 1
             assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), levels
