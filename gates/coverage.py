@@ -302,6 +302,8 @@ def _mutation_settings(ctx: GateContext, policy: CoveragePolicy) -> dict[str, An
     return {
         "sample": policy.mutation_sample,
         "seed": policy.mutation_seed,
+        "allow_fixed_seed": policy.allow_fixed_mutation_seed,
+        "excluded": [entry.mutant for entry in policy.equivalent_mutants],
         "budget_s": budget_s,
         "test_paths": policy.mutation_test_paths,
     }

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
-from gates.mutation_judge import judge_mutation
+from gates.mutation_judge import MAX_EQUIVALENT_MUTANTS, judge_mutation
+from gates.mutation_review import EquivalentMutant
 from harness.gate import Policy
 from harness.model import Measurement, Status, Verdict, worst
 
@@ -83,7 +84,21 @@ class CoveragePolicy(Policy):
     )
     mutation_sample: int = Field(40, ge=1, description="ci mode: how many mutants of the critical modules are sampled.")
     mutation_seed: int | None = Field(
-        None, description="ci mode: the sampling seed (none: a fresh one, recorded in mutation.json, rerun with it)."
+        None,
+        description="ci mode: a fixed sampling seed, used only where allow_fixed_mutation_seed is on; otherwise "
+        "the seed derives from the target's commit (a fresh one outside git), recorded in mutation.json.",
+    )
+    allow_fixed_mutation_seed: bool = Field(
+        False,
+        description="Whether mutation_seed may choose the ci sample (off: a target could shop for a passing one).",
+    )
+    equivalent_mutants: list[EquivalentMutant] = Field(
+        default_factory=list,
+        description="Reviewed equivalent mutants ({mutant, mutation, reason} each), tested every run and left out "
+        "of the kill rate while they survive as declared; a killed, changed or missing one FAILs.",
+    )
+    max_equivalent_mutants: int = Field(
+        MAX_EQUIVALENT_MUTANTS, ge=0, description="The most equivalent_mutants a target may exclude."
     )
     mutation_budget_s: float = Field(
         170.0, gt=0, description="ci mode: time limit of each mutmut run (generation, then the sample)."
@@ -546,7 +561,15 @@ def judge(reader: EvidenceReader, policy: CoveragePolicy) -> Verdict:
     found = Findings()
     judge_asserts(reader, policy, found)
     if policy.test_strength:
-        judge_mutation(reader, policy.min_mutation_kill_pct, found, _missing_lines(reader, context))
+        judge_mutation(
+            reader,
+            policy.min_mutation_kill_pct,
+            found,
+            _missing_lines(reader, context),
+            exclusions=policy.equivalent_mutants,
+            max_exclusions=policy.max_equivalent_mutants,
+            allow_fixed_seed=policy.allow_fixed_mutation_seed,
+        )
     else:
         found.notes.append("test strength (mutation sampling) not measured: [gates.G1] test_strength is off")
     if judge_tests(reader, found):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gates.mutation_judge import KILLED, NOT_COVERED, SURVIVED, TIMEOUT
+from gates.mutation_review import SEED_FIXED, SEED_FROM_COMMIT, SEED_RANDOM, seed_from_commit
 from harness.context import GateContext
 from harness.lifecycle import target_env
 
@@ -111,12 +112,43 @@ def _line_of(source: str, diff: str) -> int | None:
     return starts[0] + 1 + first_removed if len(starts) == 1 else None
 
 
+def _sample_seed(ctx: GateContext, settings: dict[str, Any]) -> dict[str, Any]:
+    """The ci sample's seed and where it came from: the target's commit unless the policy allows a fixed one."""
+    configured = settings["seed"]
+    if configured is not None and settings["allow_fixed_seed"]:
+        return {"seed": configured, "seed_source": SEED_FIXED, "configured_seed": configured}
+    head = ctx.run("git-head", ["git", "rev-parse", "--verify", "HEAD^{commit}"], timeout_s=30)
+    commit = head.stdout().strip() if head.returncode == 0 else ""
+    if commit:
+        seed = {"seed": seed_from_commit(commit), "seed_source": SEED_FROM_COMMIT, "seed_commit": commit}
+    else:
+        seed = {"seed": secrets.randbelow(2**31), "seed_source": SEED_RANDOM}
+    return {**seed, "configured_seed": configured}
+
+
+def _excluded_rows(
+    ctx: GateContext, mutmut: str, work: Path, names: list[str], *, results: dict[str, Any], env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The declared equivalent mutants as tested this run: status, and diff and line where generated."""
+    rows = []
+    for name in names:
+        if name not in results:
+            rows.append({"name": name, "file": None, "status": "not generated", "line": None})
+            continue
+        row = {"name": name, "file": results[name]["file"], "status": _outcome(results[name]["code"])}
+        row["diff"] = ctx.run("mutmut-show", [mutmut, "show", name], cwd=work, env=env, timeout_s=60).stdout()
+        row["line"] = _line_of((work / row["file"]).read_text(encoding="utf-8"), row["diff"])
+        rows.append(row)
+    return rows
+
+
 def measure_strength(
     ctx: GateContext, python: Path, critical_files: list[str], settings: dict[str, Any]
 ) -> dict[str, Any]:
     """Run mutmut on the critical files and return mutation.json's content (ran false with a reason)."""
-    seed = settings["seed"] if settings["seed"] is not None else secrets.randbelow(2**31)
-    record: dict[str, Any] = {"tool": MUTMUT, "mode": ctx.mode, "seed": seed, "ran": False, "mutants": []}
+    seed_record = _sample_seed(ctx, settings)
+    seed = seed_record["seed"]
+    record: dict[str, Any] = {"tool": MUTMUT, "mode": ctx.mode, **seed_record, "ran": False, "mutants": []}
     record.update(critical_files=critical_files, sample_size=settings["sample"], budget_s=settings["budget_s"])
     if not critical_files:
         record["reason"] = "no critical module file to mutate"
@@ -150,7 +182,8 @@ def measure_strength(
     if not universe:
         record["reason"] = f"mutmut generated no mutant (exit {gen.returncode}): {(gen.stdout() + gen.stderr())[-400:]}"
         return record
-    names = sorted(universe)
+    excluded = list(dict.fromkeys(settings["excluded"]))
+    names = sorted(set(universe) - set(excluded))
     chosen = (
         names
         if ctx.mode == "release"
@@ -160,9 +193,16 @@ def measure_strength(
             )
         )
     )
-    ctx.progress(f"test strength: {len(chosen)} of {len(names)} mutants (seed {seed})")
+    also = [name for name in excluded if name in universe]
+    ctx.progress(
+        f"test strength: {len(chosen)} of {len(names)} mutants (seed {seed}) and {len(also)} declared equivalent"
+    )
     run = ctx.run(
-        "mutmut-run", [mutmut, "run", "--max-children", "2", *chosen], cwd=work, env=env, timeout_s=settings["budget_s"]
+        "mutmut-run",
+        [mutmut, "run", "--max-children", "2", *chosen, *also],
+        cwd=work,
+        env=env,
+        timeout_s=settings["budget_s"],
     )
     record.update(run_returncode=run.returncode, run_timed_out=run.timed_out, run_duration_s=round(run.duration_s, 1))
     if run.returncode != 0 and not run.timed_out and "Failed to run clean test" in run.stdout():
@@ -176,5 +216,6 @@ def measure_strength(
             source = (work / row["file"]).read_text(encoding="utf-8")
             row["line"] = _line_of(source, row["diff"])
         record["mutants"].append(row)
+    record["excluded"] = _excluded_rows(ctx, mutmut, work, excluded, results=results, env=env)
     record["ran"] = True
     return record

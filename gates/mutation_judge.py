@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from scipy import stats
 
+from gates.mutation_review import EquivalentMutant, review_exclusions, seed_problem
 from harness.model import Measurement, Status
 
 #: The evidence file of the test-strength run (under gates/G1/ in the pack).
@@ -22,6 +23,8 @@ MUTATION = "mutation.json"
 KILLED, SURVIVED, TIMEOUT, NOT_COVERED = "killed", "survived", "timeout", "not covered"
 SURVIVORS_IN_REASONS = 10
 KILL_RATE_MEASUREMENT = "mutation kill rate, Wilson 95 % lower bound (critical modules)"
+#: How many reviewed equivalent mutants a target may exclude (standard policy: the same ceiling).
+MAX_EQUIVALENT_MUTANTS = 10
 
 
 class EvidenceReader(Protocol):
@@ -96,6 +99,10 @@ def judge_mutation(
     min_kill_pct: float,
     found: FindingsSink,
     missing_lines: dict[str, frozenset[int]] | None = None,
+    *,
+    exclusions: Sequence[EquivalentMutant] = (),
+    max_exclusions: int = MAX_EQUIVALENT_MUTANTS,
+    allow_fixed_seed: bool = False,
 ) -> None:
     """Test strength of the critical modules from mutation.json; nothing when the run was not attempted."""
     if not reader.exists(MUTATION):
@@ -104,6 +111,9 @@ def judge_mutation(
     if not record.get("ran"):
         found.block(Status.INCONCLUSIVE, f"test strength not measured: {record.get('reason') or 'no reason recorded'}")
         return
+    problem = seed_problem(record, allow_fixed_seed)
+    if problem:
+        found.block(Status.FAIL, f"test strength: the ci sample is not bound to the commit: {problem}")
     groups = tally(uncovered_survivors(record["mutants"], missing_lines or {}))
     killed = len(groups[KILLED]) + len(groups[TIMEOUT])
     judged = killed + len(groups[SURVIVED])
@@ -111,12 +121,15 @@ def judge_mutation(
         "tool": record.get("tool"),
         "mode": record.get("mode"),
         "seed": record.get("seed"),
+        "seed_source": record.get("seed_source"),
+        "seed_commit": record.get("seed_commit"),
         "generated": record.get("generated"),
         "sampled": len(record["mutants"]),
         "counts": {name: len(rows) for name, rows in groups.items()},
         "survivors": groups[SURVIVED],
         "timeouts": [row["name"] for row in groups[TIMEOUT]],
     }
+    _judge_exclusions(record, exclusions, max_exclusions, found)
     for name in (TIMEOUT, NOT_COVERED, "errors"):
         if groups[name]:
             rows = ", ".join(f"{row['name']} ({_where(row)}, {row['status']})" for row in groups[name][:10])
@@ -131,6 +144,32 @@ def judge_mutation(
         )
         return
     _judge_rate(killed, judged, min_kill_pct, survivors=groups[SURVIVED], record=record, found=found)
+
+
+def _judge_exclusions(
+    record: dict[str, Any], declared: Sequence[EquivalentMutant], max_exclusions: int, found: FindingsSink
+) -> None:
+    """Each reviewed equivalent mutant is listed with its reason; a void one, or too many, FAILs naming it."""
+    standing, void = review_exclusions(declared, record.get("excluded", []))
+    found.details["mutation"]["excluded"] = standing + void
+    if len(declared) > max_exclusions:
+        found.block(
+            Status.FAIL,
+            f"test strength: {len(declared)} equivalent mutants excluded in [gates.G1] equivalent_mutants, "
+            f"the policy allows at most {max_exclusions}",
+        )
+    if standing:
+        listed = "; ".join(f"{row['name']} ({_where(row)} {_change(row)}): {row['reason']}" for row in standing)
+        found.notes.append(
+            f"{len(standing)} reviewed equivalent mutant(s) excluded from the kill rate (each tested "
+            f"this run and survived): {listed}"
+        )
+    for row in void:
+        found.block(
+            Status.FAIL,
+            f"test strength: the equivalent-mutant exclusion {row['name']} is void: {row['void']} "
+            "(remove it from [gates.G1] equivalent_mutants or review it again)",
+        )
 
 
 def _judge_rate(

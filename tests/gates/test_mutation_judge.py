@@ -49,7 +49,8 @@ def record(killed: int, survived: int = 0, **extra: int) -> dict[str, Any]:
     rows += [{"name": f"s{i}", "file": "m.py", "status": "survived", "line": 7, "diff": DIFF} for i in range(survived)]
     for status, count in extra.items():
         rows += [{"name": status, "file": "m.py", "status": status.replace("_", " "), "line": None}] * count
-    return {"ran": True, "tool": "mutmut==3.8.1", "mode": "ci", "seed": 7, "generated": len(rows), "mutants": rows}
+    base = {"ran": True, "tool": "mutmut==3.8.1", "mode": "ci", "seed": 7, "seed_source": "random"}
+    return {**base, "generated": len(rows), "mutants": rows}
 
 
 def judged(data: dict[str, Any] | None, min_pct: float = 70.0) -> Findings:
