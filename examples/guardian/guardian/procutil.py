@@ -98,6 +98,13 @@ def wait_gone(pids: list[int], timeout_s: float) -> list[int]:
 
 
 def kill_quietly(pid: int, sig: int) -> None:
-    """Send ``sig`` to ``pid``, ignoring a process that has already gone."""
+    """Send ``sig`` to ``pid``, ignoring a process that has already gone.
+
+    A pid of 0 or below is refused: os.kill would signal the caller's whole process group (or
+    every process it may signal), never the one child meant.
+    """
+    if pid <= 0:
+        log.error("refusing to signal pid %s", pid, extra={"pid": pid, "signal": sig})
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
