@@ -611,3 +611,12 @@ def test_shutdown_kills_stragglers_and_logs(
     reopened = Store(sup.data_dir.db_path)
     assert slot_row(reopened, "api", 0) == ("stopped", None, 0)
     reopened.close()
+
+
+def test_kill_quietly_refuses_a_pid_that_means_a_group(caplog: pytest.LogCaptureFixture) -> None:
+    """A pid of 0 or below would signal a whole process group: refused and logged, none sent."""
+    caplog.set_level(logging.INFO, logger="guardian.proc")
+    procutil.kill_quietly(0, 0)
+    procutil.kill_quietly(-1, 0)
+    refused = [r.getMessage() for r in caplog.records if r.name == "guardian.proc"]
+    assert refused == ["refusing to signal pid 0", "refusing to signal pid -1"]
