@@ -228,8 +228,9 @@ CHECKS = (
     ),
     CheckSpec(
         id="PB.canaries",
-        title="canary metrics of every layer L2-L7 present and live; a fault at L4 (port closed) and L7 (wrong "
-        "response) moves its canary within its interval; L2/L3 faults are reported not observable here, never PASS",
+        title="canary metrics of every layer L2-L7 present and live; a fault at each layer that must react (L4 port "
+        "closed, L5 session cut, L6 answer truncated, L7 wrong response) moves its canary within its interval; "
+        "layers left out (L2/L3) are reported not observable here, never PASS",
         requirements=("H7",),
         measurements=("canary * reaction",),
         details=("canaries",),

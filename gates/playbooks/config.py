@@ -291,6 +291,13 @@ class CanaryFault(Spec):
     title: str = Field("", description="What the fault is, e.g. 'upstream port closed'.")
     stop_dependency: str = Field("", description="Stop this dependency of the instance (its port closes).")
     inject: str = Field("", description="Or: inject this playbook's fault through [gates.PB.api] inject.")
+    toxic: str = Field(
+        "",
+        description="Or: add this Toxiproxy toxic (e.g. limit_data) to the harness's proxy in front of the API, "
+        "which the canaries reach it through ([gates.PB.canaries] front_env); removed after the reaction.",
+    )
+    stream: Literal["upstream", "downstream"] = Field("downstream", description="The toxic's direction.")
+    attributes: dict[str, int] = Field(default_factory=dict, description="The toxic's attributes, e.g. bytes.")
 
 
 class CanaryCheck(Spec):
@@ -311,6 +318,17 @@ class CanaryCheck(Spec):
         default_factory=dict, description="Layers no fault can be caused at on this host, each with the reason."
     )
     faults: tuple[CanaryFault, ...] = Field((), description="One fault per layer the harness can cause.")
+    must_react: tuple[str, ...] = Field(
+        ("L4", "L5", "L6", "L7"),
+        description="Layers whose canary must be shown moving under a fault of its own: one of them (among "
+        "`layers`) with no fault declared is NOT_RUN, never PASS. Layers left out (policy: at most L2 and L3, "
+        "where a loopback host cannot be faulted without touching its real interfaces) are reported unobservable.",
+    )
+    front_env: str = Field(
+        "",
+        description="Environment variable (host:port) naming the address the target's canaries reach the API "
+        "through; the harness's Toxiproxy-compatible proxy listens there for the toxic faults. Empty: none.",
+    )
 
 
 class DuplicateGuardCheck(Spec):

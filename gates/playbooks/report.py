@@ -142,6 +142,8 @@ def _canary_lines(canaries: dict[str, Any] | None) -> list[str]:
         shown = (
             _md(fault["title"]) if fault else "no fault caused here: " + _md(canaries["unobservable"].get(layer, ""))
         )
+        if fault and fault.get("also_down"):
+            shown += f" (also down: {', '.join(fault['also_down'])})"
         reaction = _num(fault["reaction_s"]) if fault else "-"
         status = fault["status"] if fault else "not observed"
         cells = [layer, checks.get(f"{layer} metrics", "-"), checks.get(f"{layer} live", "-"), shown, reaction, status]

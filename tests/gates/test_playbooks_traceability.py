@@ -132,6 +132,7 @@ def test_untraced_fixture_fails_h3_h4_and_h7(git_target: GitTarget, run_certify:
         "L4 metrics": "FAIL",
         "L4 live": "FAIL",
         "L7 metrics": "FAIL",
+        "L4 fault": "NOT_RUN",
         "L7 live": "FAIL",
         "L7 fault": "FAIL",
     }
@@ -182,3 +183,42 @@ def test_frozen_canary_or_a_late_reaction_fails() -> None:
     assert judged["checks"]["L2 live"] == "FAIL"
     assert judged["checks"]["L4 fault"] == "FAIL"
     assert "canary L4: moved 9.0 s after the fault, > 8 s" in judged["reasons"]
+
+
+def test_a_fault_reported_with_the_other_layers_it_took_down() -> None:
+    """The layers reading 0 in the scrape where the faulted layer moved are listed with it (L5 took L6 down)."""
+    policy = PlaybookPolicy.model_validate(
+        {"canaries": {"layers": ["L4", "L5", "L6"], "faults": [{"layer": "L5", "toxic": "limit_data"}]}}
+    )
+    live = [_scrape(t, L4=(1.0, t), L5=(1.0, t), L6=(1.0, t)) for t in (0.0, 5.0)]
+    moved = _scrape(102.0, L4=(1.0, 101.5), L5=(0.0, 101.5), L6=(0.0, 101.6))
+    record = {
+        "live": live,
+        "faults": [{"layer": "L5", "title": "cut", "fault_at": 100.0, "caused": {}, "after": [moved]}],
+    }
+    judged = judge_canaries(policy, record)
+    assert judged is not None
+    assert judged["faults"][0]["also_down"] == ["L6"]
+    assert judged["checks"]["L5 fault"] == "PASS"
+
+
+def test_a_toxic_fault_without_a_front_proxy_is_recorded_as_not_caused() -> None:
+    """A toxic declared while no front_env routes the canaries via the proxy: the fault is not caused, saying why."""
+    from gates.playbooks.canaries import _cause  # noqa: PLC0415 - the collect-side helper under test
+
+    policy = PlaybookPolicy.model_validate({"canaries": {"faults": [{"layer": "L5", "toxic": "limit_data"}]}})
+    assert policy.canaries is not None
+    caused = _cause(policy, None, policy.canaries.faults[0], None)  # type: ignore[arg-type]
+    assert "front_env" in caused["error"]
+
+
+def test_a_layer_that_must_react_without_a_fault_is_not_run() -> None:
+    """L4 must react (the default L4-L7) but no fault is declared for it: "L4 fault" is NOT_RUN with the reason."""
+    policy = PlaybookPolicy.model_validate(
+        {"canaries": {"layers": ["L2", "L4"], "faults": [], "unobservable": {"L2": "root", "L4": "none here"}}}
+    )
+    judged = judge_canaries(policy, _canary_record(0.0, 103.0) | {"faults": []})
+    assert judged is not None
+    assert judged["checks"]["L4 fault"] == "NOT_RUN"
+    assert "L2 fault" not in judged["checks"]  # left out of must_react: reported, no status
+    assert "canary L4: no fault caused at this layer, so its reaction is not shown (none here)" in judged["reasons"]

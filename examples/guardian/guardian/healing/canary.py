@@ -16,6 +16,10 @@ way a client on this host would reach it, and record one result per layer:
 * L7 application — a canary task submitted through the API and completed by a worker, with
   its end-to-end latency from the service's own timestamps.
 
+With ``GUARDIAN_CANARY_FRONT=host:port`` (the address clients reach the API through: a proxy or
+load balancer in front of it) the L5-L7 probes go through that address, as a client's requests
+would; L3 and L4 keep looking at the API listener itself.
+
 On loopback L2 and L3 see little: there is no cable, switch, ARP or DNS server involved.
 ``docs/operations/canaries.md`` says what each layer can and cannot see.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -59,6 +64,7 @@ IFF_UP = 0x1
 STALE_AFTER_S = 30.0
 RETRY_S = 0.5  # next round after a failed one
 L6_SAMPLE = 'canary ✓ «L6» "quoted" \\ tab\t end'
+FRONT_ENV = "GUARDIAN_CANARY_FRONT"
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,29 @@ class CanaryTarget:
     upstream_url: str | None = None
     interface: str = "lo"
     sys_net: Path = Path("/sys/class/net")
+    front: tuple[str, int] | None = None
 
     @property
     def api_url(self) -> str:
-        """Base URL of the API."""
-        return f"http://{self.api_host}:{self.api_port}"
+        """Base URL the L6/L7 probes use: the front address when one is set, else the API's own."""
+        host, port = self.client_address
+        return f"http://{host}:{port}"
+
+    @property
+    def client_address(self) -> tuple[str, int]:
+        """(host, port) clients reach the API at: the front address, else the listener."""
+        return self.front or (self.api_host, self.api_port)
+
+    @classmethod
+    def with_front_from_env(cls, target: CanaryTarget) -> CanaryTarget:
+        """Return the target with ``GUARDIAN_CANARY_FRONT`` (host:port) applied, when it is set."""
+        raw = os.environ.get(FRONT_ENV, "").strip()
+        if not raw:
+            return target
+        host, _, port = raw.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{FRONT_ENV}={raw!r} is not host:port")
+        return replace(target, front=(host, int(port)))
 
     def upstream(self) -> tuple[str, int] | None:
         """(host, port) of the upstream, if one is configured."""
@@ -171,10 +195,10 @@ def probe_transport(target: CanaryTarget, timeout_s: float = 2.0) -> ProbeResult
 
 
 def probe_session(target: CanaryTarget, timeout_s: float = 3.0) -> ProbeResult:
-    """L5: two requests travel over one kept-alive HTTP/1.1 connection."""
+    """L5: two requests travel over one kept-alive HTTP/1.1 connection (via the front, if set)."""
 
     def body(detail: dict[str, Any]) -> None:
-        conn = http.client.HTTPConnection(target.api_host, target.api_port, timeout=timeout_s)
+        conn = http.client.HTTPConnection(*target.client_address, timeout=timeout_s)
         try:
             ports = []
             for _ in range(2):
@@ -206,14 +230,21 @@ def probe_application(
     """L7 and L6: submit a canary task, wait for a worker to complete it, compare the payload."""
     payload = canary_payload(time.time())
     echoes: list[tuple[str, Any]] = []
+    damaged: list[str] = []
 
     def body(detail: dict[str, Any]) -> None:
         with httpx.Client(base_url=target.api_url, timeout=5.0) as client:
-            answer = client.post("/api/tasks", json={"kind": "orchestrate", "payload": payload})
+            try:
+                answer = client.post("/api/tasks", json={"kind": "orchestrate", "payload": payload})
+                created = answer.json() if answer.status_code == 201 else None
+            except (httpx.RemoteProtocolError, ValueError) as exc:
+                # The answer arrived cut short or is not JSON: its representation is damaged (L6).
+                damaged.append(f"{type(exc).__name__}: {exc}"[:200])
+                raise
             detail["submit_status"] = answer.status_code
-            if answer.status_code != 201:
+            if created is None:
                 raise ValueError(f"submit answered {answer.status_code}: {answer.text[:160]}")
-            echoes.append((answer.headers.get("content-type", ""), answer.json()["payload"]))
+            echoes.append((answer.headers.get("content-type", ""), created["payload"]))
             task = _await_completion(client, answer.json()["id"], deadline_s)
             echoes.append(("read", task["payload"]))
         detail.update(task_id=task["id"], status=task["status"], result=task["result"])
@@ -225,6 +256,9 @@ def probe_application(
             raise ValueError(f"canary task took {latency_s:.3f} s > SLO {slo_s:g} s")
 
     l7 = _timed("L7", body)
+    if damaged:
+        cut = f"the submit answer could not be read whole: {damaged[0]}"
+        return l7, ProbeResult("L6", False, 0.0, {"damaged": damaged[0]}, cut)
     if not echoes:
         return l7, ProbeResult("L6", False, 0.0, {}, "no answer to compare (L7 failed first)")
     same = all(echo == payload for _, echo in echoes)
@@ -361,7 +395,7 @@ class CanaryRunner:
     ) -> None:
         """Bind to the instance; ``start`` launches the threads."""
         self.env = env
-        self.target = target
+        self.target = CanaryTarget.with_front_from_env(target)
         self.interval_s = interval_s
         self.slo_s = slo_s
         self.stopping = threading.Event()
