@@ -206,3 +206,12 @@ def test_a_confirming_burst_tells_a_busy_moment_from_lost_capacity() -> None:
     assert (
         "is 50% of the pre-fault 10/s (< capacity.min_fraction 0.8); the better of two bursts" in result["reasons"][0]
     )
+
+
+def test_a_burst_beside_an_undrained_backlog_names_it() -> None:
+    """Work the fault delayed still open when the post-recovery burst began is named in the throughput FAIL."""
+    backlog = {"ids": 40, "open": 12, "waited_s": 20.0}
+    capacity = {"before": burst(0.5, 1.0), "after": burst(20.0, 2.0), "backlog": backlog}
+    result = judged([rep(capacity={**capacity, "metrics_before": [], "metrics_after": []})])
+    assert result["status"] == "FAIL"
+    assert result["reasons"][0].endswith("; 12 of 40 earlier units still open after waiting 20 s")
