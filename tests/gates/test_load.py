@@ -70,10 +70,13 @@ def test_fast_target_passes_both_gates(git_target: GitTarget, run_certify: RunCe
         assert document["note"].startswith("ci mode:")
         assert "target-service" in document["resources"]
         assert document["gpu"].startswith(("absent", "present"))
-        # Plain HTTP: every answer is timed by the kernel's receive stamp, none by the driver's clock.
+        # Plain HTTP: answers are timed by the kernel's receive stamp. A stamp that falls outside
+        # [sent, read] by the clock offset's error on a loaded host is timed by the driver's clock
+        # instead (load/stamped_http.py; seen 1 of 588 under .ci/run): at most 1 % of answers.
         ended_by = document["statistics"]["http"]["ended_by"]
-        assert ended_by["socket"] == document["statistics"]["http"]["requests"] > 0, ended_by
-        assert ended_by["driver"] == 0
+        requests = document["statistics"]["http"]["requests"]
+        assert requests > 0 and ended_by["socket"] + ended_by["driver"] == requests, ended_by
+        assert ended_by["driver"] <= requests // 100, ended_by
         for chart in ("latency", "throughput", "errors", "cpu", "rss"):
             assert (docs / f"{pid}-{chart}.svg").read_text(encoding="utf-8").startswith("<svg")
         # G3 judged its own copy of the same raw data.
