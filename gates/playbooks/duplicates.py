@@ -200,11 +200,22 @@ def judge_duplicates(policy: PlaybookPolicy, record: dict[str, Any] | None) -> d
     if not again:
         past = steps["after"]["offset_s"]
         reasons.append(f"H12: no new approval for {what} {past:g} s after the first (window {check.window_s:g} s)")
-    rows = [_step_row(check, steps[name], name) for name, _, _ in STEPS]
+    t0 = float(steps["first"].get("epoch") or 0.0)
+    fresh = {"first": created, "inside": duplicate, "after": again}
+    rows = [_step_row(check, steps[name], name, _requested(check, id_field, fresh[name], t0)) for name, _, _ in STEPS]
     return {"checks": checks, "reasons": reasons, "steps": rows, "key": list(key) if key else None}
 
 
-def _step_row(check: DuplicateGuardCheck, step: dict[str, Any], name: str) -> dict[str, Any]:
+def _requested(check: DuplicateGuardCheck, id_field: str, approvals: list[dict[str, Any]], t0: float) -> list[Any]:
+    """[id, requested_at - T0] of each new approval: the clock the target filed it at, as it says (pure)."""
+    rows = []
+    for item in approvals:
+        at = item.get(check.requested_at_field) if check.requested_at_field else None
+        rows.append([item.get(id_field), round(float(at) - t0, 3) if isinstance(at, int | float) else None])
+    return rows
+
+
+def _step_row(check: DuplicateGuardCheck, step: dict[str, Any], name: str, new: list[Any]) -> dict[str, Any]:
     """One request's reported figures (pure)."""
     closed = step.get("closed") or {}
     return {
@@ -214,5 +225,6 @@ def _step_row(check: DuplicateGuardCheck, step: dict[str, Any], name: str) -> di
         "decided_after_s": step.get("decided_after_s"),
         "closed_status": closed.get("status") if closed else None,
         "closed_after_s": step.get("closed_after_s"),
+        "new_approvals": new,
         "window_s": check.window_s,
     }

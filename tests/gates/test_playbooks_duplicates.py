@@ -55,6 +55,7 @@ def test_refused_inside_the_window_and_accepted_after_passes() -> None:
     assert set(judged["checks"].values()) == {"PASS"}, judged["reasons"]
     assert judged["key"] == ["queue", "backlog"]
     assert [row["offset_s"] for row in judged["steps"]] == [0.0, 540.0, 660.0]
+    assert [row["new_approvals"] for row in judged["steps"]] == [[[1, None]], [], [[2, None]]]
 
 
 def test_accepted_duplicate_or_unaudited_refusal_or_no_reacceptance_fails() -> None:
