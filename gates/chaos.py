@@ -197,6 +197,12 @@ class ChaosGate(Gate):
             lines.append(f"back to back on one instance: {', '.join(shared)}")
         if fresh:
             lines.append(f"a fresh instance per repetition (fresh_instance = true): {', '.join(fresh)}")
+        if policy.rollback is not None:
+            how = "waits for the target's own rollback" if policy.rollback.automatic else "runs the declared rollback"
+            lines.append(
+                f"C6 rollback drill on an instance of its own: deploys the bad canary, {how} once the probes and "
+                f"{policy.rollback.alert_metric} have seen it, restored within {policy.rollback.budget_s:g} s"
+            )
         return lines
 
     def collect(self, ctx: GateContext, policy: Policy) -> None:
