@@ -188,16 +188,22 @@ class ReleaseState:
 
     def record(self, release: Release, status: int) -> None:
         """Count one answer of an ``/api/*`` request under the release that gave it."""
+        now = self.clock()
         with self._lock:
-            self._answers.append((self.clock(), release.version, status >= 500))
+            self._answers.append((now, release.version, status >= 500))
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Forget answers older than the window (caller holds the lock): memory stays bounded."""
+        while self._answers and now - self._answers[0][0] > ALERT_WINDOW_S:
+            self._answers.popleft()
 
     def alert(self) -> dict[str, Any]:
         """Return the alert's state for the active release over the last ALERT_WINDOW_S seconds."""
         release = self.current()
         now = self.clock()
         with self._lock:
-            while self._answers and now - self._answers[0][0] > ALERT_WINDOW_S:
-                self._answers.popleft()
+            self._prune(now)
             mine = [bad for _t, version, bad in self._answers if version == release.version]
             errors = sum(mine)
             ratio = errors / len(mine) if mine else 0.0
