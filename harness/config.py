@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from harness.errors import ConfigError
 from harness.registry import GATE_IDS, all_gates, catalogue
+from harness.requirements import requirement_catalogue
 
 CONFIG_NAME = "certify.toml"
 BASE_PLACEHOLDERS = frozenset({"python", "target_dir", "port", "data_dir"})
@@ -183,8 +184,24 @@ class CertificateSection(Section):
     )
     not_applicable: dict[str, str] = Field(
         default_factory=dict,
-        description="Gate -> why it does not apply; honoured only where the policy allows it (else a deviation).",
+        description="Gate or catalogue requirement id -> why it does not apply; honoured only where the policy "
+        "allows it on its terms (else a deviation); shown as N/A with the reason on every report.",
     )
+
+    @field_validator("not_applicable")
+    @classmethod
+    def _known_na_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        """Every key names a gate or a catalogue requirement, and every reason says something."""
+        known = set(catalogue()) | {r.id for r in requirement_catalogue().requirements}
+        unknown = [key for key in value if key not in known]
+        if unknown:
+            msg = f"not_applicable: {', '.join(unknown)} is neither a gate nor a catalogue requirement"
+            raise ValueError(msg)
+        empty = [key for key, reason in value.items() if not reason.strip()]
+        if empty:
+            msg = f"not_applicable.{empty[0]}: give the reason it does not apply"
+            raise ValueError(msg)
+        return value
 
     @field_validator("required_gates")
     @classmethod

@@ -55,6 +55,14 @@ def not_selected(gate_id: str) -> Verdict:
     return Verdict.of(Status.NOT_RUN, f"required gate {gate_id} was not run: left out by --gates")
 
 
+def not_applicable(gate_id: str, reason: str, terms: str, policy_label: str) -> Verdict:
+    """The verdict of a gate the target declared not applicable, as the policy allows: N/A with both reasons."""
+    return Verdict.of(
+        Status.NOT_APPLICABLE,
+        f"{gate_id} is not applicable: {reason} (policy {policy_label} allows that on the terms: {terms})",
+    )
+
+
 def left_out(result: GateResult) -> bool:
     """Whether a result is the record of a required gate the run left out (--gates) rather than a gate that ran."""
     return result.verdict == not_selected(result.gate)

@@ -22,6 +22,7 @@ from harness.errors import ConfigError
 from harness.policy import LoadedPolicy, PolicyError, PolicyWaiver
 from harness.policy_limits import LimitMiss, limit_misses, same_value, value_text
 from harness.registry import catalogue
+from harness.requirements import requirement_catalogue
 
 DEVIATIONS_FORMAT = "release-harness-deviations/1"
 DEVIATIONS_FILE = "deviations.json"
@@ -71,11 +72,15 @@ class Deviation(BaseModel):
 
 
 class NotApplicable(BaseModel):
-    """A gate the target declared not applicable, as the policy allows: not required, not run by default."""
+    """A gate or a catalogue requirement the target declared not applicable, as the policy allows.
+
+    A gate is then not required, not run by default and N/A on every report; a requirement is N/A in the
+    traceability matrix.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    gate: str
+    gate: str  # the gate id, or the requirement id of a requirement-level declaration (the format predates those)
     reason: str
     terms: str
 
@@ -169,17 +174,9 @@ def _gate_deviations(
     meta = loaded.policy.policy
     found = []
     declared = dict(getattr(config.certificate, "not_applicable", {}) or {})
-    for gate, reason in declared.items():
-        if gate not in allowed_na:
-            found.append(
-                _gate_deviation(
-                    "not-applicable",
-                    gate,
-                    what=f"{gate} is declared not applicable ({reason}); the policy does not allow that for {gate}",
-                    policy_limit="may not be declared not applicable",
-                    target_value=f"not applicable: {reason}",
-                )
-            )
+    for key, reason in sorted(declared.items(), key=lambda item: _catalogue_position(item[0])):
+        if key not in allowed_na:
+            found.append(_na_deviation(loaded, config, key, reason))
     for gate in meta.required_gates:
         if gate not in config.certificate.required_gates and gate not in allowed_na:
             found.append(
@@ -310,16 +307,70 @@ def _apply_waivers(
     return [d.model_copy(update={"waived_by": waived.get(d.id)}) for d in found], notes
 
 
+def _na_deviation(loaded: LoadedPolicy, config: CertifyConfigBase, key: str, reason: str) -> Deviation:
+    """The deviation of a not-applicable declaration (of a gate or a requirement) the policy does not allow."""
+    terms = loaded.policy.not_applicable.get(key)
+    if terms is None:
+        what = f"{key} is declared not applicable ({reason}); the policy does not allow that for {key}"
+        limit = "may not be declared not applicable"
+    else:
+        keys = configured_keys(config, key)
+        what = (
+            f"{key} is declared not applicable ({reason}), but certify.toml configures [gates.{key}] "
+            f"({', '.join(keys[:5])}); the policy allows N/A only for a gate the target configures nothing for"
+        )
+        limit = f"not applicable only on the terms: {terms.terms}; [gates.{key}] unconfigured"
+    if key in catalogue():
+        value = f"not applicable: {reason}"
+        return _gate_deviation("not-applicable", key, what=what, policy_limit=limit, target_value=value)
+    return Deviation(
+        id=f"not-applicable:{key}",
+        kind="not-applicable",
+        gate=None,
+        requirements=(key,),
+        what=what,
+        policy_limit=limit,
+        target_value=f"not applicable: {reason}",
+    )
+
+
+def configured_keys(config: CertifyConfigBase, gate: str) -> list[str]:
+    """The keys of a gate's [gates.<id>] table whose value differs from the default (empty: unconfigured)."""
+    table = config.policy(gate)
+    try:
+        default = type(table)()
+    except ValueError:  # a table with required keys cannot be left at its defaults
+        return sorted(table.model_fields_set) or ["its required keys"]
+    now, base = table.model_dump(mode="json"), default.model_dump(mode="json")
+    return sorted(key for key in now if now[key] != base.get(key))
+
+
 def effective_required(loaded: LoadedPolicy, config: CertifyConfigBase, allowed_na: dict[str, str]) -> tuple[str, ...]:
     """Gates that must PASS: the policy's plus any certify.toml adds, less allowed N/A ones, catalogue order."""
     wanted = set(loaded.policy.policy.required_gates) | set(config.certificate.required_gates)
     return tuple(gate for gate in catalogue() if gate in wanted and gate not in allowed_na)
 
 
+def _catalogue_position(key: str) -> tuple[int, int, str]:
+    """Where a gate or requirement id sits: gates first in catalogue order, then requirements in theirs."""
+    gates = list(catalogue())
+    if key in gates:
+        return 0, gates.index(key), key
+    ids = [requirement.id for requirement in requirement_catalogue().requirements]
+    return 1, ids.index(key) if key in ids else len(ids), key
+
+
 def _allowed_na(loaded: LoadedPolicy, config: CertifyConfigBase) -> dict[str, str]:
-    """Not-applicable declarations the policy allows: gate -> the target's reason."""
+    """Not-applicable declarations the policy allows on its terms: gate or requirement -> the target's reason."""
     declared = dict(getattr(config.certificate, "not_applicable", {}) or {})
-    return {gate: reason for gate, reason in declared.items() if gate in loaded.policy.not_applicable}
+    allowed = {}
+    # Catalogue order, not the file's: config.resolved.json stores tables sorted, and `certify verify`
+    # must recompute the same deviations.json from it.
+    for key, reason in sorted(declared.items(), key=lambda item: _catalogue_position(item[0])):
+        terms = loaded.policy.not_applicable.get(key)
+        if terms is not None and not (terms.unconfigured and configured_keys(config, key)):
+            allowed[key] = reason
+    return allowed
 
 
 def deviations(loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs) -> DeviationReport:

@@ -17,6 +17,9 @@ class Status(enum.StrEnum):
     INCONCLUSIVE = "INCONCLUSIVE"
     NOT_RUN = "NOT_RUN"
     ERROR = "ERROR"
+    # Never a gate's own verdict: the harness records it for a gate or requirement the target declared
+    # not applicable ([certificate] not_applicable) on terms the policy allows; it blocks nothing.
+    NOT_APPLICABLE = "N/A"
 
 
 Comparator = Literal["<", "<=", ">", ">=", "==", "!="]
@@ -122,8 +125,11 @@ def _json(value: Any) -> str:
 
 
 def worst(statuses: list[Status]) -> Status:
-    """Combine sub-verdicts: any FAIL fails; otherwise ERROR, NOT_RUN, INCONCLUSIVE block PASS."""
-    order = [Status.FAIL, Status.ERROR, Status.NOT_RUN, Status.INCONCLUSIVE, Status.PASS]
+    """Combine sub-verdicts: any FAIL fails; otherwise ERROR, NOT_RUN, INCONCLUSIVE block PASS.
+
+    N/A counts only when nothing else is there: PASS and N/A combine to PASS.
+    """
+    order = [Status.FAIL, Status.ERROR, Status.NOT_RUN, Status.INCONCLUSIVE, Status.PASS, Status.NOT_APPLICABLE]
     for status in order:
         if status in statuses:
             return status

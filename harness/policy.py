@@ -143,6 +143,11 @@ class NotApplicableTerms(_Table):
     """A gate the target may declare not applicable, and the terms under which it may."""
 
     terms: str = Field(min_length=1, description="When the declaration is acceptable, in words.")
+    unconfigured: bool = Field(
+        False,
+        description="Gates only: the declaration holds only while certify.toml configures nothing for the gate "
+        "(its [gates.<id>] table absent or at its defaults); a target that configures it is not N/A.",
+    )
 
 
 class PolicyWaiver(_Table):
@@ -204,10 +209,15 @@ class Policy(_Table):
     @field_validator("not_applicable")
     @classmethod
     def _known_na_gates(cls, value: dict[str, NotApplicableTerms]) -> dict[str, NotApplicableTerms]:
-        """Only known gates may be given not-applicable terms."""
-        unknown = [gate for gate in value if gate not in catalogue()]
+        """Only known gates and catalogue requirements may be given not-applicable terms."""
+        requirements = {r.id for r in requirement_catalogue().requirements}
+        unknown = [key for key in value if key not in catalogue() and key not in requirements]
         if unknown:
-            msg = f"unknown gate(s) {', '.join(unknown)}"
+            msg = f"unknown gate(s) or requirement(s) {', '.join(unknown)}"
+            raise ValueError(msg)
+        bad = [key for key, terms in value.items() if terms.unconfigured and key not in catalogue()]
+        if bad:
+            msg = f"not_applicable.{bad[0]}: unconfigured applies to gates only (a requirement has no table)"
             raise ValueError(msg)
         return value
 

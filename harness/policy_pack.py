@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import CertifyConfigBase
-from harness.decide import not_selected
+from harness.decide import not_applicable, not_selected
 from harness.deviations import DEVIATIONS_FILE, DeviationReport, RunArgs, deviations, effective_config
 from harness.errors import PackError
 from harness.evidence import EvidencePack
@@ -59,6 +59,36 @@ def unselected_results(results: Sequence[GateResult], required: Sequence[str]) -
         for gate in required
         if gate not in ran and gate in known
     ]
+
+
+def not_applicable_results(results: Sequence[GateResult], report: DeviationReport) -> list[GateResult]:
+    """An N/A result, with the target's reason and the policy's terms, for every allowed N/A gate that did not run."""
+    ran = {result.gate for result in results}
+    known = catalogue()
+    label = f"{report.policy.get('name')} {report.policy.get('version')}"
+    return [
+        GateResult(
+            gate=na.gate,
+            title=known[na.gate][0],
+            requirements=known[na.gate][1],
+            required=False,
+            verdict=not_applicable(na.gate, na.reason, na.terms, label),
+            duration_s=0.0,
+        )
+        for na in report.not_applicable
+        if na.gate in known and na.gate not in ran
+    ]
+
+
+def not_applicable_requirements(report: DeviationReport) -> dict[str, str]:
+    """Requirement id -> why it is N/A (the target's reason, the policy's terms), for the traceability matrix."""
+    known = catalogue()
+    label = f"{report.policy.get('name')} {report.policy.get('version')}"
+    return {
+        na.gate: f"not applicable: {na.reason} (policy {label} allows that on the terms: {na.terms})"
+        for na in report.not_applicable
+        if na.gate not in known
+    }
 
 
 def run_args_of(run_doc: dict[str, Any]) -> RunArgs:

@@ -161,7 +161,7 @@ def render_junit(
             "tests": str(len(results)),
             "failures": str(sum(s in {Status.FAIL, Status.INCONCLUSIVE} for s in statuses)),
             "errors": str(statuses.count(Status.ERROR)),
-            "skipped": str(statuses.count(Status.NOT_RUN)),
+            "skipped": str(statuses.count(Status.NOT_RUN) + statuses.count(Status.NOT_APPLICABLE)),
             "time": f"{sum(result.duration_s for result in results):.3f}",
         },
     )
@@ -199,7 +199,7 @@ def _junit_testcase(suite: ET.Element, classname: str, result: GateResult) -> No
     if status is Status.PASS:
         return
     first_reason = xml_text(result.verdict.reasons[0]) if result.verdict.reasons else status.value
-    if status is Status.NOT_RUN:
+    if status in {Status.NOT_RUN, Status.NOT_APPLICABLE}:
         ET.SubElement(case, "skipped", {"message": first_reason})
         return
     tag = "error" if status is Status.ERROR else "failure"

@@ -28,7 +28,15 @@ from harness.model import GateResult, Verdict
 from harness.observer import Observer
 from harness.plan import Plan, PlanEntry, make_plan
 from harness.policy import load_policy
-from harness.policy_pack import RUN_FORMAT, judge, run_facts, unselected_results, write_policy_files
+from harness.policy_pack import (
+    RUN_FORMAT,
+    judge,
+    not_applicable_requirements,
+    not_applicable_results,
+    run_facts,
+    unselected_results,
+    write_policy_files,
+)
 from harness.procs import REGISTRY
 from harness.progress import Reporter
 from harness.redact import Redactor, allowed_env
@@ -360,8 +368,9 @@ class Runner:
         order = [entry.gate_id for entry in self.plan.entries]
         results = [self.results[gate_id] for gate_id in order if gate_id in self.results]
         results += unselected_results(results, self.config.certificate.required_gates)
+        results += not_applicable_results(results, self.deviations)
         blocking_ids = [deviation.id for deviation in self.deviations.blocking]
-        traceability = write_matrix(pack, results, self.policy)
+        traceability = write_matrix(pack, results, self.policy, not_applicable_requirements(self.deviations))
         decision = overall(
             results,
             self.config.certificate.required_gates,

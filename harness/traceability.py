@@ -29,6 +29,8 @@ UNEVIDENCED = "UNEVIDENCED"
 OUT_OF_SCOPE = "OUT_OF_SCOPE"
 #: The requirement the matrix itself evidences.
 MATRIX_REQUIREMENT = "R1"
+#: Requirement statuses outside the completeness figure: out of the policy's scope, or N/A on its terms.
+_NOT_COUNTED = (OUT_OF_SCOPE, Status.NOT_APPLICABLE.value)
 
 
 def declared_checks() -> dict[str, tuple[CheckSpec, ...]]:
@@ -51,6 +53,8 @@ def _check_row(check: CheckSpec, gate_id: str, result: GateResult | None, hashes
         outcome = CheckOutcome(Status.NOT_RUN, f"gate {gate_id} was not run in this run", {})
     elif left_out(result):
         outcome = CheckOutcome(Status.NOT_RUN, f"gate {gate_id} was left out by --gates", {})
+    elif result.verdict.status is Status.NOT_APPLICABLE:
+        outcome = CheckOutcome(Status.NOT_APPLICABLE, result.verdict.reasons[0], {})
     else:
         outcome = check_outcome(check, result.verdict, hashes)
     return {
@@ -79,8 +83,15 @@ def build_matrix(
     hashes: Mapping[str, str],
     policy: LoadedPolicy | None,
     checks: Mapping[str, tuple[CheckSpec, ...]] | None = None,
+    not_applicable: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The matrix of one run: requirement -> checks -> status -> evidence files; pure."""
+    """The matrix of one run: requirement -> checks -> status -> evidence files; pure.
+
+    A requirement is N/A when the policy allowed the target to declare it so (`not_applicable`: id -> why),
+    or when every check evidencing it belongs to a gate declared N/A that names it among its own
+    requirements; N/A rows count neither for nor against completeness, and are listed under it.
+    """
+    declared_na = not_applicable or {}
     declared = declared_checks() if checks is None else checks
     by_gate = {result.gate: result for result in results}
     catalogue = requirement_catalogue()
@@ -95,11 +106,15 @@ def build_matrix(
         out_reason = _scope_reason(requirement.id, policy)
         if out_reason is not None:
             status, reason = OUT_OF_SCOPE, out_reason
+        elif requirement.id in declared_na:
+            status, reason = Status.NOT_APPLICABLE.value, declared_na[requirement.id]
         elif not check_rows:
             status, reason = UNEVIDENCED, f"no check of release-harness evidences {requirement.id} yet"
         else:
             status = worst([Status(row["status"]) for row in check_rows]).value
             reason = f"{sum(row['status'] == 'PASS' for row in check_rows)} of {len(check_rows)} check(s) PASS"
+            if status == Status.NOT_APPLICABLE.value:
+                status, reason = _na_by_gate(requirement.id, check_rows, by_gate)
         rows.append(
             {
                 "id": requirement.id,
@@ -124,12 +139,31 @@ def build_matrix(
     }
 
 
+def _na_by_gate(
+    requirement_id: str, check_rows: Sequence[Mapping[str, Any]], by_gate: Mapping[str, GateResult]
+) -> tuple[str, str]:
+    """Status and reason of a requirement whose every check is N/A because its gate was declared N/A.
+
+    Only a requirement the N/A gate names as its own falls with it. One it merely helps to evidence
+    (PB's sandbox checks evidence S5, say) is not shown by anything in this run: NOT_RUN, never a
+    silent N/A, unless the target declares the requirement itself not applicable where the policy allows.
+    """
+    gates = sorted({str(row["gate"]) for row in check_rows})
+    if any(requirement_id in by_gate[gate].requirements for gate in gates if gate in by_gate):
+        return Status.NOT_APPLICABLE.value, str(check_rows[0]["reason"])
+    reason = (
+        f"only gate(s) {', '.join(gates)} evidence {requirement_id} here, and they are not applicable; "
+        f"their N/A does not cover {requirement_id}, which stays unshown unless declared not applicable itself"
+    )
+    return Status.NOT_RUN.value, reason
+
+
 def _judge_matrix_requirement(rows: list[dict[str, Any]]) -> None:
     """R1 is evidenced by the matrix itself: PASS only when every other in-scope requirement is PASS."""
     row = next((r for r in rows if r["id"] == MATRIX_REQUIREMENT), None)
     if row is None or row["status"] == OUT_OF_SCOPE:
         return
-    others = [r for r in rows if r["id"] != MATRIX_REQUIREMENT and r["status"] != OUT_OF_SCOPE]
+    others = [r for r in rows if r["id"] != MATRIX_REQUIREMENT and r["status"] not in _NOT_COUNTED]
     short = [r["id"] for r in others if r["status"] != Status.PASS.value]
     row["checks"] = [
         {
@@ -146,16 +180,20 @@ def _judge_matrix_requirement(rows: list[dict[str, Any]]) -> None:
 
 
 def _completeness(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Evidenced and PASS over in scope, with the ids that are in scope and not PASS."""
-    in_scope = [row for row in rows if row["status"] != OUT_OF_SCOPE]
+    """Evidenced and PASS over in scope (N/A rows aside), with the ids that are in scope and not PASS."""
+    in_scope = [row for row in rows if row["status"] not in _NOT_COUNTED]
     passed = [row for row in in_scope if row["status"] == Status.PASS.value]
-    return {
+    done: dict[str, Any] = {
         "passed": len(passed),
         "in_scope": len(in_scope),
         "percent": round(100.0 * len(passed) / len(in_scope), 1) if in_scope else 100.0,
         "not_passed": [row["id"] for row in in_scope if row["status"] != Status.PASS.value],
         "unevidenced": [row["id"] for row in in_scope if row["status"] == UNEVIDENCED],
     }
+    not_applicable = [row["id"] for row in rows if row["status"] == Status.NOT_APPLICABLE.value]
+    if not_applicable:  # absent otherwise, so the matrices of packs from before N/A rebuild byte for byte
+        done["not_applicable"] = not_applicable
+    return done
 
 
 def decision_facts(matrix: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,9 +208,14 @@ def decision_facts(matrix: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_matrix(pack: EvidencePack, results: Sequence[GateResult], policy: LoadedPolicy) -> dict[str, Any]:
+def write_matrix(
+    pack: EvidencePack,
+    results: Sequence[GateResult],
+    policy: LoadedPolicy,
+    not_applicable: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Build the run's matrix, write traceability.json and .md into the pack; return its decision facts."""
-    matrix = build_matrix(results, pack.gate_hashes(), policy)
+    matrix = build_matrix(results, pack.gate_hashes(), policy, not_applicable=not_applicable)
     pack.write_json(MATRIX_JSON, matrix)
     pack.write_text(MATRIX_MD, render_matrix_md(matrix))
     return decision_facts(matrix)
@@ -184,12 +227,14 @@ def recheck_matrix(
     manifest: Mapping[str, Any],
     policy: LoadedPolicy | None,
     problems: list[str],
+    *,
+    not_applicable: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """For `certify verify`: rebuild the matrix, note what differs; its decision facts (None: no matrix)."""
     path = root / MATRIX_JSON
     if not path.is_file():
         return None
-    matrix = build_matrix(results, gate_hashes(manifest.get("files", {})), policy)
+    matrix = build_matrix(results, gate_hashes(manifest.get("files", {})), policy, not_applicable=not_applicable)
     if path.read_bytes() != dump_json(matrix):
         problems.append(f"changed: {MATRIX_JSON} (differs from the matrix rebuilt from results.json and the manifest)")
     md = root / MATRIX_MD

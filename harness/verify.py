@@ -10,13 +10,20 @@ from typing import Any
 
 from harness.config import CertifyConfigBase, canonical_digest, parse_config
 from harness.decide import decide, not_implemented, not_selected, overall
-from harness.deviations import DEVIATIONS_FILE
+from harness.deviations import DEVIATIONS_FILE, DeviationReport
 from harness.errors import ConfigError, PackError
 from harness.evidence import ATTESTATIONS, MANIFEST, RENDERED, sha256_file
 from harness.gate import Evidence
 from harness.model import GateResult
 from harness.policy import POLICY_COPY, LoadedPolicy
-from harness.policy_pack import RUN_FORMAT_V1, judge, pack_policy, run_args_of
+from harness.policy_pack import (
+    RUN_FORMAT_V1,
+    judge,
+    not_applicable_requirements,
+    not_applicable_results,
+    pack_policy,
+    run_args_of,
+)
 from harness.registry import implemented
 from harness.render import render_junit, render_reports, render_summary
 from harness.render_index import INDEX
@@ -73,14 +80,14 @@ def _check_files(root: Path, manifest: dict[str, Any], report: VerifyReport) -> 
 
 def _judged_config(
     root: Path, run: dict[str, Any], config: CertifyConfigBase, auditor: LoadedPolicy | None, report: VerifyReport
-) -> tuple[CertifyConfigBase, list[str]]:
-    """The config to re-judge against and the blocking deviation ids, under the pack's or the auditor's policy."""
+) -> tuple[CertifyConfigBase, list[str], DeviationReport | None]:
+    """The config to re-judge against, the blocking deviation ids and the recomputed deviations (None: format 1)."""
     stored = pack_policy(root)
     if stored is None:
         report.notes.append("pack format 1: no policy copy; judged as before, under its own certify.toml alone")
         if auditor is not None:
             report.problems.append(f"policy: the pack carries no policy; it was not judged under {auditor.label()}")
-        return config, []
+        return config, [], None
     if (run.get("policy") or {}).get("sha256") != stored.sha256:
         report.problems.append(f"changed: {POLICY_COPY} (its sha256 is not the one run.json names)")
     if auditor is not None and auditor.sha256 != stored.sha256:
@@ -99,7 +106,7 @@ def _judged_config(
             f"{DEVIATIONS_FILE}: differs from the deviations recomputed under {used.label()} "
             f"({', '.join(extra) or 'details differ'})"
         )
-    return judged, [d.id for d in deviations.blocking]
+    return judged, [d.id for d in deviations.blocking], deviations
 
 
 def _check_verdicts(
@@ -114,7 +121,8 @@ def _check_verdicts(
     except ConfigError as exc:
         report.problems.append(f"config.resolved.json: {exc.message}")
         return
-    config, blocking_ids = _judged_config(root, run, config, auditor, report)
+    config, blocking_ids, deviations = _judged_config(root, run, config, auditor, report)
+    na_gates = {r.gate: r.verdict for r in not_applicable_results([], deviations)} if deviations else {}
     judging = auditor or pack_policy(root)
     rules = judging.policy.regression if judging is not None else None
     selected = set(run.get("gates_selected") or ())
@@ -124,7 +132,9 @@ def _check_verdicts(
     for result in results:
         report.checked_gates += 1
         gate = implemented(result.gate)
-        if result.gate not in selected and run.get("format") != RUN_FORMAT_V1:
+        if result.gate not in selected and result.gate in na_gates:
+            expected = na_gates[result.gate]
+        elif result.gate not in selected and run.get("format") != RUN_FORMAT_V1:
             expected = not_selected(result.gate)
         elif gate is None:
             expected = not_implemented(result.gate, str(run.get("harness_version")))
@@ -137,7 +147,10 @@ def _check_verdicts(
                 f"recomputed {expected.status.value} ({expected.difference(result.verdict)})"
             )
     complete = run.get("state") == "COMPLETE"
-    matrix = recheck_matrix(root, results, manifest, auditor or pack_policy(root), report.problems)
+    na_requirements = not_applicable_requirements(deviations) if deviations else None
+    matrix = recheck_matrix(
+        root, results, manifest, auditor or pack_policy(root), report.problems, not_applicable=na_requirements
+    )
     recomputed = overall(
         results, config.certificate.required_gates, str(run.get("mode")), complete, blocking_ids, traceability=matrix
     )
