@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -168,7 +169,7 @@ def _gate_deviation(kind: Kind, gate: str, *, what: str, policy_limit: str, targ
 
 
 def _gate_deviations(
-    loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs, allowed_na: dict[str, str]
+    loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs, allowed_na: Container[str]
 ) -> list[Deviation]:
     """Required gates left out, not-applicable declarations the policy forbids, --gates subsets, the mode."""
     meta = loaded.policy.policy
@@ -345,7 +346,7 @@ def configured_keys(config: CertifyConfigBase, gate: str) -> list[str]:
     return sorted(key for key in now if now[key] != base.get(key))
 
 
-def effective_required(loaded: LoadedPolicy, config: CertifyConfigBase, allowed_na: dict[str, str]) -> tuple[str, ...]:
+def effective_required(loaded: LoadedPolicy, config: CertifyConfigBase, allowed_na: Container[str]) -> tuple[str, ...]:
     """Gates that must PASS: the policy's plus any certify.toml adds, less allowed N/A ones, catalogue order."""
     wanted = set(loaded.policy.policy.required_gates) | set(config.certificate.required_gates)
     return tuple(gate for gate in catalogue() if gate in wanted and gate not in allowed_na)
@@ -360,16 +361,25 @@ def _catalogue_position(key: str) -> tuple[int, int, str]:
     return 1, ids.index(key) if key in ids else len(ids), key
 
 
-def _allowed_na(loaded: LoadedPolicy, config: CertifyConfigBase) -> dict[str, str]:
-    """Not-applicable declarations the policy allows on its terms: gate or requirement -> the target's reason."""
+def _allowed_na(loaded: LoadedPolicy, config: CertifyConfigBase) -> dict[str, tuple[str, str]]:
+    """Not-applicable declarations the policy allows on its terms: id -> (the target's reason, the terms).
+
+    A requirement the policy lets fall with an allowed gate (`requirements` of its terms) is included.
+    """
     declared = dict(getattr(config.certificate, "not_applicable", {}) or {})
-    allowed = {}
+    allowed: dict[str, tuple[str, str]] = {}
     # Catalogue order, not the file's: config.resolved.json stores tables sorted, and `certify verify`
     # must recompute the same deviations.json from it.
     for key, reason in sorted(declared.items(), key=lambda item: _catalogue_position(item[0])):
         terms = loaded.policy.not_applicable.get(key)
         if terms is not None and not (terms.unconfigured and configured_keys(config, key)):
-            allowed[key] = reason
+            allowed[key] = (reason, terms.terms)
+    implied: dict[str, tuple[str, str]] = {}
+    for gate, (reason, terms_text) in allowed.items():
+        for requirement in loaded.policy.not_applicable[gate].requirements:
+            implied.setdefault(requirement, (f"falls with {gate}: {reason}", terms_text))
+    for requirement in sorted(set(implied) - set(allowed), key=_catalogue_position):
+        allowed[requirement] = implied[requirement]
     return allowed
 
 
@@ -386,7 +396,7 @@ def deviations(loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs) -
         required_gates=effective_required(loaded, config, allowed),
         deviations=tuple(marked),
         not_applicable=tuple(
-            NotApplicable(gate=g, reason=r, terms=loaded.policy.not_applicable[g].terms) for g, r in allowed.items()
+            NotApplicable(gate=key, reason=reason, terms=terms) for key, (reason, terms) in allowed.items()
         ),
         waivers_not_honoured=tuple(notes),
         requested_waivers_granted=tuple(granted),

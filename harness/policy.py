@@ -148,6 +148,11 @@ class NotApplicableTerms(_Table):
         description="Gates only: the declaration holds only while certify.toml configures nothing for the gate "
         "(its [gates.<id>] table absent or at its defaults); a target that configures it is not N/A.",
     )
+    requirements: tuple[str, ...] = Field(
+        (),
+        description="Gates only: catalogue requirements that are N/A together with the gate, beyond the ones "
+        "the gate names as its own (e.g. those only its checks evidence).",
+    )
 
 
 class PolicyWaiver(_Table):
@@ -215,9 +220,15 @@ class Policy(_Table):
         if unknown:
             msg = f"unknown gate(s) or requirement(s) {', '.join(unknown)}"
             raise ValueError(msg)
-        bad = [key for key, terms in value.items() if terms.unconfigured and key not in catalogue()]
+        bad = [
+            key for key, terms in value.items() if (terms.unconfigured or terms.requirements) and key not in catalogue()
+        ]
         if bad:
-            msg = f"not_applicable.{bad[0]}: unconfigured applies to gates only (a requirement has no table)"
+            msg = f"not_applicable.{bad[0]}: unconfigured and requirements apply to gates only"
+            raise ValueError(msg)
+        unknown = [r for terms in value.values() for r in terms.requirements if r not in requirements]
+        if unknown:
+            msg = f"not_applicable: unknown requirement(s) {', '.join(unknown)}"
             raise ValueError(msg)
         return value
 

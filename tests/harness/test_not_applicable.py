@@ -24,11 +24,12 @@ POLICY = """\
 name = "na"
 version = "1"
 required_gates = ["ID", "PB", "E2E"]
-requirements = ["R4", "H1", "E1", "C4", "S5"]
+requirements = ["R4", "H1", "H3", "E1", "C4", "S5"]
 
 [not_applicable.PB]
 terms = "no self-healing playbooks; [gates.PB] not configured"
 unconfigured = true
+requirements = ["H3"]
 
 [not_applicable.C4]
 terms = "no GPU code path"
@@ -60,7 +61,10 @@ def test_allowed_gate_na_leaves_the_required_gates_and_raises_no_deviation() -> 
     report = _report({"PB": "no healer"})
     assert report.deviations == ()
     assert "PB" not in report.required_gates
-    assert [(na.gate, na.reason) for na in report.not_applicable] == [("PB", "no healer")]
+    assert [(na.gate, na.reason) for na in report.not_applicable] == [
+        ("PB", "no healer"),
+        ("H3", "falls with PB: no healer"),
+    ]
 
 
 def test_na_of_a_configured_gate_is_a_blocking_deviation_naming_the_keys() -> None:
@@ -90,7 +94,7 @@ def test_unknown_na_key_and_empty_reason_are_config_errors() -> None:
 
 def test_policy_unconfigured_terms_on_a_requirement_are_refused() -> None:
     """`unconfigured` belongs to gates: on a requirement's terms the policy file is rejected."""
-    with pytest.raises(PolicyError, match="unconfigured applies to gates only"):
+    with pytest.raises(PolicyError, match="unconfigured and requirements apply to gates only"):
         _policy(POLICY.replace('terms = "no GPU code path"', 'terms = "no GPU"\nunconfigured = true'))
 
 
@@ -111,7 +115,7 @@ def test_na_results_matrix_and_decision() -> None:
     assert "no healer" in rows["H1"]["reason"]
     assert rows["C4"]["status"] == "N/A"
     assert "no GPU" in rows["C4"]["reason"]
-    assert matrix["completeness"]["not_applicable"] == ["C4", "H1"]
+    assert matrix["completeness"]["not_applicable"] == ["C4", "H1", "H3"]  # H3: the policy lets it fall with PB
     assert rows["S5"]["status"] == "NOT_RUN"  # PB's sandbox check evidences S5, but S5 is not one of PB's own
     assert "does not cover S5" in rows["S5"]["reason"]
     assert "H1" not in matrix["completeness"]["not_passed"]
@@ -147,4 +151,4 @@ def test_na_declarations_are_judged_in_catalogue_order_whatever_the_file_order()
     as_written = _report({"PB": "no healer", "C4": "no GPU", "E2E": "no UI"})
     sorted_copy = _report({"C4": "no GPU", "E2E": "no UI", "PB": "no healer"})
     assert as_written == sorted_copy
-    assert [na.gate for na in as_written.not_applicable] == ["PB", "C4"]
+    assert [na.gate for na in as_written.not_applicable] == ["PB", "C4", "H3"]  # declared, then implied
