@@ -71,6 +71,8 @@ class Drill:
         self.target_dir = target_dir
         self.registry = registry
         self.clock = Clock()
+        #: The [service] env the instance runs with; the commands get it too (they act on the same installation).
+        self.service_env: dict[str, str] = {}
         body = policy.tasks.bodies[self.spec.work] if self.spec.work else next(iter(policy.tasks.bodies.values()), {})
         self.client = TaskClient(inst.port, policy.tasks, body)
         self.completed = set(policy.tasks.completed)
@@ -200,7 +202,7 @@ class Drill:
         """Run one of the target's drill commands (bounded, output saved beside the instance's); its facts."""
         filled = [fill(part, self.values) for part in argv]
         started = self.clock()
-        env = target_env(dict(self.inst_env()), venv=self.python.parent.parent)
+        env = target_env(dict(self.service_env), venv=self.python.parent.parent)
         run = run_tool(
             filled,
             cwd=self.target_dir,
@@ -220,10 +222,6 @@ class Drill:
             "stdout": f"drill-{role}.stdout.txt",
             "stderr": f"drill-{role}.stderr.txt",
         }
-
-    def inst_env(self) -> dict[str, str]:
-        """The [service] env the instance was started with (the commands act on the same installation)."""
-        return dict(self.settings.get("service_env", {}))
 
     def _version(self) -> dict[str, Any]:
         """GET the version endpoint: the version string (None when unreadable) and why not."""

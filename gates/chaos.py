@@ -270,7 +270,10 @@ class ChaosGate(Gate):
         try:
             ctx.progress(f"{DRILL_JOB}: deploying the bad canary under load")
             settings = {**_drill_settings(ctx, policy), "started_at": dt.datetime.now(dt.UTC).isoformat()}
-            record = Drill(inst, policy, settings, ctx.cancel, run.python, ctx.target_dir, REGISTRY).run()
+            assert ctx.config.service is not None  # noqa: S101 - the launcher refused a config without [service]
+            drill = Drill(inst, policy, settings, ctx.cancel, run.python, ctx.target_dir, REGISTRY)
+            drill.service_env = dict(ctx.config.service.env)  # not in the record: env values may be private
+            record = drill.run()
             ctx.write_json(DRILL_FILE, record)
             return record
         finally:
@@ -563,7 +566,6 @@ def _drill_settings(ctx: GateContext, policy: ChaosPolicy) -> dict[str, Any]:
         "mode": ctx.mode,
         "readiness": ctx.config.service.readiness,
         "metrics": ctx.config.service.metrics or "",
-        "service_env": dict(ctx.config.service.env),
         "probe_interval_s": policy.probe_interval_s,
         "healthy_latency_s": policy.healthy_latency_s,
         "stable_s": policy.stable_s,
