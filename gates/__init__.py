@@ -10,6 +10,7 @@ from gates.load import ErrorRateGate, LatencyGate
 from gates.observability import ObservabilityGate
 from gates.playbooks import PlaybookGate
 from gates.security import SecurityGate
+from gates.soak import SoakGate
 
 ALL_GATES = (
     IdentityGate(),
@@ -23,4 +24,5 @@ ALL_GATES = (
     DocsGate(),
     PlaybookGate(),
     E2EGate(),
+    SoakGate(),
 )

@@ -45,6 +45,7 @@ try:
         from harness.registry import catalogue
         from harness.report_cli import add_report_parser, report_command
         from harness.runner import Runner, RunOptions
+        from harness.soak_cli import add_soak_parser, soak_command
         from harness.verify import verify_pack
 except KeyboardInterrupt:
     print("certify: interrupted", file=sys.stderr)
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     add_report_parser(sub)
     add_init_parser(sub)
+    add_soak_parser(sub)
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of certify.toml (or of the policy file), for editors",
@@ -372,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "compare": compare_command,
             "report": report_command,
             "init": init_command,
+            "soak": soak_command,
             "keygen": attest_cli.keygen_command,
             "verify-attestation": attest_cli.verify_attestation_command,
         }

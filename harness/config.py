@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from harness.errors import ConfigError
-from harness.registry import GATE_IDS, all_gates, catalogue
+from harness.registry import DEFAULT_REQUIRED_GATES, all_gates, catalogue
 from harness.requirements import requirement_catalogue
 
 CONFIG_NAME = "certify.toml"
@@ -178,7 +178,10 @@ class NotifySection(Section):
 class CertificateSection(Section):
     """What a certificate requires and who signs it."""
 
-    required_gates: tuple[str, ...] = Field(GATE_IDS, description="Gates that must PASS for CERTIFIED.")
+    required_gates: tuple[str, ...] = Field(
+        DEFAULT_REQUIRED_GATES,
+        description="Gates that must PASS for CERTIFIED (default: every catalogue gate but the opt-in SOAK).",
+    )
     sign_off: tuple[str, ...] = Field(
         ("Release captain", "Service owner", "Security reviewer"), description="Roles that sign the certificate."
     )

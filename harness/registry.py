@@ -25,8 +25,13 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...]]] = {
     "G8": ("Docs", ("G8", "D1", "D2", "D3", "D4")),
     "PB": ("Self-healing playbooks", ("H1", "H2", "H5", "H8", "H9", "H10", "H11", "H13")),
     "E2E": ("End-to-end journeys", ("E1", "E2", "E3", "E4")),
+    "SOAK": ("Soak: P4 load and the self-healing loop", ("H15", "P4", "G3")),
 }
 GATE_IDS: tuple[str, ...] = tuple(CATALOGUE)
+#: Gates a target requires only when it (or the policy) names them: the soak runs for days.
+OPT_IN_GATES: tuple[str, ...] = ("SOAK",)
+#: What [certificate] required_gates defaults to.
+DEFAULT_REQUIRED_GATES: tuple[str, ...] = tuple(gate for gate in GATE_IDS if gate not in OPT_IN_GATES)
 PLUGINS_ENV = "CERTIFY_PLUGINS"
 
 

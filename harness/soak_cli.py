@@ -1,0 +1,103 @@
+"""`certify soak`: the SOAK gate alone against a target, for --hours, or resumed from a pack's recorded hours."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from harness.errors import UsageError
+
+#: Longest soak one command may ask for: the loop's catalogue week and a day's margin.
+MAX_HOURS = 8 * 24.0
+
+
+def _hours(text: str) -> float:
+    """Parse --hours: a positive number of hours, at most MAX_HOURS."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= MAX_HOURS):
+        msg = f"--hours: expected a number of hours > 0 and <= {MAX_HOURS:g}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def add_soak_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `certify soak`."""
+    soak = sub.add_parser(
+        "soak",
+        help="run the long soak (P4 load and the self-healing loop) alone and write an evidence pack",
+        description="The SOAK gate alone: P4 soak load and the target's playbooks healing faults the harness "
+        "injects, for --hours, with hourly figures in soak_report.md. Shorter than the policy's soak "
+        "(8 h P4, 7 days for the loop) is marked abbreviated and never counts as the soak. "
+        "--resume PACK continues a soak whose harness stopped, from the hours PACK recorded, into a new pack.",
+    )
+    soak.add_argument("--target", type=Path, default=None, help="target directory (default: the reference target)")
+    soak.add_argument("--hours", type=_hours, default=None, help="hours to soak (default: the policy's for the mode)")
+    soak.add_argument("--resume", type=Path, default=None, metavar="PACK", help="continue the soak recorded in PACK")
+    soak.add_argument("--mode", choices=("release", "ci"), default="release", help="release (default) or ci")
+    soak.add_argument("--out", type=Path, default=None, help="pack directory (must be new or empty)")
+    soak.add_argument("--policy", type=Path, default=None, help="the certifier's policy file")
+    soak.add_argument("--cache-dir", type=Path, default=None, help="where target venvs are kept")
+
+
+def resume_facts(pack: Path) -> tuple[Path | None, str | None]:
+    """The target directory and mode a soak pack was run with (from its run.json), for --resume."""
+    try:
+        run = json.loads((pack / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        msg = f"--resume {pack}: no run.json; not an evidence pack"
+        raise UsageError(msg) from None
+    except (OSError, ValueError) as exc:
+        msg = f"--resume {pack}: run.json is unreadable: {exc}"
+        raise UsageError(msg) from None
+    target = (run.get("target") or {}).get("dir")
+    return (Path(target) if target else None), run.get("mode")
+
+
+def soak_command(args: argparse.Namespace) -> int:
+    """certify soak [--hours H] [--resume PACK]: a run of the SOAK gate alone."""
+    from gates.soak_run import SoakRequest, set_request  # noqa: PLC0415 - imports the gates
+    from harness import cli  # noqa: PLC0415 - the run command's machinery
+    from harness.progress import make_reporter  # noqa: PLC0415
+    from harness.runner import Runner, RunOptions  # noqa: PLC0415
+
+    resume = args.resume.resolve() if args.resume is not None else None
+    target = args.target
+    mode = args.mode
+    if resume is not None:
+        recorded_target, recorded_mode = resume_facts(resume)
+        target = target or recorded_target
+        mode = recorded_mode or mode
+    target = (target or cli.default_target()).resolve()
+    if not target.is_dir():
+        msg = f"--target {target}: not a directory"
+        raise UsageError(msg)
+    set_request(SoakRequest(hours=args.hours, resume_from=resume))
+    options = RunOptions(
+        target_dir=target,
+        gates=("SOAK",),
+        mode=mode,
+        out=args.out,
+        jobs=1,
+        cache_dir=(args.cache_dir or cli.default_venv_cache()).resolve(),
+        policy=args.policy,
+    )
+    runner = Runner(options, reporter := make_reporter())
+    try:
+        outcome = runner.run()
+    finally:
+        reporter.close()
+    print(f"pack: {outcome.pack_root}")
+    report = outcome.pack_root / "soak_report.md"
+    if report.is_file():
+        print(f"soak report: {report}")
+    if not outcome.complete:
+        print(f"soak interrupted: continue it with `certify soak --resume {outcome.pack_root}`")
+    result = runner.results.get("SOAK")
+    if result is not None:
+        print(f"SOAK {result.verdict.status.value}: " + "; ".join(result.verdict.reasons[:3]))
+    return outcome.exit_code
