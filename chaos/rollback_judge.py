@@ -158,8 +158,9 @@ def _judge(
 ) -> tuple[list[Status], list[str]]:
     """The drill's statuses and the sentences of whatever was short."""
     early = _judge_start(record, facts, fig)
-    if early is not None:
-        return [early[0]], [early[1]]
+    if early is not None:  # nothing else to judge, but accepted work still counts
+        found = [early, *_judge_ledger(fig)]
+        return [status for status, _why in found], [why for _status, why in found]
     found = [_judge_alert(record, facts, fig, budget_s), _judge_restore(record, facts, fig, budget_s)]
     found += _judge_ledger(fig)
     statuses = [Status.PASS] + [status for status, _why in found if status is not Status.PASS]

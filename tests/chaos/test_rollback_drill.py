@@ -128,10 +128,15 @@ def test_over_budget_lost_work_and_a_failed_deploy_fail() -> None:
 
 
 def test_a_canary_that_never_fails_is_inconclusive_and_no_record_is_not_run() -> None:
-    """Every probe healthy after the deploy: nothing to detect (INCONCLUSIVE); no record at all: NOT_RUN."""
+    """A canary that never fails a probe is INCONCLUSIVE (FAIL if work was lost); no record at all: NOT_RUN."""
     record = good_record()
     record["samples"] = [probe(0.5 + 0.25 * n) for n in range(20)]
+    done = {"http": 200, "state": "completed", "completions": 1}
+    record["reconciliation"]["finals"] = {s["id"]: done for s in record["samples"]}
     assert judged(record)["status"] == "INCONCLUSIVE"
+    first = next(iter(record["reconciliation"]["finals"]))
+    record["reconciliation"]["finals"][first] = {"http": 404, "state": None, "completions": None}
+    assert judged(record)["status"] == "FAIL"  # lost work counts even when the drill shows nothing else
     assert judge_drill(None, 120.0, healthy_latency_s=2.0, stable_s=1.0)["status"] == "NOT_RUN"
 
 
