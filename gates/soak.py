@@ -211,7 +211,8 @@ def summarize(
     instances = instance_growth(metas, procs, policy.resource_warmup_s)
     statuses, reasons, measurements = judge_figures(hours, instances, policy, policy.p4_p99_ms)
     soaked_s = sum(float(s["soaked_s"]) for s in segments)
-    stopped = any(not h["complete"] for h in hours) or soaked_s + 1 < float(plan["requested_hours"]) * 3600
+    # A segment cut short and then resumed still counts its hours: only the soak's total decides "stopped".
+    stopped = soaked_s + 1 < float(plan["requested_hours"]) * 3600
     duration = duration_judgement(soaked_s, float(plan["requested_hours"]), policy, stopped)
     return {
         "format": "release-harness-soak/1",
