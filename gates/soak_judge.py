@@ -19,6 +19,8 @@ from harness.model import Measurement, Status, worst
 from load.stats import RawRow, parse_raw, profile_stats
 
 KIB_PER_MIB = 1024
+#: Seconds before an interrupted segment's last planned arrival left out of its figures.
+CUT_TAIL_S = 10.0
 
 
 def parse_proc(text: str) -> list[dict[str, float | None]]:
@@ -117,6 +119,18 @@ def segment_figures(  # noqa: PLR0917 - the four files of a segment and the thre
     purpose may fail requests while it lasts; what the soak's steady state does is the outside figure.
     """
     rows = parse_raw(raw)
+    cut_tail_s = 0.0
+    if not meta["complete"] and rows:
+        # Stopped by an interrupt: the harness's own shutdown (instance stopped while the driver still
+        # sends) refuses the last requests, so the tail before the stop is left out, and said so.
+        cut_tail_s = CUT_TAIL_S
+        last = max(row.planned_s for row in rows)
+        late = {
+            row.seq
+            for row in rows
+            if row.kind in ("arrival", "drop", "unfinished") and row.planned_s > last - cut_tail_s
+        }
+        rows = [row for row in rows if row.seq not in late]
     origin = float(meta.get("load_started_unix") or meta["started_at"])
     outside, inside = split_by_windows(rows, origin, fault_windows(heals, grace_s))
     proc = [r for r in parse_proc(proc_text) if r["rss_kb"] is not None and r["fds"] is not None]
@@ -130,6 +144,7 @@ def segment_figures(  # noqa: PLR0917 - the four files of a segment and the thre
         "planned_s": meta["planned_s"],
         "wall_s": meta["wall_s"],
         "complete": bool(meta["complete"]),
+        "cut_tail_s": cut_tail_s,
         **every,
         "outside_faults": _load_figures(outside, float(meta["warmup_s"]), confidence),
         "during_faults": _load_figures(inside, float(meta["warmup_s"]), confidence),

@@ -62,8 +62,10 @@ def render_report_md(summary: dict[str, Any]) -> bytes:
     for hour in summary["hours"]:
         rate = hour["error_rate"]
         label = f"{hour['index']}{' (carried)' if hour.get('carried') else ''}"
+        if not hour["complete"]:
+            label += f" (cut short; its last {hour.get('cut_tail_s', 0):g} s left out)"
         lines.append(
-            f"| {label}{'' if hour['complete'] else ' (cut short)'} "
+            f"| {label} "
             f"| {hour['instance']} | {hour['wall_s']:.0f} | {hour['requests']} | {hour['errors']} "
             f"| {'-' if rate is None else f'{rate:.3%}'} | {_num(hour['p50_ms'])} | {_num(hour['p90_ms'])} "
             f"| {_num(hour['p99_ms'])} | {_num(hour['task_p99_ms'])} "

@@ -60,7 +60,7 @@ def resume_facts(pack: Path) -> tuple[Path | None, str | None]:
 
 def soak_command(args: argparse.Namespace) -> int:
     """certify soak [--hours H] [--resume PACK]: a run of the SOAK gate alone."""
-    from gates.soak_run import SoakRequest, set_request  # noqa: PLC0415 - imports the gates
+    from gates.soak_run import SoakRequest, load_resumable, set_request  # noqa: PLC0415 - imports the gates
     from harness import cli  # noqa: PLC0415 - the run command's machinery
     from harness.progress import make_reporter  # noqa: PLC0415
     from harness.runner import Runner, RunOptions  # noqa: PLC0415
@@ -76,7 +76,10 @@ def soak_command(args: argparse.Namespace) -> int:
     if not target.is_dir():
         msg = f"--target {target}: not a directory"
         raise UsageError(msg)
-    set_request(SoakRequest(hours=args.hours, resume_from=resume))
+    hours = args.hours
+    if resume is not None and hours is None:
+        hours = load_resumable(resume)["plan"]["requested_hours"]
+    set_request(SoakRequest(hours=hours, resume_from=resume))
     options = RunOptions(
         target_dir=target,
         gates=("SOAK",),

@@ -189,3 +189,21 @@ def test_certify_soak_bad_hours_is_one_line_and_exit_2() -> None:
     assert done.returncode == 2
     assert "--hours: expected a number of hours > 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_interrupted_segment_leaves_out_its_last_seconds(tmp_path: Path) -> None:
+    """A segment cut short by an interrupt leaves out its last 10 s, where the harness's shutdown refuses requests."""
+    evidence = write_pack(tmp_path, hours=0.1)
+    meta_path = tmp_path / "gates/SOAK/segments/001/segment.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "complete": False}))
+    raw_path = tmp_path / "gates/SOAK/segments/001/raw.csv.gz"
+    rows = gzip.decompress(raw_path.read_bytes()).decode().splitlines()
+    last = rows[-1].split(",")
+    rows[-1] = ",".join([*last[:6], "", "0", "ConnectionRefusedError", ""])
+    raw_path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    verdict = SoakGate().evaluate(evidence, _policy())
+    hour = verdict.details["hours"][0]
+    assert hour["errors"] == 0
+    assert hour["cut_tail_s"] == 10.0
+    assert hour["requests"] == 720 - 20
