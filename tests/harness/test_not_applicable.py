@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from harness.policy import LoadedPolicy, PolicyError, parse_policy
 from harness.policy_pack import not_applicable_requirements, not_applicable_results
 from harness.render import render_junit
 from harness.traceability import build_matrix, decision_facts
+from tests.harness.packs import certify_argv, certify_env, committed_copy
 
 TODAY = dt.datetime.now(dt.UTC).date()
 POLICY = """\
@@ -152,3 +156,51 @@ def test_na_declarations_are_judged_in_catalogue_order_whatever_the_file_order()
     sorted_copy = _report({"C4": "no GPU", "E2E": "no UI", "PB": "no healer"})
     assert as_written == sorted_copy
     assert [na.gate for na in as_written.not_applicable] == ["PB", "C4", "H3"]  # declared, then implied
+
+
+RUN_POLICY = """\
+[policy]
+name = "na-run"
+version = "1"
+required_gates = ["ID", "PB", "E2E"]
+requirements = ["R4", "H1", "E1", "S5"]
+
+[not_applicable.PB]
+terms = "no self-healing playbooks"
+unconfigured = true
+
+[not_applicable.E2E]
+terms = "no browser UI"
+unconfigured = true
+"""
+
+
+def test_a_run_shows_na_gates_on_every_report_and_verifies(tmp_path: Path) -> None:
+    """`certify run` on tiny with PB and E2E N/A: N/A results, rows and junit skips; `certify verify` agrees."""
+    target = committed_copy("tiny", tmp_path / "tiny")
+    config = target / "certify.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8") + 'not_applicable.PB = "no healer"\nnot_applicable.E2E = "no UI"\n',
+        encoding="utf-8",
+    )
+    subprocess.run(["git", "commit", "-qam", "N/A"], cwd=target, check=True, capture_output=True)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(RUN_POLICY, encoding="utf-8")
+    out = tmp_path / "pack"
+    argv = certify_argv("run", "--target", str(target), "--mode", "ci", "--out", str(out), "--policy", str(policy))
+    done = subprocess.run(argv, env=certify_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {r["gate"]: r for r in json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]}
+    assert {g: (results[g]["verdict"]["status"], results[g]["required"]) for g in ("ID", "PB", "E2E")} == {
+        "ID": ("PASS", True),
+        "PB": ("N/A", False),
+        "E2E": ("N/A", False),
+    }
+    rows = {r["id"]: r["status"] for r in json.loads((out / "traceability.json").read_text())["requirements"]}
+    assert (rows["H1"], rows["E1"], rows["S5"]) == ("N/A", "N/A", "NOT_RUN")
+    assert "PB is not applicable: no healer" in (out / "merge_gate_report.md").read_text(encoding="utf-8")
+    assert (out / "junit.xml").read_text(encoding="utf-8").count("<skipped") == 2
+    verify = subprocess.run(
+        certify_argv("verify", str(out)), env=certify_env(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
