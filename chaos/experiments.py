@@ -91,6 +91,27 @@ class ControlFault(Spec):
     restore: dict[str, Any] = Field(description="JSON body that turns it off again.")
 
 
+class DependencyKillFault(Spec):
+    """C2: a dependency's process group signalled (the database crashes), started again the same way afterwards."""
+
+    type: Literal["dependency_kill"]
+    dependency: str = Field(description="Name of a [service.dependencies] entry (any kind).")
+    signal: Literal["SIGKILL", "SIGTERM", "SIGQUIT", "SIGINT"] = Field(
+        "SIGKILL", description="Sent to the dependency's whole process group (SIGKILL: a crash, no clean-up)."
+    )
+
+
+class PgLockFault(Spec):
+    """C2: a PostgreSQL dependency's table locked by a harness session: every query on it waits, pooled ones too."""
+
+    type: Literal["pg_lock"]
+    dependency: str = Field(description="Name of a [service.dependencies] entry of kind postgresql.")
+    table: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="Table to lock (lower-case SQL identifier).")
+    mode: Literal["ACCESS EXCLUSIVE", "EXCLUSIVE", "SHARE"] = Field(
+        "ACCESS EXCLUSIVE", description="Lock mode held for the window (ACCESS EXCLUSIVE also blocks reads)."
+    )
+
+
 class DnsFault(Spec):
     """C2: the dependency's host name stops resolving, for the target's processes only."""
 
@@ -139,6 +160,8 @@ Fault = Annotated[
     | ToxicFault
     | ProxyDownFault
     | ControlFault
+    | DependencyKillFault
+    | PgLockFault
     | DnsFault
     | DiskFullFault
     | ReadOnlyFault

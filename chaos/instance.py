@@ -3,7 +3,10 @@
 `harness.lifecycle.InstanceLauncher` fills `{<dep>_url}` with the dependency's real address, so the
 chaos gate starts instances itself, reusing the core's pieces (free_port, fill, target_env,
 wait_http_ok, spawn_role, stop_roles): each dependency is started, a proxy is created in front of it, and the
-service gets `{<dep>_url}` pointing at the proxy. Two experiment-specific variants:
+service gets `{<dep>_url}` pointing at the proxy (a `postgresql` dependency is a throwaway cluster in the
+instance's data dir, harness/postgres.py, and its URL is postgresql://...@proxy/DATABASE). How each
+dependency was started is kept (`DependencyRun`), so a fault can stop it and `relaunch` starts it again
+the same way, on the same port. Two experiment-specific variants:
 - DNS: the service runs in a private mount namespace whose /etc/hosts and /etc/resolv.conf are files
   owned by the harness (bind mounts), so the dependency's host name resolves, or stops resolving, for
   the target's processes only; the resolver points at 127.0.0.1, so no query leaves the machine.
@@ -17,14 +20,16 @@ import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.toxiproxy_client import ToxiproxyApiError, ToxiproxyClient
-from harness.config import CertifyConfigBase, ServiceSection
+from harness import postgres
+from harness.config import CertifyConfigBase, DependencySection, ServiceSection
 from harness.errors import TargetError, ToolMissingError
 from harness.lifecycle import fill, free_port, spawn_role, stop_roles, target_env, wait_http_ok
-from harness.procs import ProcessRegistry, tail
+from harness.procs import ProcessRegistry, spawn, tail
 
 #: The wrapper that gives the service its own /etc/hosts and /etc/resolv.conf (argv: hosts, resolv, cmd...).
 NAMESPACE_SCRIPT = (
@@ -44,6 +49,19 @@ class InstanceOptions:
     tmpfs_mb: int | None = None
 
 
+@dataclass(frozen=True)
+class DependencyRun:
+    """How one dependency of an instance was started: enough to start it again the same way (same port, same data)."""
+
+    kind: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    port: int
+    readiness: str
+    startup_deadline_s: float
+    database: str = ""
+
+
 @dataclass
 class ChaosInstance:
     """A running instance: its processes, data dir, the proxies in front of its dependencies."""
@@ -60,6 +78,9 @@ class ChaosInstance:
     hosts_entry: str = ""
     tmpfs: Path | None = None
     ready_s: float = 0.0
+    dependency_runs: dict[str, DependencyRun] = field(default_factory=dict)
+    #: Starts a stopped dependency again as it was first started; seconds until it was ready (set by the launcher).
+    relaunch: Callable[[str], float] | None = None
 
     @property
     def service(self) -> subprocess.Popen[bytes]:
@@ -110,17 +131,17 @@ class ChaosLauncher:
         try:
             if options.tmpfs_mb is not None:
                 self._mount_tmpfs(inst, options.tmpfs_mb)
+            inst.relaunch = lambda dep_name: self.relaunch(inst, dep_name)
             for dep_name, dep in sorted(self.service.dependencies.items()):
-                port = free_port()
-                argv = [fill(part, {**values, "port": str(port)}) for part in dep.command]
-                proc = self._spawn(inst, dep_name, argv, env)
-                wait_http_ok(f"http://127.0.0.1:{port}{dep.readiness}", dep.startup_deadline_s, proc)
+                port = self._start_dependency(inst, dep_name, dep, values, env)
                 inst.dependency_ports[dep_name] = port
                 values.update(self._proxy(inst, dep_name, port, options))
             values["port"] = str(inst.port)
             argv = [fill(part, values) for part in self.service.command]
             if options.dns_dependency is not None:
                 argv = self._namespaced(inst, argv)
+            # [service] env values are templates too ({db_url}), filled once the dependencies are up
+            env = {**env, **{key: fill(value, values) for key, value in self.service.env.items()}}
             proc = self._spawn(inst, "service", argv, env)
             inst.ready_s = wait_http_ok(
                 f"http://127.0.0.1:{inst.port}{self.service.readiness}", self.service.startup_deadline_s, proc
@@ -143,11 +164,71 @@ class ChaosLauncher:
         if options.dns_dependency == dep_name:
             host = options.dns_hostname
             inst.hosts_entry = f"127.0.0.1 {host}\n"
-        return {
-            f"{dep_name}_url": f"http://{host}:{proxy.port}",
-            f"{dep_name}_host": host,
-            f"{dep_name}_port": str(proxy.port),
-        }
+        run = inst.dependency_runs.get(dep_name)
+        if run is not None and run.kind == "postgresql":
+            url = f"postgresql://{postgres.APP_ROLE}@{host}:{proxy.port}/{run.database}"
+        else:
+            url = f"http://{host}:{proxy.port}"
+        return {f"{dep_name}_url": url, f"{dep_name}_host": host, f"{dep_name}_port": str(proxy.port)}
+
+    def _start_dependency(
+        self, inst: ChaosInstance, dep_name: str, dep: DependencySection, values: dict[str, str], env: dict[str, str]
+    ) -> int:
+        """Start one dependency on a free port (a postgresql one: initdb, server, createdb); the port it listens on."""
+        port = free_port()
+        if dep.kind == "postgresql":
+            bindir, who = postgres.find_bindir(), postgres.run_as()
+            cluster = inst.data_dir / dep_name
+            postgres.init_cluster(bindir, cluster, who)
+            argv = postgres.server_argv(bindir, cluster, port, who)
+        else:
+            argv = [fill(part, {**values, "port": str(port)}) for part in dep.command]
+        run = DependencyRun(
+            kind=dep.kind,
+            argv=tuple(argv),
+            env=tuple(sorted(env.items())),
+            port=port,
+            readiness=dep.readiness,
+            startup_deadline_s=dep.startup_deadline_s,
+            database=dep.database if dep.kind == "postgresql" else "",
+        )
+        inst.dependency_runs[dep_name] = run
+        self._launch(inst, dep_name, run, self._spawn(inst, dep_name, list(argv), env))
+        if dep.kind == "postgresql":
+            postgres.create_database(postgres.find_bindir(), port, dep.database, postgres.run_as())
+        return port
+
+    @staticmethod
+    def _launch(inst: ChaosInstance, dep_name: str, run: DependencyRun, proc: subprocess.Popen[bytes]) -> float:
+        """Wait until a just-started dependency is ready (pg_isready, or its readiness path answering 2xx)."""
+        del inst, dep_name
+        if run.kind == "postgresql":
+            return postgres.wait_ready(postgres.find_bindir(), run.port, run.startup_deadline_s, proc)
+        return wait_http_ok(f"http://127.0.0.1:{run.port}{run.readiness}", run.startup_deadline_s, proc)
+
+    def relaunch(self, inst: ChaosInstance, dep_name: str) -> float:
+        """Start a dependency whose process has exited again, with its first argv, env and port; seconds to ready.
+
+        Its output goes to <dep>-restart-N.std*.txt beside the first run's, which is kept.
+        """
+        run = inst.dependency_runs[dep_name]
+        old = inst.procs.get(dep_name)
+        if old is not None and old.poll() is None:
+            msg = f"dependency {dep_name} (pid {old.pid}) is still running: it is not started twice"
+            raise TargetError(msg)
+        if old is not None:
+            self.registry.discard(old)
+        n = 1 + len(list(inst.log_dir.glob(f"{dep_name}-restart-*.stdout.txt")))
+        proc = spawn(
+            list(run.argv),
+            cwd=self.target_dir,
+            env=dict(run.env),
+            registry=self.registry,
+            stdout_path=inst.log_dir / f"{dep_name}-restart-{n}.stdout.txt",
+            stderr_path=inst.log_dir / f"{dep_name}-restart-{n}.stderr.txt",
+        )
+        inst.procs[dep_name] = proc
+        return self._launch(inst, dep_name, run, proc)
 
     def _namespaced(self, inst: ChaosInstance, argv: list[str]) -> list[str]:
         """Wrap the service argv so it runs with harness-owned /etc/hosts and /etc/resolv.conf."""

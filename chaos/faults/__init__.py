@@ -1,4 +1,4 @@
-"""Fault injectors: one small interface, one module per kind of fault (process, proxy, dependency, DNS, disk, memory).
+"""Fault injectors: one small interface, one module per kind of fault (process, proxy, dependency, DNS, disk...).
 
 An injector says whether it can run on this machine (`unavailable` → NOT_RUN with the reason) or is
 meaningless here (`not_applicable`), what it needs from the instance (`options`), what it touches
@@ -55,13 +55,15 @@ class Injector(ABC):
 
 def injector_for(spec: Spec) -> Injector:
     """The injector of a fault table, by its `type`."""
-    from chaos.faults import dependency, disk, dns, memory, process, proxy  # noqa: PLC0415 - avoid a cycle
+    from chaos.faults import database, dependency, disk, dns, memory, process, proxy  # noqa: PLC0415 - avoid a cycle
 
     kinds: dict[str, type[Injector]] = {
         "kill": process.KillInjector,
         "toxic": proxy.ToxicInjector,
         "proxy_down": proxy.ProxyDownInjector,
         "http_control": dependency.ControlInjector,
+        "dependency_kill": database.DependencyKillInjector,
+        "pg_lock": database.PgLockInjector,
         "dns": dns.DnsInjector,
         "disk_full": disk.DiskFullInjector,
         "read_only": disk.ReadOnlyInjector,

@@ -64,12 +64,21 @@ class KillAction(_Table):
     interval_s: float = Field(2.0, gt=0)
 
 
+class PauseAction(_Table):
+    """A declared dependency frozen for the fault window: every process of it SIGSTOPped, SIGCONT at the end."""
+
+    dependency: str = Field(description="Name of a [service.dependencies] entry, e.g. db (the database hangs).")
+
+
 class FaultSpec(_Table):
     """The fault window: actions, its traffic and the alerts that must fire during it."""
 
     start: tuple[HttpAction, ...] = Field((), description="Requests that start the fault.")
     stop: tuple[HttpAction, ...] = Field((), description="Requests that end it (always sent).")
     kill: KillAction | None = Field(None, description="Process kills during the fault.")
+    pause: PauseAction | None = Field(
+        None, description="A dependency frozen (SIGSTOP) from the fault's start to its end (SIGCONT, always sent)."
+    )
     duration_s: float = Field(120.0, gt=0, description="release: fault length (raised to the longest `for:` + margin).")
     ci_duration_s: float = Field(25.0, gt=0, description="ci: fault length (alerts loaded with for: 0s).")
     rate_per_min: float = Field(120.0, gt=0, description="Arrivals per minute during the fault.")

@@ -2,9 +2,10 @@
 
 Timeline (unix times kept in run.json): Prometheus starts and scrapes the fresh instance; a quiet
 direct scrape ("before-load"); the load phase (Locust, open model); drain and a quiet direct scrape
-("after-load"); the fault window (start actions, fault traffic, kills, stop actions); a last direct
-scrape ("after-fault"). Prometheus is then asked for the counters at the two quiet points, the ALERTS
-series, `up`, rule health and every dashboard query over the whole run, and stopped.
+("after-load"); the fault window (start actions, a dependency paused, fault traffic, kills, stop
+actions); a last direct scrape ("after-fault"). Prometheus is then asked for the counters at the two
+quiet points, the ALERTS series, `up`, rule health and every dashboard query over the whole run, and
+stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gates.observability.policy import CrossCheck, LatencyCheck, ObservabilityPo
 from gates.observability.prom import INSTALL_HINT, PrometheusServer, binary_version
 from gates.observability.rulecheck import panel_queries, rule_entries
 from gates.observability.slo import ci_windows, must_fire, run_synthetic, scale_expr, wait_resolved
-from gates.observability.traffic import Killer, Phase, http_action, run_phase
+from gates.observability.traffic import Killer, Pauser, Phase, http_action, run_phase
 from harness.context import GateContext
 from harness.errors import ConfigError, ToolMissingError
 from harness.lifecycle import Instance, fill
@@ -254,16 +255,19 @@ class ObservabilityRun:
         self.facts["fault_s"] = fault_s
         self.ctx.progress(f"fault window: {fault_s:g} s")
         killer = Killer(fault.kill, instance) if fault.kill is not None else None
+        pauser = Pauser(fault.pause, instance) if fault.pause is not None else None
         actions: list[dict[str, Any]] = []
         self.times["fault_start"] = time.time()
         try:
             actions += [http_action(action, values) for action in fault.start]
+            actions += [pauser.start()] if pauser is not None else []
             mix = dict(fault.mix) or dict(self.policy.mix)
             during = killer.tick if killer is not None else None
             phase = Phase("fault", mix, fault.rate_per_min, fault_s, self.policy.drain_s)
             phases["fault"] = self._phase(phase, instance, requests, during)
         finally:
             self.times["fault_end"] = time.time()
+            actions += [pauser.stop()] if pauser is not None else []
             actions += [http_action(action, values) for action in fault.stop]
             actions += killer.records if killer is not None else []
             self.rec.write_json(ev.FAULTS, sorted(actions, key=lambda a: a["at_unix"]))

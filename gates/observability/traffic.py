@@ -3,12 +3,14 @@
 Each phase plans its arrivals with load.schedule, runs load/locustfile.py in its own Locust process
 (never imported here) and keeps the driver's raw per-request CSV, so the cross-check compares the
 target's counters with what the generator really sent and saw. Fault actions are HTTP requests (e.g.
-switch a dependency to answering 500) and signals to processes named by pid files under the
-instance's data dir (only processes descended from the instance's own service process).
+switch a dependency to answering 500), signals to processes named by pid files under the
+instance's data dir (only processes descended from the instance's own service process), and a
+declared dependency frozen for the window (SIGSTOP of every process of it, SIGCONT at the end).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -22,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from chaos.faults.database import dependency_processes
 from harness.errors import ToolFailedError
 from harness.lifecycle import Instance, fill, target_env
 from harness.procs import spawn, stop_many, tail
@@ -32,6 +35,8 @@ from load.schedule import plan_arrivals
 POLL_S = 0.25
 STARTUP_MARGIN_S = 60.0
 HTTP_ACTION_TIMEOUT_S = 10.0
+#: How long a paused dependency's processes may take to show as stopped.
+PAUSE_CONFIRM_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,54 @@ class Killer:
         except psutil.NoSuchProcess:
             return {"pid": pid, "ok": False, "why": "process already gone"}
         return {"pid": pid, "ok": True}
+
+
+class Pauser:
+    """Freezes every process of one of the instance's dependencies (SIGSTOP) and thaws them (SIGCONT)."""
+
+    def __init__(self, action: Any, instance: Instance) -> None:
+        """Bind to a pause action and the instance whose dependency it freezes."""
+        self.action = action
+        self.instance = instance
+        self.frozen: list[psutil.Process] = []
+
+    def _record(self, sig: str, pids: list[int], why: str = "") -> dict[str, Any]:
+        """One fault-action record (the shape of a kill's), naming the dependency."""
+        record: dict[str, Any] = {"at_unix": round(time.time(), 3), "action": "signal", "signal": sig}
+        record["pid_file"] = f"dependency {self.action.dependency} ({len(pids)} processes)"
+        return {**record, "pid": pids[0], "pids": pids, "ok": True} if pids else {**record, "ok": False, "why": why}
+
+    def start(self) -> dict[str, Any]:
+        """SIGSTOP the dependency's process group and every descendant (PostgreSQL backends have own sessions)."""
+        proc = self.instance.procs.get(self.action.dependency)
+        if proc is None or proc.poll() is not None:
+            return self._record("SIGSTOP", [], f"dependency {self.action.dependency} is not running")
+        self.frozen = dependency_processes(proc.pid)
+        for member in self.frozen:
+            with contextlib.suppress(psutil.Error):
+                member.suspend()
+        deadline = time.monotonic() + PAUSE_CONFIRM_S  # the signal is delivered asynchronously
+        while time.monotonic() < deadline and any(_running(member) for member in self.frozen):
+            time.sleep(0.01)
+        record = self._record("SIGSTOP", [member.pid for member in self.frozen])
+        record["still_running"] = [member.pid for member in self.frozen if _running(member)]
+        return record
+
+    def stop(self) -> dict[str, Any]:
+        """SIGCONT every process frozen at the start (nothing when none was)."""
+        frozen, self.frozen = self.frozen, []
+        for member in frozen:
+            with contextlib.suppress(psutil.Error):
+                member.resume()
+        return self._record("SIGCONT", [member.pid for member in frozen], "nothing was frozen")
+
+
+def _running(member: psutil.Process) -> bool:
+    """Whether a process exists and is not stopped (or a zombie)."""
+    try:
+        return member.status() not in {psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE}
+    except psutil.Error:
+        return False
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

@@ -29,8 +29,11 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-BOOKS_ADDED = Counter("bookshelf_books_added", "Books stored")
+BOOKS_ADDED = Counter("bookshelf_books_added", "Books stored (rows inserted)")
+BOOKS_ACKNOWLEDGED = Counter("bookshelf_books_acknowledged", "POST /api/books answered 201 (the book is stored)")
 DB_ERRORS = Counter("bookshelf_db_errors", "Requests that failed on the database", ["kind"])
+for _kind in ("operational", "pool_timeout"):  # exposed at 0 from the start, so a rate over them is defined
+    DB_ERRORS.labels(_kind)
 MAX_LIMIT = 100
 
 
@@ -61,17 +64,36 @@ def _book_from(body: Any) -> tuple[str, str, int | None] | str:
     return title, author, year
 
 
-def create_app(url: str | None = None) -> Flask:
-    """The application bound to the database at url (default: BOOKSHELF_DATABASE_URL), schema applied."""
+def database_url(url: str | None = None) -> str:
+    """url, else BOOKSHELF_DATABASE_URL; ConfigError when neither names the database."""
     url = url or os.environ.get("BOOKSHELF_DATABASE_URL")
     if not url:
         raise ConfigError("BOOKSHELF_DATABASE_URL is not set: it names the PostgreSQL database to use")
+    return url
+
+
+def worker_app() -> Flask:
+    """gunicorn's factory: `serve` applied the schema already, and a database down now does not stop the worker.
+
+    The pool connects in the background; until the database answers, requests (and /readyz) are 503.
+    A worker that failed to boot would make gunicorn's master shut the whole server down.
+    """
+    return create_app(prepare=False)
+
+
+def create_app(url: str | None = None, *, prepare: bool = True) -> Flask:
+    """The application bound to the database at url (default: BOOKSHELF_DATABASE_URL).
+
+    With `prepare` the database must answer now: the schema is applied and an empty catalogue seeded.
+    """
+    url = database_url(url)
     logs.configure(os.environ.get("BOOKSHELF_LOG_FILE"))
-    pool = db.open_pool(url, int(os.environ.get("BOOKSHELF_POOL_SIZE", "4")))
-    db.apply_schema(pool)
-    seeded = db.seed(pool, int(os.environ.get("BOOKSHELF_SEED_BOOKS", "0")))
-    if seeded:
-        logging.getLogger("bookshelf").info("seeded %d generated books", seeded)
+    pool = db.open_pool(url, int(os.environ.get("BOOKSHELF_POOL_SIZE", "4")), wait=prepare)
+    if prepare:
+        db.apply_schema(pool)
+        seeded = db.seed(pool, int(os.environ.get("BOOKSHELF_SEED_BOOKS", "0")))
+        if seeded:
+            logging.getLogger("bookshelf").info("seeded %d generated books", seeded)
     app = Flask("bookshelf")
     app.config["pool"] = pool
 
@@ -120,6 +142,7 @@ def create_app(url: str | None = None) -> Flask:
             return jsonify(error=parsed), 422
         book = db.add_book(pool, *parsed)
         BOOKS_ADDED.inc()
+        BOOKS_ACKNOWLEDGED.inc()
         return jsonify(book), 201
 
     @app.get("/api/books/<int:book_id>")

@@ -1,4 +1,4 @@
-"""JSON logs: one object per line (time, level, logger, message and the request's fields)."""
+"""JSON logs: one object per line (time, level, service, logger, message and the request's fields)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """The line: ts (UTC, ISO 8601), level, logger, message, and any request fields present."""
+        """The line: ts (UTC, ISO 8601), level, service, logger, message, and any request fields present."""
         line: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
+            "service": "bookshelf",
             "logger": record.name,
             "message": record.getMessage(),
         }

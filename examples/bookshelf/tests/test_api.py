@@ -109,6 +109,7 @@ def test_every_log_line_is_a_json_object_with_the_request_fields(
     assert line["status"] == 200
     assert line["ts"].endswith("Z")
     assert {"level", "logger", "message", "duration_ms", "method"} <= line.keys()
+    assert line["service"] == "bookshelf"
 
 
 def test_the_log_file_gets_the_same_json_lines(tmp_path: Path) -> None:

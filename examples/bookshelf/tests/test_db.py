@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bookshelf import db, logs
-from bookshelf.app import create_app
+from bookshelf.app import create_app, worker_app
 
 
 def test_the_author_index_exists_and_the_planner_uses_it(app: Flask, client: FlaskClient) -> None:
@@ -53,3 +53,23 @@ def test_an_app_started_on_an_empty_catalogue_seeds_it_and_says_so(
     finally:
         seeded.config["pool"].close()
         logs.configure(None)
+
+
+def test_prepare_applies_the_schema_and_seeds_once(database_url: str, client: FlaskClient) -> None:
+    """prepare (what `serve` runs before its workers) seeds an empty catalogue once and leaves a full one alone."""
+    assert db.prepare(database_url, 30) == 30
+    assert db.prepare(database_url, 30) == 0
+
+
+def test_a_worker_app_starts_while_the_database_is_down_and_answers_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    """worker_app never waits for the database: with none listening it starts, and /readyz is 503."""
+    monkeypatch.setenv("BOOKSHELF_DATABASE_URL", "postgresql://certify@127.0.0.1:1/none")
+    monkeypatch.delenv("BOOKSHELF_LOG_FILE", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    app = worker_app()
+    try:
+        answer = app.test_client().get("/readyz")
+        assert answer.status_code == 503
+        assert answer.get_json()["kind"] == "pool_timeout"
+    finally:
+        app.config["pool"].close()

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from bookshelf import gunicorn_conf
+from bookshelf import db, gunicorn_conf
 from bookshelf.__main__ import main
 
 
@@ -37,13 +38,16 @@ def test_serve_prepares_the_data_dir_and_becomes_gunicorn(tmp_path: Path, monkey
     (tmp_path / "prometheus").mkdir()
     (tmp_path / "prometheus" / "counter_1.db").write_bytes(b"old")
     seen: list[list[str]] = []
+    prepared: list[tuple[str, int]] = []
     monkeypatch.setattr(os, "execv", lambda path, argv: seen.append([path, *argv]))
+    monkeypatch.setattr(db, "prepare", lambda url, books: prepared.append((url, books)) or 0)
     main(["serve", "--port", "8123", "--data-dir", str(tmp_path), "--workers", "3"])
+    assert prepared == [("postgresql://x@127.0.0.1:1/y", 0)]
     (argv,) = seen
     assert argv[2:4] == ["-m", "gunicorn"]
     assert "127.0.0.1:8123" in argv
     assert argv[argv.index("--workers") + 1] == "3"
-    assert argv[-1] == "bookshelf.app:create_app()"
+    assert argv[-1] == "bookshelf.app:worker_app()"
     assert not list((tmp_path / "prometheus").glob("*.db"))
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "prometheus")
     assert os.environ["BOOKSHELF_LOG_FILE"] == str(tmp_path / "logs" / "bookshelf.log")
@@ -59,3 +63,20 @@ def test_a_dead_worker_is_marked_so_its_gauges_stop_counting(tmp_path: Path, mon
 
     gunicorn_conf.child_exit(None, Worker())
     assert not (tmp_path / "gauge_livesum_4242.db").exists()
+
+
+def test_serve_exits_1_naming_the_database_when_it_cannot_be_prepared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database that does not answer: serve exits 1 with one line and never becomes gunicorn."""
+    monkeypatch.setenv("BOOKSHELF_DATABASE_URL", "postgresql://x@127.0.0.1:1/y")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("BOOKSHELF_LOG_FILE", str(tmp_path / "log.json"))
+
+    def refuse(url: str, books: int) -> int:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(db, "prepare", refuse)
+    monkeypatch.setattr(os, "execv", lambda path, argv: pytest.fail("exec'd gunicorn"))
+    assert main(["serve", "--port", "8123", "--data-dir", str(tmp_path)]) == 1
+    assert "the database could not be prepared: OperationalError: connection refused" in capsys.readouterr().err
