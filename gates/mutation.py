@@ -37,6 +37,25 @@ COPY_IGNORED = shutil.ignore_patterns(".git", ".venv*", "venv", "mutants", "__py
 _HUNK = re.compile(r"^@@ -(\d+)")
 
 
+def _disarm_no_mutate(work: Path, critical_files: list[str]) -> list[str]:
+    """Make mutmut ignore the target's ``# pragma: no mutate`` lines in the copy; their file:line.
+
+    The pragma would drop mutants silently; the harness mutates those lines like any other and
+    lists where the target asked it not to.
+    """
+    found: list[str] = []
+    for path in critical_files:
+        source = work / path
+        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+        hits = [n for n, line in enumerate(lines) if "pragma:" in line and "no mutate" in line]
+        for n in hits:
+            lines[n] = lines[n].replace("no mutate", "mutate (harness: pragma ignored)")
+            found.append(f"{path}:{n + 1}")
+        if hits:
+            source.write_text("".join(lines), encoding="utf-8")
+    return found
+
+
 def _outcome(code: int | None) -> str:
     """The judge's name for a mutmut exit code (None: not tested within the budget)."""
     if code is None:
@@ -161,6 +180,7 @@ def measure_strength(
             "the target's pyproject.toml configures [tool.mutmut], which would replace the harness's settings"
         )
         return record
+    record["no_mutate_pragmas"] = _disarm_no_mutate(work, critical_files)
     packages = [p.replace(".", "/") for p in ctx.config.target.packages]
     (work / "setup.cfg").write_text(_setup_cfg(packages, critical_files, settings["test_paths"]), encoding="utf-8")
     env = target_env({"PYTHONDONTWRITEBYTECODE": "1"}, venv=python.parent.parent)

@@ -130,6 +130,11 @@ def judge_mutation(
         "timeouts": [row["name"] for row in groups[TIMEOUT]],
     }
     _judge_exclusions(record, exclusions, max_exclusions, found)
+    if record.get("no_mutate_pragmas"):
+        found.notes.append(
+            "`# pragma: no mutate` ignored (those lines were mutated like any other): "
+            + ", ".join(record["no_mutate_pragmas"])
+        )
     for name in (TIMEOUT, NOT_COVERED, "errors"):
         if groups[name]:
             rows = ", ".join(f"{row['name']} ({_where(row)}, {row['status']})" for row in groups[name][:10])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from gates.coverage_judge import CoveragePolicy, Findings
+from gates.mutation import _disarm_no_mutate
 from gates.mutation_judge import judge_mutation
 from gates.mutation_review import EquivalentMutant, review_exclusions, seed_from_commit, seed_problem
 from harness.model import Status
@@ -106,3 +108,13 @@ def test_an_exclusion_needs_its_mutation_and_a_reason() -> None:
         CoveragePolicy.model_validate({"equivalent_mutants": [{"mutant": "m.x", "mutation": "x", "reason": "eq"}]})
     assert CoveragePolicy().max_equivalent_mutants == 10
     assert CoveragePolicy().allow_fixed_mutation_seed is False
+
+
+def test_no_mutate_pragmas_are_disarmed_and_listed(tmp_path: Path) -> None:
+    """A `# pragma: no mutate` in a critical file is neutralised in the copy and named in a note."""
+    (tmp_path / "m.py").write_text("x = 1\ny = 2  # pragma: no mutate\n", encoding="utf-8")
+    assert _disarm_no_mutate(tmp_path, ["m.py"]) == ["m.py:2"]
+    assert "no mutate" not in (tmp_path / "m.py").read_text(encoding="utf-8")
+    found = Findings()
+    judge_mutation(Reader({**record(38, 2), "no_mutate_pragmas": ["m.py:2"]}), 70.0, found)
+    assert any("`# pragma: no mutate` ignored" in note and "m.py:2" in note for note in found.notes)
