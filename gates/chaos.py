@@ -272,7 +272,9 @@ class ChaosGate(Gate):
             settings = {**_drill_settings(ctx, policy), "started_at": dt.datetime.now(dt.UTC).isoformat()}
             assert ctx.config.service is not None  # noqa: S101 - the launcher refused a config without [service]
             drill = Drill(inst, policy, settings, ctx.cancel, run.python, ctx.target_dir, REGISTRY)
-            drill.service_env = dict(ctx.config.service.env)  # not in the record: env values may be private
+            # Not in the record (env values may be private); values that are templates of the instance's
+            # dependency addresses ({db_url}) are left out: the launcher fills those for the service only.
+            drill.service_env = {k: v for k, v in ctx.config.service.env.items() if "{" not in v}
             record = drill.run()
             ctx.write_json(DRILL_FILE, record)
             return record
