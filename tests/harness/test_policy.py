@@ -262,7 +262,7 @@ def test_policy_show_names_the_standard_policy() -> None:
     """`certify policy show` prints name, version, sha256 and the G4 ceiling of the standard policy."""
     proc = cli("policy", "show")
     assert proc.returncode == 0
-    assert proc.stdout.startswith(f"policy standard 6 (sha256 {standard_policy().sha256})")
+    assert proc.stdout.startswith(f"policy standard 7 (sha256 {standard_policy().sha256})")
     assert "gates.G4.recovery_budget_s <= 60" in proc.stdout
 
 
