@@ -261,6 +261,16 @@ class LoadedPolicy:
         return f"{self.name} {self.version} (sha256 {self.sha256})"
 
 
+def _na_terms_text(terms: NotApplicableTerms) -> str:
+    """The terms of a not-applicable declaration in one line, with what the harness checks of them."""
+    text = terms.terms
+    if terms.unconfigured:
+        text += " (checked: certify.toml configures nothing for it)"
+    if terms.requirements:
+        text += f"; N/A with it: {', '.join(terms.requirements)}"
+    return text
+
+
 def _scalar_text(value: object) -> str:
     """A bound's value as printed (booleans in TOML spelling)."""
     if isinstance(value, bool):
@@ -318,7 +328,9 @@ def describe(loaded: LoadedPolicy) -> list[str]:
         lines.append("  requirements out of scope:")
         lines += [f"    {requirement}: {reason}" for requirement, reason in meta.out_of_scope.items()]
     lines.append("  may be declared not applicable:")
-    lines += [f"    {gate}: {terms.terms}" for gate, terms in loaded.policy.not_applicable.items()] or ["    none"]
+    lines += [f"    {gate}: {_na_terms_text(terms)}" for gate, terms in loaded.policy.not_applicable.items()] or [
+        "    none"
+    ]
     lines.append("  limits (certify.toml may be stricter, never looser):")
     for key, limit in loaded.policy.limits.items():
         lines.append(f"    {key} {limit.text()}" + (f"  ({limit.why})" if limit.why else ""))
