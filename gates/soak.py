@@ -68,6 +68,12 @@ class SoakPolicy(Policy):
     judge_fault_windows: bool = Field(
         False, description="true: judge error rate and p99 on every request, fault windows included (stricter)."
     )
+    max_group_rss_growth_mib_per_h: float = Field(
+        32.0, ge=0, description="RSS growth of the service's whole process group allowed per hour (workers, API...)."
+    )
+    max_group_fd_growth_per_h: float = Field(
+        16.0, ge=0, description="Open-fd growth of the service's whole process group allowed per hour."
+    )
     min_faults: int = Field(1, ge=0, description="Fewest injected faults watched to their end for a verdict.")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the error rate's Wilson bound.")
     playbooks: tuple[str, ...] = Field(
@@ -230,6 +236,8 @@ def summarize(
             "p99_ms": policy.p4_p99_ms,
             "max_rss_growth_mib_per_h": policy.max_rss_growth_mib_per_h,
             "max_fd_growth_per_h": policy.max_fd_growth_per_h,
+            "max_group_rss_growth_mib_per_h": policy.max_group_rss_growth_mib_per_h,
+            "max_group_fd_growth_per_h": policy.max_group_fd_growth_per_h,
             "hours": policy.hours,
             "loop_hours": policy.loop_hours,
         },

@@ -19,6 +19,8 @@ from harness.model import Measurement, Status, worst
 from load.stats import RawRow, parse_raw, profile_stats
 
 KIB_PER_MIB = 1024
+#: The /proc figures judged for growth: the service pid's, and its whole process group's.
+RESOURCE_KEYS = ("rss_kb", "fds", "group_rss_kb", "group_fds")
 #: Seconds before an interrupted segment's last planned arrival left out of its figures.
 CUT_TAIL_S = 10.0
 
@@ -187,9 +189,11 @@ def instance_growth(segments: list[dict[str, Any]], procs: list[str], warmup_s: 
     out = []
     for name, rows in by_instance.items():
         first = rows[0][0]
-        rss = growth([(at - first, float(r["rss_kb"] or 0)) for at, r in rows], warmup_s)
-        fds = growth([(at - first, float(r["fds"] or 0)) for at, r in rows], warmup_s)
-        out.append({"instance": name, "span_s": round(rows[-1][0] - first, 3), "rss_kb": rss, "fds": fds})
+        entry: dict[str, Any] = {"instance": name, "span_s": round(rows[-1][0] - first, 3)}
+        for key in RESOURCE_KEYS:
+            seen = [(at - first, float(value)) for at, r in rows if (value := r.get(key)) is not None]
+            entry[key] = growth(seen, warmup_s)
+        out.append(entry)
     return out
 
 
@@ -236,8 +240,10 @@ def judge_figures(
         for key, label, limit, scale, unit in (
             ("rss_kb", "RSS", policy.max_rss_growth_mib_per_h, KIB_PER_MIB, "MiB"),
             ("fds", "open fds", policy.max_fd_growth_per_h, 1, ""),
+            ("group_rss_kb", "process group RSS", policy.max_group_rss_growth_mib_per_h, KIB_PER_MIB, "MiB"),
+            ("group_fds", "process group open fds", policy.max_group_fd_growth_per_h, 1, ""),
         ):
-            seen = inst[key]
+            seen = inst.get(key)
             if seen is None:
                 resource_statuses.append(Status.INCONCLUSIVE)
                 reasons.append(f"{inst['instance']}: too few {label} samples after the warm-up")

@@ -76,13 +76,23 @@ def render_report_md(summary: dict[str, Any]) -> bytes:
         )
     lines += ["", "## Growth per instance (after the warm-up; median of the last tenth minus the first's)", ""]
     for inst in summary["instances"]:
-        rss, fds = inst["rss_kb"], inst["fds"]
-        lines.append(
-            f"- {inst['instance']}: {inst['span_s'] / 3600:.2f} h; RSS "
-            + (f"{rss['delta'] / KIB_PER_MIB:+.2f} MiB" if rss else "-")
-            + "; open fds "
-            + (f"{fds['delta']:+g}" if fds else "-")
-        )
+        parts = []
+        for key, label, scale, unit in (
+            ("rss_kb", "service RSS", KIB_PER_MIB, " MiB"),
+            ("fds", "service open fds", 1, ""),
+            ("group_rss_kb", "process group RSS", KIB_PER_MIB, " MiB"),
+            ("group_fds", "process group open fds", 1, ""),
+        ):
+            seen = inst.get(key)
+            parts.append(
+                f"{label} "
+                + (
+                    f"{seen['start'] / scale:.1f}→{seen['end'] / scale:.1f} ({seen['delta'] / scale:+.2f}{unit})"
+                    if seen
+                    else "-"
+                )
+            )
+        lines.append(f"- {inst['instance']}: {inst['span_s'] / 3600:.2f} h; " + "; ".join(parts))
     lines += ["", "## Incidents", ""]
     for hour in summary["hours"]:
         for heal in hour["heals"]:

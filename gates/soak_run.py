@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 PLAN = "soak_plan.json"
 PROGRESS = "progress.json"
-PROC_FIELDS = ("t", "rss_kb", "fds", "group_rss_kb", "group_procs")
+PROC_FIELDS = ("t", "rss_kb", "fds", "group_rss_kb", "group_procs", "group_fds")
 SAMPLE_HEAL_S = 0.5
 
 
@@ -86,9 +86,9 @@ def proc_fds(pid: int) -> int | None:
         return None
 
 
-def group_rss_kb(pgid: int) -> tuple[int, int]:
-    """Summed VmRSS (KiB) and count of the processes in a process group."""
-    total = count = 0
+def group_totals(pgid: int) -> tuple[int, int, int]:
+    """Summed VmRSS (KiB), count, and summed open fds of the processes in a process group."""
+    total = count = fds = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -100,18 +100,19 @@ def group_rss_kb(pgid: int) -> tuple[int, int]:
         rss = proc_rss_kb(int(entry))
         if rss is not None:
             total, count = total + rss, count + 1
-    return total, count
+            fds += proc_fds(int(entry)) or 0
+    return total, count, fds
 
 
 class ProcSampler:
-    """Samples the service process's RSS and fd count (and its group's RSS) every `interval_s` in a thread."""
+    """Samples the service process's RSS and fd count, and its process group's, every `interval_s` in a thread."""
 
     def __init__(self, pid: int, interval_s: float, t0: float) -> None:
         """Bind to the service's pid; t is seconds since `t0` (the soak's start, monotonic)."""
         self.pid = pid
         self.interval_s = interval_s
         self.t0 = t0
-        self.rows: list[tuple[float, int | None, int | None, int, int]] = []
+        self.rows: list[tuple[float, int | None, int | None, int, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-proc", daemon=True)
 
@@ -128,14 +129,16 @@ class ProcSampler:
         """One sample now, then every interval until stopped, and a last one."""
         pgid = os.getpgid(self.pid)
         while True:
-            total, count = group_rss_kb(pgid)
-            t = round(time.monotonic() - self.t0, 3)
-            self.rows.append((t, proc_rss_kb(self.pid), proc_fds(self.pid), total, count))
+            self._sample(pgid)
             if self._stop.wait(self.interval_s):
-                total, count = group_rss_kb(pgid)
-                t = round(time.monotonic() - self.t0, 3)
-                self.rows.append((t, proc_rss_kb(self.pid), proc_fds(self.pid), total, count))
+                self._sample(pgid)
                 return
+
+    def _sample(self, pgid: int) -> None:
+        """One row: the service pid's RSS and fds, its process group's RSS, process count and fds."""
+        total, count, fds = group_totals(pgid)
+        t = round(time.monotonic() - self.t0, 3)
+        self.rows.append((t, proc_rss_kb(self.pid), proc_fds(self.pid), total, count, fds))
 
     def csv_text(self) -> str:
         """The samples as CSV (empty cells for a value that could not be read)."""

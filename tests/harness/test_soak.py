@@ -52,13 +52,13 @@ def _raw(arrivals: int, span_s: float, failing: int = 0) -> bytes:
     return gzip.compress(out.getvalue().encode(), mtime=0)
 
 
-def _proc(span_s: float, rss_growth_kb: float, fd_growth: int) -> str:
-    """proc.csv samples every 5 s with linear RSS and fd growth."""
+def _proc(span_s: float, rss_growth_kb: float, group_fd_growth: int) -> str:
+    """proc.csv samples every 5 s with linear service RSS growth and process-group fd growth."""
     steps = int(span_s // 5)
-    lines = ["t,rss_kb,fds,group_rss_kb,group_procs"]
+    lines = ["t,rss_kb,fds,group_rss_kb,group_procs,group_fds"]
     for i in range(steps + 1):
         share = i / steps
-        lines.append(f"{i * 5},{int(40000 + rss_growth_kb * share)},{int(10 + fd_growth * share)},90000,4")
+        lines.append(f"{i * 5},{int(40000 + rss_growth_kb * share)},10,90000,4,{int(70 + group_fd_growth * share)}")
     return "\n".join(lines) + "\n"
 
 
@@ -78,12 +78,14 @@ def _heal(healed: bool) -> dict[str, Any]:
     }
 
 
-def write_pack(root: Path, *, hours: float, mode: str = "ci", leak_kb: float = 0, healed: bool = True) -> Evidence:
+def write_pack(
+    root: Path, *, hours: float, mode: str = "ci", leak_kb: float = 0, fd_leak: int = 0, healed: bool = True
+) -> Evidence:
     """A pack holding one finished soak segment of `hours` (arrivals every 0.5 s) and its progress file."""
     span_s = hours * 3600
     files = {
         "segments/001/raw.csv.gz": _raw(int(span_s * 2), span_s),
-        "segments/001/proc.csv": _proc(span_s, leak_kb, 0).encode(),
+        "segments/001/proc.csv": _proc(span_s, leak_kb, fd_leak).encode(),
         "segments/001/heals.json": json.dumps([_heal(healed)]).encode(),
         "segments/001/segment.json": json.dumps(
             {
@@ -147,6 +149,13 @@ def test_memory_growth_beyond_the_limit_fails_naming_the_instance(tmp_path: Path
     assert any("SOAK-001-1: RSS grew" in reason and "allowed 8MiB/h" in reason for reason in verdict.reasons)
 
 
+def test_process_group_fd_growth_beyond_the_limit_fails(tmp_path: Path) -> None:
+    """The service's process group opening 40 more fds in half an hour fails the 16/h limit, naming the figure."""
+    verdict = SoakGate().evaluate(write_pack(tmp_path, hours=0.5, fd_leak=40), _policy())
+    assert verdict.details["checks"]["resources"] == "FAIL"
+    assert any("process group open fds grew" in r and "allowed 16/h" in r for r in verdict.reasons)
+
+
 def test_a_fault_the_target_did_not_heal_fails_naming_the_playbook(tmp_path: Path) -> None:
     """An injected fault whose incident ended failed fails healing, naming the playbook."""
     verdict = SoakGate().evaluate(write_pack(tmp_path, hours=0.5, healed=False), _policy())
@@ -166,7 +175,7 @@ def test_resume_refuses_a_segment_that_differs_from_its_recorded_sha256(tmp_path
     """A resumed pack's segment file changed after it was recorded is refused, naming the file."""
     write_pack(tmp_path, hours=0.1)
     assert len(load_resumable(tmp_path)["segments"]) == 1
-    (tmp_path / "gates/SOAK/segments/001/proc.csv").write_text("t,rss_kb,fds,group_rss_kb,group_procs\n")
+    (tmp_path / "gates/SOAK/segments/001/proc.csv").write_text("t,rss_kb,fds\n")
     with pytest.raises(PackError, match=r"segments/001/proc\.csv is missing or differs"):
         load_resumable(tmp_path)
 
