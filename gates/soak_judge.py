@@ -74,14 +74,17 @@ def fault_windows(heals: list[dict[str, Any]], grace_s: float) -> list[tuple[flo
 def split_by_windows(
     rows: list[RawRow], origin_unix: float, windows: list[tuple[float, float]]
 ) -> tuple[list[RawRow], list[RawRow]]:
-    """Rows of arrivals planned outside every fault window, and those inside one (a task's rows stay together)."""
-    inside_seqs = {
-        row.seq
-        for row in rows
-        if row.kind in ("arrival", "drop", "unfinished")
-        and any(start <= origin_unix + row.planned_s <= end for start, end in windows)
-    }
-    return [r for r in rows if r.seq not in inside_seqs], [r for r in rows if r.seq in inside_seqs]
+    """Rows planned outside every fault window, and rows planned inside one, each by its own planned time.
+
+    A poll has its own planned time: the polls of a task submitted just before a fault that fail
+    while it lasts are inside the window, and the submit that preceded it stays outside.
+    """
+    outside: list[RawRow] = []
+    inside: list[RawRow] = []
+    for row in rows:
+        at = origin_unix + row.planned_s
+        (inside if any(start <= at <= end for start, end in windows) else outside).append(row)
+    return outside, inside
 
 
 def _load_figures(rows: list[RawRow], warmup_s: float, confidence: float) -> dict[str, Any]:

@@ -216,3 +216,15 @@ def test_an_interrupted_segment_leaves_out_its_last_seconds(tmp_path: Path) -> N
     assert hour["errors"] == 0
     assert hour["cut_tail_s"] == 10.0
     assert hour["requests"] == 720 - 20
+
+
+def test_requests_failing_inside_a_fault_window_are_reported_not_judged(tmp_path: Path) -> None:
+    """Polls failing while an injected fault lasts count in the during-faults figure, not in the judged rate."""
+    evidence = write_pack(tmp_path, hours=0.5)
+    raw_path = tmp_path / "gates/SOAK/segments/001/raw.csv.gz"
+    extra = [f"poll,{9000 + i},page,{101 + i},{101 + i},,0,0,ConnectionRefusedError,\n" for i in range(5)]
+    raw_path.write_bytes(gzip.compress(gzip.decompress(raw_path.read_bytes()) + "".join(extra).encode()))
+    verdict = SoakGate().evaluate(evidence, _policy())
+    assert verdict.details["checks"]["load"] == "PASS"
+    during = next(m for m in verdict.measurements if m.name == "soak request error rate during fault windows")
+    assert float(during.value or 0) > 0
