@@ -58,6 +58,25 @@ def resume_facts(pack: Path) -> tuple[Path | None, str | None]:
     return (Path(target) if target else None), run.get("mode")
 
 
+def hourly_lines(summary_path: Path) -> list[str]:
+    """One line per soak segment (hour) from soak_report.json: latency, errors, RSS and fds, heals."""
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    lines = []
+    for hour in summary.get("hours", []):
+        rss = [hour.get(k) for k in ("rss_start_kb", "rss_end_kb")]
+        lines.append(
+            f"  segment {hour['index']}: {hour['wall_s']:.0f} s, {hour['requests']} requests, {hour['errors']} failed, "
+            f"p50/p90/p99 {hour['p50_ms']}/{hour['p90_ms']}/{hour['p99_ms']} ms, service RSS "
+            + ("-" if None in rss else f"{rss[0] / 1024:.1f}->{rss[1] / 1024:.1f} MiB")
+            + f", fds {hour['fds_start']}->{hour['fds_end']}"
+            + f", {hour['incidents_healed']}/{hour['faults_injected']} faults healed"
+        )
+    return lines
+
+
 def soak_command(args: argparse.Namespace) -> int:
     """certify soak [--hours H] [--resume PACK]: a run of the SOAK gate alone."""
     from gates.soak_run import SoakRequest, load_resumable, set_request  # noqa: PLC0415 - imports the gates
@@ -98,6 +117,8 @@ def soak_command(args: argparse.Namespace) -> int:
     report = outcome.pack_root / "soak_report.md"
     if report.is_file():
         print(f"soak report: {report}")
+        for line in hourly_lines(outcome.pack_root / "soak_report.json"):
+            print(line)
     if not outcome.complete:
         print(f"soak interrupted: continue it with `certify soak --resume {outcome.pack_root}`")
     result = runner.results.get("SOAK")
