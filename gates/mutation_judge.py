@@ -114,6 +114,11 @@ def judge_mutation(
     problem = seed_problem(record, allow_fixed_seed)
     if problem:
         found.block(Status.FAIL, f"test strength: the ci sample is not bound to the commit: {problem}")
+    if record.get("configured_seed") is not None and record.get("seed_source") != "fixed":
+        found.notes.append(
+            f"[gates.G1] mutation_seed {record['configured_seed']} was not used: the policy does not allow a "
+            f"target-chosen seed (allow_fixed_mutation_seed); the sample's seed came from: {record.get('seed_source')}"
+        )
     groups = tally(uncovered_survivors(record["mutants"], missing_lines or {}))
     killed = len(groups[KILLED]) + len(groups[TIMEOUT])
     judged = killed + len(groups[SURVIVED])

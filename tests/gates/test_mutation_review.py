@@ -92,6 +92,9 @@ def test_the_ci_seed_is_bound_to_the_commit() -> None:
     fixed = {"mode": "ci", "seed_source": "fixed", "seed": 7}
     assert "the policy does not allow" in str(seed_problem(fixed, allow_fixed_seed=False))
     assert seed_problem(fixed, allow_fixed_seed=True) is None
+    ignored = Findings()
+    judge_mutation(Reader({**record(38, 2), "configured_seed": 7}), 70.0, ignored)
+    assert any("mutation_seed 7 was not used" in note for note in ignored.notes)
     assert seed_problem({"mode": "release", "seed": 1}, allow_fixed_seed=False) is None
     assert seed_from_commit(COMMIT) == seed_from_commit(COMMIT) != seed_from_commit(COMMIT[::-1])
     found = Findings()
