@@ -364,6 +364,15 @@ def _merge_gate_status(
     return "PASS"
 
 
+def abbreviated_gates(results: tuple[GateResult, ...]) -> list[tuple[str, str]]:
+    """Gates whose verdict says their run was abbreviated (the soak, R5), each with its first reason."""
+    return [
+        (result.gate, result.verdict.reasons[0] if result.verdict.reasons else "abbreviated")
+        for result in results
+        if result.verdict.details.get("abbreviated") is True
+    ]
+
+
 def _report_context(
     run_doc: dict[str, Any],
     results_doc: dict[str, Any],
@@ -395,6 +404,7 @@ def _report_context(
         "host": host_summary(run_doc),
         "tools": [(str(name), fact_text(tools[name])) for name in sorted(tools)],
         "scaled": run_doc.get("scaled_durations") is not False,
+        "abbreviated": abbreviated_gates(results),
         "rows": [gate_row(result) for result in results],
         "active_waivers": [waiver for waiver in waiver_lines if waiver.active],
         "expired_waivers": [waiver for waiver in waiver_lines if not waiver.active],

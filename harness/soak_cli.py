@@ -9,6 +9,8 @@ from pathlib import Path
 
 from harness.errors import UsageError
 
+#: `certify soak`'s exit code from the SOAK verdict (3: INCONCLUSIVE, NOT_RUN or ERROR, as for a run).
+SOAK_EXIT_CODES = {"PASS": 0, "FAIL": 1}
 #: Longest soak one command may ask for: the loop's catalogue week and a day's margin.
 MAX_HOURS = 8 * 24.0
 
@@ -33,7 +35,9 @@ def add_soak_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="The SOAK gate alone: P4 soak load and the target's playbooks healing faults the harness "
         "injects, for --hours, with hourly figures in soak_report.md. Shorter than the policy's soak "
         "(8 h P4, 7 days for the loop) is marked abbreviated and never counts as the soak. "
-        "--resume PACK continues a soak whose harness stopped, from the hours PACK recorded, into a new pack.",
+        "--resume PACK continues a soak whose harness stopped, from the hours PACK recorded, into a new pack. "
+        "Exit code: 0 SOAK PASS, 1 FAIL, 3 INCONCLUSIVE/NOT_RUN/ERROR (an abbreviated release soak), 2 usage, "
+        "130 interrupted (resume it).",
     )
     soak.add_argument("--target", type=Path, default=None, help="target directory (default: the reference target)")
     soak.add_argument("--hours", type=_hours, default=None, help="hours to soak (default: the policy's for the mode)")
@@ -122,6 +126,8 @@ def soak_command(args: argparse.Namespace) -> int:
     if not outcome.complete:
         print(f"soak interrupted: continue it with `certify soak --resume {outcome.pack_root}`")
     result = runner.results.get("SOAK")
-    if result is not None:
-        print(f"SOAK {result.verdict.status.value}: " + "; ".join(result.verdict.reasons[:3]))
-    return outcome.exit_code
+    if result is None or not outcome.complete:
+        return outcome.exit_code
+    print(f"SOAK {result.verdict.status.value}: " + "; ".join(result.verdict.reasons[:3]))
+    # The soak's own verdict decides: the gates it leaves out are not what `certify soak` asked about.
+    return SOAK_EXIT_CODES.get(result.verdict.status.value, 3)

@@ -19,7 +19,8 @@ from gates.soak_judge import duration_judgement
 from gates.soak_run import PROGRESS, load_resumable, sha256_bytes
 from harness.errors import PackError, UsageError
 from harness.gate import Evidence
-from harness.model import Status
+from harness.model import GateResult, Status
+from harness.render import abbreviated_gates
 from harness.soak_cli import resume_facts
 from load.stats import RAW_FIELDS
 
@@ -228,3 +229,10 @@ def test_requests_failing_inside_a_fault_window_are_reported_not_judged(tmp_path
     assert verdict.details["checks"]["load"] == "PASS"
     during = next(m for m in verdict.measurements if m.name == "soak request error rate during fault windows")
     assert float(during.value or 0) > 0
+
+
+def test_the_certificate_names_an_abbreviated_soak(tmp_path: Path) -> None:
+    """A gate result whose verdict says abbreviated is listed for the certificate's R5 banner with its reason."""
+    verdict = SoakGate().evaluate(write_pack(tmp_path, hours=0.5, mode="release"), _policy())
+    result = GateResult(gate="SOAK", title="Soak", requirements=("H15",), required=False, verdict=verdict, duration_s=1)
+    assert abbreviated_gates((result,)) == [("SOAK", "abbreviated (R5): 0.50 h soaked of the 8 h the P4 soak requires")]
