@@ -3,7 +3,8 @@
 ID and G1 run on a committed copy of its tracked files: G1 runs bookshelf's own tests against the
 throwaway PostgreSQL cluster the harness starts for them ([tests] dependencies), and a broken
 variant (the author filter lost) FAILs G1 on those tests. Its load profiles (G2/G3, several
-minutes) are not run here.
+minutes) are not run here: test_bookshelf_load.py runs G2 on a variant without the author index
+under a nox session.
 """
 
 from __future__ import annotations
