@@ -8,6 +8,7 @@ sampling, G1.strength, asks exactly that).
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -22,6 +23,7 @@ from guardian.leases import (
     register_worker,
 )
 from guardian.store import TASK_LATENCY_BUCKETS_S, NewTask, Store
+from tests.test_store import _LockedAtFirst
 
 T0 = time.time() + 3600.0
 
@@ -359,3 +361,34 @@ def test_worker_rows_register_beat_mark_and_prune(store: Store) -> None:
     heartbeat(store, "w2", lease_s=1.0, now=T0 + 5)
     assert prune_workers(store, older_than_s=10.0, now=T0 + 12) == 1
     assert [r[0] for r in store.read("SELECT worker_id FROM workers")] == ["w2"]
+
+
+def test_the_connection_autocommits_outside_write(store: Store) -> None:
+    """Statements outside write() commit at once: another connection sees them."""
+    store.conn.execute("INSERT INTO settings(key, value) VALUES ('probe', '1')")
+    other = Store(store.path)
+    try:
+        assert other.load_settings() == {"probe": 1}
+    finally:
+        other.close()
+
+
+def test_a_store_may_be_used_from_another_thread(store: Store) -> None:
+    """The connection is not bound to the thread that opened it."""
+    seen: list[object] = []
+    worker = threading.Thread(target=lambda: seen.append(store.queue_depth()))
+    worker.start()
+    worker.join(timeout=10)
+    assert seen == [0]
+
+
+def test_initialise_waits_briefly_between_locked_attempts(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each retry of a locked WAL switch sleeps 50 ms, not longer."""
+    sleeps: list[float] = []
+    monkeypatch.setattr("guardian.store.time.sleep", sleeps.append)
+    flaky = _LockedAtFirst(store.conn, failures=2)
+    store.conn = flaky  # type: ignore[assignment]
+    store._initialise(attempts=5)
+    assert sleeps == [0.05, 0.05]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -587,8 +588,6 @@ def test_shutdown_kills_stragglers_and_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Shutdown SIGTERMs each child, SIGKILLs one that outlives the grace, and logs both."""
-    import subprocess
-
     caplog.set_level(logging.INFO, logger="guardian.supervisor")
 
     class Stubborn(FakeProcess):
@@ -620,3 +619,82 @@ def test_kill_quietly_refuses_a_pid_that_means_a_group(caplog: pytest.LogCapture
     procutil.kill_quietly(-1, 0)
     refused = [r.getMessage() for r in caplog.records if r.name == "guardian.proc"]
     assert refused == ["refusing to signal pid 0", "refusing to signal pid -1"]
+
+
+def test_a_child_already_killed_for_a_hang_is_not_killed_again(
+    sup: Supervisor, signals: list[tuple[int, int]]
+) -> None:
+    """A stale worker already SIGKILLed for a hang waits for its exit: no second kill."""
+    slot = Slot("worker", 0, process=fake(8484), state="running", started_at=0.0)
+    slot.killed_for_hang = True
+    sup.slots[("worker", 0)] = slot
+    sup._check_hangs(1e9)
+    assert signals == []
+
+
+def test_scale_down_signals_a_surplus_worker_once_and_drops_an_idle_one(
+    sup: Supervisor, signals: list[tuple[int, int]]
+) -> None:
+    """Above the desired count a running worker gets one SIGTERM; an idle one is deleted."""
+    running = Slot("worker", 1, process=fake(8585), state="running")
+    idle = Slot("worker", 2, state="backoff")
+    sup.slots.update(
+        {("worker", 0): Slot("worker", 0), ("worker", 1): running, ("worker", 2): idle}
+    )
+    sup._persist_slot(idle)
+    sup._scale()
+    sup._scale()
+    assert signals == [(8585, signal.SIGTERM)]
+    assert running.state == "stopping"
+    assert ("worker", 2) not in sup.slots
+    assert slot_row(sup.store, "worker", 2) is None
+
+
+def test_reset_backoff_starts_a_slot_in_backoff_now(sup: Supervisor) -> None:
+    """A slot waiting out an ordinary back-off is due at once after a reset."""
+    sup.slots[("worker", 0)] = Slot(
+        "worker", 0, state="backoff", consecutive_failures=1, next_start_at=9.0
+    )
+    assert sup.reset_backoff(2.0) == ["worker-0"]
+    assert sup.slots[("worker", 0)].next_start_at == 2.0
+
+
+def test_leases_are_reaped_once_per_interval(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ticks within the reap interval reap expired leases only once."""
+    reaps: list[int] = []
+
+    def reap() -> int:
+        reaps.append(1)
+        return 0
+
+    monkeypatch.setattr(sup.leases, "reap_expired", reap)
+    monkeypatch.setattr("guardian.supervisor.subprocess.Popen", lambda argv, env: FakeProcess(1235))
+    sup.clock = lambda: 500.0
+    sup.tick()
+    sup.tick()
+    assert (len(reaps), sup._next_reap) == (1, 500.0 + CONFIG.reap_interval_s)
+
+
+def test_shutdown_waits_no_longer_than_the_grace(
+    sup: Supervisor, signals: list[tuple[int, int]]
+) -> None:
+    """Each child is waited for at most the shutdown grace, and a killed straggler at most 5 s."""
+    del signals
+    waited: list[float | None] = []
+
+    class Recording(FakeProcess):
+        """Times out on the first wait and records every timeout it is given."""
+
+        def wait(self, timeout: float | None = None) -> int:
+            waited.append(timeout)
+            if not self.killed:
+                raise subprocess.TimeoutExpired("child", timeout or 0)
+            return -9
+
+    sup.slots[("api", 0)] = Slot("api", 0, process=cast(Any, Recording(4646)), state="running")
+    sup.shutdown()
+    first, second = waited
+    assert first is not None and 0.0 <= first <= CONFIG.shutdown_grace_s
+    assert second == 5
