@@ -175,6 +175,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def variants(session: nox.Session) -> None:
+    """Reference-target variants too slow for the test suite: bookshelf without its author index FAILs G2."""
+    require_system(session, "git")
+    session.install("-e", ".[test]")
+    variant_tests = str(REPO / "tests" / "reference" / "test_bookshelf_load.py")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", variant_tests, env={"CERTIFY_REFERENCE_LOAD": "1"})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Ruff (lint and format check) and mypy --strict on harness/ and gates/."""
     session.install("-e", ".[lint]")

@@ -4,7 +4,7 @@ The variant is generated from a committed copy of bookshelf: its schema loses th
 every GET /api/books?author= scans the million seeded books. Its P2 runs at a rate the 2-core machine
 still delivers (the open-model generator sends every arrival on time), so the verdict is the
 service's latency, never "load not delivered". G2 runs all five profiles (about 4 minutes), so the
-test suite skips this module; a nox session runs it with CERTIFY_REFERENCE_LOAD=1.
+test suite skips this module; `nox -s variants` runs it (CERTIFY_REFERENCE_LOAD=1).
 """
 
 from __future__ import annotations
