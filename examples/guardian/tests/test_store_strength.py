@@ -392,3 +392,15 @@ def test_initialise_waits_briefly_between_locked_attempts(
     store.conn = flaky  # type: ignore[assignment]
     store._initialise(attempts=5)
     assert sleeps == [0.05, 0.05]
+
+
+def test_extend_without_a_time_uses_the_real_clock(store: Store) -> None:
+    """extend() with no time given pushes the lease to now + lease_s by the real clock."""
+    task_id = _task(store)
+    leases = LeaseManager(store, "w1", lease_s=5.0)
+    assert leases.claim(now=T0) is not None
+    before = time.time()
+    assert leases.extend() == 1
+    expires = _column(store, task_id, "lease_expires_at")
+    assert isinstance(expires, float)
+    assert before + 5.0 <= expires <= time.time() + 5.0

@@ -698,3 +698,17 @@ def test_shutdown_waits_no_longer_than_the_grace(
     first, second = waited
     assert first is not None and 0.0 <= first <= CONFIG.shutdown_grace_s
     assert second == 5
+
+
+def test_an_api_that_is_not_running_is_not_probed(sup: Supervisor) -> None:
+    """An API slot that is stopping is left alone by the health probe."""
+    asked: list[bool] = []
+
+    def probe() -> bool:
+        asked.append(True)
+        return False
+
+    sup.api_probe = probe
+    sup.slots[("api", 0)] = Slot("api", 0, process=fake(9494), state="stopping", started_at=0.0)
+    sup._check_hangs(100.0)
+    assert asked == []
