@@ -712,3 +712,33 @@ def test_an_api_that_is_not_running_is_not_probed(sup: Supervisor) -> None:
     sup.slots[("api", 0)] = Slot("api", 0, process=fake(9494), state="stopping", started_at=0.0)
     sup._check_hangs(100.0)
     assert asked == []
+
+
+def test_a_stale_worker_is_killed_naming_the_heartbeat(
+    sup: Supervisor, signals: list[tuple[int, int]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hang kill of a worker without a fresh heartbeat gives that as its reason."""
+    caplog.set_level(logging.INFO, logger="guardian.supervisor")
+    sup.slots[("worker", 0)] = Slot(
+        "worker", 0, process=fake(8686), state="running", started_at=0.0
+    )
+    sup._check_hangs(100.0)
+    assert signals == [(8686, signal.SIGKILL)]
+    (logged,) = records(caplog, "child hung; killing")
+    assert extra(logged, "reason") == {"reason": "heartbeat older than hang timeout"}
+
+
+def test_a_crash_loop_slot_starts_again_once_its_cool_down_ends(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot held back in crash_loop is started by the first tick at or after next_start_at."""
+    monkeypatch.setattr("guardian.supervisor.subprocess.Popen", lambda argv, env: FakeProcess(1236))
+    sup.slots[("api", 0)] = Slot(
+        "api", 0, state="crash_loop", next_start_at=10.0, restart_reason="crash"
+    )
+    sup.clock = lambda: 9.0
+    sup.tick()
+    assert sup.slots[("api", 0)].state == "crash_loop"
+    sup.clock = lambda: 10.0
+    sup.tick()
+    assert (sup.slots[("api", 0)].state, sup.slots[("api", 0)].pid) == ("running", 1236)
