@@ -17,7 +17,6 @@ Judging is `chaos.rollback_judge`'s job; the engine uses the same pure functions
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,11 @@ from chaos.client import TaskClient, call
 from chaos.experiments import ChaosPolicy
 from chaos.instance import ChaosInstance
 from chaos.ledger import WorkStream, reconcile
-from chaos.probe import Prober, healthy, probe_once
+from chaos.probe import Prober
 from chaos.recovery import accepted_ids
 from chaos.rollback_judge import drill_facts
 from chaos.rollback_spec import RollbackDrill
-from chaos.runner import Clock, pause
+from chaos.runner import Clock, pause, steady_state, watched_work
 from harness.lifecycle import fill, target_env
 from harness.procs import ProcessRegistry, run_tool
 
@@ -146,39 +145,15 @@ class Drill:
 
     def _steady(self) -> dict[str, Any]:
         """Probe one at a time until `steady_probes` in a row are healthy or `steady_timeout_s` passes."""
-        samples: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.policy.steady_timeout_s
-        streak = 0
-        while time.monotonic() < deadline and streak < self.policy.steady_probes:
-            sample = probe_once(self.client, self.settings["readiness"], self.policy.healthy_latency_s, self.clock)
-            samples.append(sample)
-            streak = streak + 1 if healthy(sample, self.completed, self.policy.healthy_latency_s) else 0
-            if streak < self.policy.steady_probes:
-                pause(self.cancel, self.policy.probe_interval_s)
-        return {"met": streak >= self.policy.steady_probes, "samples": samples}
+        return steady_state(self.client, self.settings["readiness"], self.policy, self.clock, self.cancel)
 
     def _method(self, record: dict[str, Any]) -> None:
         """Work stream and probes around the deploy, the detection, the rollback and the restore."""
-        stream = WorkStream(self.client, self.policy.work_rate_per_s, self.clock)
-        prober = Prober(
-            self.client,
-            self.settings["readiness"],
-            self.policy.probe_interval_s,
-            self.policy.healthy_latency_s,
-            self.clock,
-        )
-        stream.start()
-        prober.start()
-        try:
+        with watched_work(self.client, self.settings["readiness"], self.policy, self.clock, record) as watched:
             pause(self.cancel, self.policy.baseline_s)
             record["deploy"] = self._command("deploy", self.spec.deploy)
             if record["deploy"]["returncode"] == 0:
-                self._observe(record, stream, prober)
-        finally:
-            stream.stop()
-            prober.stop()
-            record["work"] = stream.attempts
-            record["samples"] = prober.snapshot()
+                self._observe(record, *watched)
 
     def _observe(self, record: dict[str, Any], stream: WorkStream, prober: Prober) -> None:
         """Read version and alert until restored or out of budget; run the rollback once both detections are in."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from chaos.capacity import (
@@ -71,6 +73,41 @@ def pause(cancel: threading.Event, seconds: float) -> None:
         raise ChaosCancelledError("the chaos gate was cancelled")
 
 
+def steady_state(
+    client: TaskClient, readiness: str, policy: ChaosPolicy, clock: Callable[[], float], cancel: threading.Event
+) -> dict[str, Any]:
+    """Probe one at a time until `steady_probes` in a row are healthy, or `steady_timeout_s` runs out; the samples."""
+    completed = set(policy.tasks.completed)
+    samples: list[dict[str, Any]] = []
+    streak = 0
+    deadline = time.monotonic() + policy.steady_timeout_s
+    while streak < policy.steady_probes and time.monotonic() < deadline:
+        sample = probe_once(client, readiness, policy.healthy_latency_s, clock)
+        samples.append(sample)
+        streak = streak + 1 if healthy(sample, completed, policy.healthy_latency_s) else 0
+        if streak < policy.steady_probes:  # the hypothesis holds: no pause after its last probe
+            pause(cancel, policy.probe_interval_s)
+    return {"met": streak >= policy.steady_probes, "samples": samples}
+
+
+@contextmanager
+def watched_work(
+    client: TaskClient, readiness: str, policy: ChaosPolicy, clock: Callable[[], float], record: dict[str, Any]
+) -> Iterator[tuple[WorkStream, Prober]]:
+    """The background work stream and the prober for the block; both stopped after, into record work/samples."""
+    stream = WorkStream(client, policy.work_rate_per_s, clock)
+    prober = Prober(client, readiness, policy.probe_interval_s, policy.healthy_latency_s, clock)
+    stream.start()
+    prober.start()
+    try:
+        yield stream, prober
+    finally:
+        stream.stop()
+        prober.stop()
+        record["work"] = stream.attempts
+        record["samples"] = prober.snapshot()
+
+
 class Repetition:
     """One run of one experiment against a running instance."""
 
@@ -104,16 +141,7 @@ class Repetition:
 
     def steady_state(self) -> dict[str, Any]:
         """Probe one at a time until `steady_probes` in a row are healthy, or the time allowed runs out."""
-        samples: list[dict[str, Any]] = []
-        streak = 0
-        deadline = time.monotonic() + self.policy.steady_timeout_s
-        while streak < self.policy.steady_probes and time.monotonic() < deadline:
-            sample = probe_once(self.client, self.settings["readiness"], self.policy.healthy_latency_s, self.clock)
-            samples.append(sample)
-            streak = streak + 1 if healthy(sample, self.completed, self.policy.healthy_latency_s) else 0
-            if streak < self.policy.steady_probes:  # the hypothesis holds: no pause after its last probe
-                pause(self.cancel, self.policy.probe_interval_s)
-        return {"met": streak >= self.policy.steady_probes, "samples": samples}
+        return steady_state(self.client, self.settings["readiness"], self.policy, self.clock, self.cancel)
 
     def run(self, carried: list[str]) -> dict[str, Any]:
         """Run the repetition; `carried` are ids of earlier repetitions not yet terminal. The raw record."""
@@ -169,26 +197,11 @@ class Repetition:
 
     def _method(self, record: dict[str, Any]) -> None:
         """Work stream and probes around the fault; the rollback always runs."""
-        stream = WorkStream(self.client, self.policy.work_rate_per_s, self.clock)
-        prober = Prober(
-            self.client,
-            self.settings["readiness"],
-            self.policy.probe_interval_s,
-            self.policy.healthy_latency_s,
-            self.clock,
-        )
-        stream.start()
-        prober.start()
-        try:
+        with watched_work(self.client, self.settings["readiness"], self.policy, self.clock, record) as (_, prober):
             pause(self.cancel, self.policy.baseline_s + self.moment_s)
             self._fault(record["fault"])
             if record["fault"].get("error") is None:
                 self._observe(prober, record["fault"])
-        finally:
-            stream.stop()
-            prober.stop()
-            record["work"] = stream.attempts
-            record["samples"] = prober.snapshot()
 
     def _fault(self, fault: dict[str, Any]) -> None:
         """Inject, hold for the window, remove (in a finally); timings and facts into `fault`."""
