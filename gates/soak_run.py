@@ -229,8 +229,9 @@ class HealingLoop:
                 if int(i.get(api.incident_id_field) or 0) > watermark and i.get(api.incident_playbook_field) == playbook
             ]
             record["incidents"] = mine
-            final = [i for i in mine if i.get(api.incident_status_field) in api.final]
-            if final and sample_healthy(self.pb, names, sample):
+            # A rolled-back attempt is final but not a heal: the healer may try again within the budget.
+            healed = [i for i in mine if i.get(api.incident_status_field) in api.healed]
+            if healed and sample_healthy(self.pb, names, sample):
                 break
             if self.cancel.wait(SAMPLE_HEAL_S):
                 record["cut_short"] = True
