@@ -234,7 +234,7 @@ def test_plan_names_each_gap_of_a_config_that_configures_little(run_certify: Run
         "GAP: no [service] table: how the harness starts one instance of the target",
         "GAP: no [gates.G2.requests.<name>]: the load profiles have nothing to send",
         "GAP: no [service] table: how the harness starts one instance of the target",
-        "GAP: no [[gates.G4.experiments]]: no fault to inject",
+        "GAP: no [[gates.G4.experiments]] and no [gates.G4.rollback]: no fault to inject",
         "GAP: no [service] table: how the harness starts one instance of the target",
         "GAP: no journey: no test_*.py under e2e/ and no [[gates.E2E.cli]]",
     ]
