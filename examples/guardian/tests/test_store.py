@@ -237,3 +237,29 @@ def test_store_provider_reopen_gives_a_fresh_writable_connection(tmp_path: Path)
     assert second is not first
     second.probe_write()
     provider.close_all()
+
+
+def test_store_provider_closes_the_connections_of_ended_threads(tmp_path: Path) -> None:
+    """A connection opened for a thread that has ended is closed when the next thread opens one."""
+    import sqlite3
+    import threading
+
+    from guardian.api.context import StoreProvider
+    from guardian.paths import DataDir
+
+    data_dir = DataDir(tmp_path / "d")
+    data_dir.ensure()
+    provider = StoreProvider(data_dir)
+    opened: list[Store] = []
+    for _ in range(5):
+        worker = threading.Thread(target=lambda: opened.append(provider.get()))
+        worker.start()
+        worker.join()
+    mine = provider.get()
+    assert provider.open_count() == 1
+    for store in opened:
+        with pytest.raises(sqlite3.ProgrammingError):
+            store.conn.execute("SELECT 1")
+    mine.probe_write()
+    provider.close_all()
+    assert provider.open_count() == 0

@@ -31,17 +31,36 @@ class StoreProvider:
         self.data_dir = data_dir
         self._local = threading.local()
         self._all: list[Store] = []
+        self._owners: dict[int, threading.Thread] = {}  # id(store) -> the thread it was opened for
         self._lock = threading.Lock()
 
     def get(self) -> Store:
-        """Return this thread's store, opening it on first use."""
+        """Return this thread's store, opened on first use; close those of ended threads.
+
+        The server's worker threads come and go: without the pruning every ended thread's connection
+        stayed open, and a 1-hour soak saw the API's open SQLite files grow by a few an hour.
+        """
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
             store = Store(self.data_dir.db_path)
             self._local.store = store
             with self._lock:
+                self._close_orphans()
                 self._all.append(store)
+                self._owners[id(store)] = threading.current_thread()
         return store
+
+    def open_count(self) -> int:
+        """How many connections this provider holds open."""
+        with self._lock:
+            return len(self._all)
+
+    def _close_orphans(self) -> None:
+        """Close the stores whose thread has ended (called with the lock held)."""
+        for store in [s for s in self._all if not self._owners[id(s)].is_alive()]:
+            self._all.remove(store)
+            del self._owners[id(store)]
+            store.close()
 
     def reopen(self) -> None:
         """Drop this thread's connection so the next `get` opens a fresh one.
@@ -56,6 +75,7 @@ class StoreProvider:
             with self._lock:
                 if store in self._all:
                     self._all.remove(store)
+                    del self._owners[id(store)]
             store.close()
 
     def close_all(self) -> None:
@@ -64,6 +84,7 @@ class StoreProvider:
             for store in self._all:
                 store.close()
             self._all.clear()
+            self._owners.clear()
 
 
 class AppState:
