@@ -417,7 +417,9 @@ def test_written_schemas_accept_the_shipped_files(
     name = "certify.schema.json" if of == "config" else "policy.schema.json"
     schema = json.loads((tmp_path / "schemas" / name).read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
-    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(tomllib.loads(document.read_text("utf-8"))))
+    # TOML dates (waivers' expires) reach an editor's validator as ISO date strings, as JSON has no date type.
+    instance = json.loads(json.dumps(tomllib.loads(document.read_text("utf-8")), default=str))
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(instance))
     assert errors == []
     printed = run_certify("schema", "--of", of)
     assert json.loads(printed.stdout) == schema
