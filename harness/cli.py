@@ -44,7 +44,7 @@ try:
         from harness.progress import make_reporter
         from harness.registry import catalogue
         from harness.report_cli import add_report_parser, report_command
-        from harness.runner import Runner, RunOptions
+        from harness.runner import Runner, RunOptions, RunOutcome
         from harness.soak_cli import add_soak_parser, soak_command
         from harness.verify import verify_pack
 except KeyboardInterrupt:
@@ -250,6 +250,16 @@ def default_venv_cache() -> Path:
     return Path.home() / ".cache" / "release-harness" / "venvs"
 
 
+def run_reported(options: RunOptions) -> tuple[Runner, RunOutcome]:
+    """Build the runner (interrupts deferred: see harness.interrupts) and run it with a progress reporter."""
+    with deferred():  # reading the config builds models
+        runner = Runner(options, reporter := make_reporter())
+    try:
+        return runner, runner.run()
+    finally:
+        reporter.close()
+
+
 def _run(args: argparse.Namespace) -> int:
     """Certify run."""
     target = (args.target or default_target()).resolve()
@@ -277,12 +287,7 @@ def _run(args: argparse.Namespace) -> int:
         plan = make_plan(config, args.gates or config.certificate.required_gates, args.mode, args.jobs, target)
         print("\n".join([*report.lines(), *_baseline_plan_line(args), *plan.describe()]))
         return 0
-    with deferred():  # reading the config builds models: see harness.interrupts
-        runner = Runner(options, reporter := make_reporter())
-    try:
-        outcome = runner.run()
-    finally:
-        reporter.close()
+    runner, outcome = run_reported(options)
     print(f"pack: {outcome.pack_root}")
     record_finished_run(outcome.pack_root, args.history, runner.target_config.notify, runner.policy.policy.regression)
     if options.signer is not None and outcome.complete:

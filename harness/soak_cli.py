@@ -85,8 +85,7 @@ def soak_command(args: argparse.Namespace) -> int:
     """certify soak [--hours H] [--resume PACK]: a run of the SOAK gate alone."""
     from gates.soak_run import SoakRequest, load_resumable, set_request  # noqa: PLC0415 - imports the gates
     from harness import cli  # noqa: PLC0415 - the run command's machinery
-    from harness.progress import make_reporter  # noqa: PLC0415
-    from harness.runner import Runner, RunOptions  # noqa: PLC0415
+    from harness.runner import RunOptions  # noqa: PLC0415
 
     resume = args.resume.resolve() if args.resume is not None else None
     target = args.target
@@ -112,11 +111,7 @@ def soak_command(args: argparse.Namespace) -> int:
         cache_dir=(args.cache_dir or cli.default_venv_cache()).resolve(),
         policy=args.policy,
     )
-    runner = Runner(options, reporter := make_reporter())
-    try:
-        outcome = runner.run()
-    finally:
-        reporter.close()
+    runner, outcome = cli.run_reported(options)
     print(f"pack: {outcome.pack_root}")
     report = outcome.pack_root / "soak_report.md"
     if report.is_file():
