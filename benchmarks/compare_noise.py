@@ -1,6 +1,6 @@
 """Noise control of `certify compare`: N+1 G2 runs of one unchanged target, N consecutive comparisons.
 
-Run: python benchmarks/compare_noise.py [N] [--target DIR] [--gates G2] [--out DIR] [--reuse]
+Run: python benchmarks/compare_noise.py [N] [--target DIR] [--gates G2] [--out DIR] [--reuse] [--power MS]
 
 Each run is `certify run --mode ci --gates G2` of the same commit in its own process (N defaults
 to 10, the reference target by default). Each pack is compared with the one before it under the
@@ -9,6 +9,8 @@ regression is a false alarm: the figure printed is how many of the N comparisons
 regression issue asks for at least 9 of 10), with every false alarm's figure and interval, the
 median of each run's wall time, and the median time of one comparison. `--reuse` compares the packs
 an earlier invocation left in --out instead of running again (to re-judge them under changed rules).
+`--power MS` also adds MS milliseconds to every sample of one request of the newer pack of each pair,
+one request at a time, and counts how many of those real-sized shifts the rules catch (power).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.compare import REGRESSION, compare_packs  # noqa: E402
+from harness.compare import REGRESSION, _latency_figures, _profiles, compare_packs  # noqa: E402
+from harness.compare_bootstrap import block_length  # noqa: E402
+from harness.compare_rules import RegressionRules  # noqa: E402
 from harness.policy import standard_policy  # noqa: E402
 
 
@@ -39,6 +43,21 @@ def run_pack(target: Path, gates: str, out: Path, cache: Path) -> float:
     return time.monotonic() - started
 
 
+def power(base: Path, new: Path, added_ms: float, rules: RegressionRules) -> tuple[int, int]:
+    """(caught, tried): each request of each profile both packs hold, its new samples shifted by added_ms."""
+    caught = tried = 0
+    old_p, new_p = _profiles(base), _profiles(new)
+    for pid in sorted(old_p.keys() & new_p.keys()):
+        for request in sorted(old_p[pid][0].keys() & new_p[pid][0].keys()):
+            (old_t, old_ms), (new_t, new_ms) = old_p[pid][0][request], new_p[pid][0][request]
+            blocks = (block_length(old_t, rules.block_s), block_length(new_t, rules.block_s))
+            shifted = [ms + added_ms for ms in new_ms]
+            figures = _latency_figures(f"{pid} {request}", old_ms, shifted, rules, blocks)
+            caught += any(f.verdict == REGRESSION and f.blocks for f in figures)
+            tried += 1
+    return caught, tried
+
+
 def main() -> int:
     """Run, compare consecutive packs, print the false-alarm count."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,11 +66,12 @@ def main() -> int:
     parser.add_argument("--gates", default="G2")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="compare the packs already in --out")
+    parser.add_argument("--power", type=float, default=0.0, metavar="MS", help="also count shifts of MS caught")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="compare-noise-"))
     cache = Path.home() / ".cache" / "release-harness" / "venvs"
     rules = standard_policy().policy.regression
-    packs, walls, compare_s, clean = [], [], [], 0
+    packs, walls, compare_s, clean, caught = [], [], [], 0, [0, 0]
     for index in range(args.n + 1):
         pack = out / f"run{index:02d}"
         if not (args.reuse and (pack / "manifest.json").is_file()):
@@ -68,9 +88,15 @@ def main() -> int:
             print(f"run{index - 1:02d} -> run{index:02d}: false alarm {f['name']} {f['base']} -> {f['new']} "
                   f"{f['unit']}, interval {f['interval']}, blocks={f['blocks']}")  # fmt: skip
         print(f"run{index - 1:02d} -> run{index:02d}: {len(report['figures'])} figures, {len(alarms)} regression(s)")
+        if args.power > 0:
+            found, tried = power(packs[-2], pack, args.power, rules)
+            caught = [caught[0] + found, caught[1] + tried]
     print(f"comparisons without a regression: {clean} of {args.n}")
-    wall, one = statistics.median(walls or [0.0]), statistics.median(compare_s)
-    print(f"run wall time median {wall:.1f} s; one comparison median {one:.2f} s")
+    if args.power > 0:
+        print(f"power: +{args.power:g} ms on one request of the newer pack caught in {caught[0]} of {caught[1]}")
+    one = statistics.median(compare_s)
+    wall = f"run wall time median {statistics.median(walls):.1f} s" if walls else "runs reused (none run now)"
+    print(f"{wall}; one comparison median {one:.2f} s")
     print(f"packs kept in {out}")
     return 0 if clean >= 0.9 * args.n else 1
 

@@ -1,8 +1,9 @@
 """`certify compare BASE NEW`: what changed between two verified packs, with statistics, not eyeballing.
 
 Latency: per load profile and request, each quantile's ratio new/base with a bootstrap interval
-(scipy.stats.bootstrap, percentile method, seeded) computed on the raw corrected samples the packs
-keep (gates/G2/load/<profile>/raw.csv.gz), never on rounded percentiles. Error rate: per profile,
+(circular block bootstrap in time order, percentile method, seeded: harness/compare_bootstrap.py)
+computed on the raw corrected samples the packs keep (gates/G2/load/<profile>/raw.csv.gz), never on
+rounded percentiles. Error rate: per profile,
 Fisher's exact test on the two 2x2 counts. Coverage, recovery, MTTR and bootstrap times are one
 observation per pack: compared against a minimum effect only, and said so. Every figure is classed
 as regression, improvement or no significant change under the policy's regression rules.
@@ -22,8 +23,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from harness.compare_bootstrap import block_length, quantile_ratio_interval
 from harness.compare_rules import RegressionRules
-from load.stats import http_rows, parse_raw, request_latencies
+from load.stats import http_rows, parse_raw, request_series
 
 REGRESSION, IMPROVEMENT, NO_CHANGE, NOT_COMPARED = "regression", "improvement", "no significant change", "not compared"
 #: A quantile is compared only when each side has at least this many samples beyond it (a bootstrap
@@ -70,8 +72,12 @@ def _load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _profiles(pack: Path) -> dict[str, tuple[dict[str, list[float]], tuple[int, int]]]:
-    """Per G2 profile: corrected latencies per request, and (errors, requests) over every HTTP row."""
+#: One request's samples: planned start times (s) and corrected latencies (ms), in time order.
+Series = tuple[list[float], list[float]]
+
+
+def _profiles(pack: Path) -> dict[str, tuple[dict[str, Series], tuple[int, int]]]:
+    """Per G2 profile: each request's latency series, and (errors, requests) over every HTTP row."""
     load_dir = pack / "gates" / "G2" / "load"
     if not (load_dir / "index.json").is_file():
         return {}
@@ -83,39 +89,32 @@ def _profiles(pack: Path) -> dict[str, tuple[dict[str, list[float]], tuple[int, 
         rows = parse_raw(raw.read_bytes())
         counted = http_rows(rows)
         errors = sum(1 for row in counted if not row.ok)
-        found[pid] = (request_latencies(rows, float(_load_json(profile).get("warmup_s", 0.0))), (errors, len(counted)))
+        found[pid] = (request_series(rows, float(_load_json(profile).get("warmup_s", 0.0))), (errors, len(counted)))
     return found
 
 
-def _ratio_interval(
-    base: np.ndarray, new: np.ndarray, quantiles: tuple[float, ...], rules: RegressionRules
-) -> list[tuple[float, float]]:
-    """Bootstrap intervals of new/base for each quantile (one resampling for all of them)."""
+def _latency_figures(
+    name: str, base: list[float], new: list[float], rules: RegressionRules, blocks: tuple[int, int] = (1, 1)
+) -> list[Figure]:
+    """The compared quantiles of one request of one profile (those with enough samples beyond them).
 
-    def ratio(b: np.ndarray, n: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.asarray(np.quantile(n, quantiles, axis=axis) / np.quantile(b, quantiles, axis=axis))
-
-    result = stats.bootstrap(
-        (base, new),
-        ratio,
-        n_resamples=rules.resamples,
-        confidence_level=rules.confidence,
-        method="percentile",
-        vectorized=True,
-        batch=100,
-        random_state=np.random.default_rng(rules.seed),
-    )
-    low, high = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
-    return [(float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)]
-
-
-def _latency_figures(name: str, base: list[float], new: list[float], rules: RegressionRules) -> list[Figure]:
-    """The compared quantiles of one request of one profile (those with enough samples beyond them)."""
-    b, n = np.asarray(base), np.asarray(new)
-    comparable = [q for q in rules.quantiles if min(len(b), len(n)) >= needed_samples(q)]
-    intervals = (
-        dict(zip(comparable, _ratio_interval(b, n, tuple(comparable), rules), strict=True)) if comparable else {}
-    )
+    base and new are in time order; `blocks` are their block lengths in samples (1, 1: iid).
+    """
+    b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
+    comparable = tuple(q for q in rules.quantiles if min(len(b), len(n)) >= needed_samples(q))
+    intervals = {}
+    if comparable:
+        found = quantile_ratio_interval(
+            b,
+            n,
+            comparable,
+            confidence=rules.confidence,
+            resamples=rules.resamples,
+            seed=rules.seed,
+            base_block=blocks[0],
+            new_block=blocks[1],
+        )
+        intervals = dict(zip(comparable, found, strict=True))
     figures = []
     limit = 1 + rules.latency_max_rise_pct / 100
     for q in rules.quantiles:
@@ -247,7 +246,9 @@ def profile_figures(base: Path, new: Path, rules: RegressionRules) -> tuple[list
     for pid in sorted(old_p.keys() & new_p.keys()):
         (old_lat, old_err), (new_lat, new_err) = old_p[pid], new_p[pid]
         for request in sorted(old_lat.keys() & new_lat.keys()):
-            figures += _latency_figures(f"G2 {pid} {request}", old_lat[request], new_lat[request], rules)
+            (old_t, old_ms), (new_t, new_ms) = old_lat[request], new_lat[request]
+            blocks = (block_length(old_t, rules.block_s), block_length(new_t, rules.block_s))
+            figures += _latency_figures(f"G2 {pid} {request}", old_ms, new_ms, rules, blocks)
         figures.append(_error_figure(pid, old_err, new_err, rules))
     return figures, sorted(old_p.keys() ^ new_p.keys())
 

@@ -56,6 +56,14 @@ class RegressionRules(BaseModel):
         description="The gates judged against the baseline (of G1, G2, G4, G7, PB: the gates whose figures "
         "`certify compare` knows).",
     )
+    block_s: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="Latency samples are resampled in circular blocks of this many seconds of consecutive "
+        "requests (a host stall slows a run of neighbours, which one-by-one resampling would count as "
+        "independent evidence); 0: one by one.",
+    )
     resamples: int = Field(2000, ge=200, le=20000, description="Bootstrap resamples per figure.")
     seed: int = Field(20261207, description="Seed of the bootstrap (a rerun gives the same intervals).")
 

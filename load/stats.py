@@ -132,6 +132,19 @@ def http_rows(rows: list[RawRow]) -> list[RawRow]:
     return [row for row in rows if row.kind in HTTP_KINDS or (row.kind == "unfinished" and row.seq not in answered)]
 
 
+def request_series(rows: list[RawRow], warmup_s: float) -> dict[str, tuple[list[float], list[float]]]:
+    """Per request name after warm-up: planned start times (s) and corrected latencies (ms), in time order."""
+    by_request: dict[str, list[tuple[float, float]]] = {}
+    for row in http_rows(rows):
+        if row.planned_s >= warmup_s and row.end_s is not None:
+            by_request.setdefault(row.request, []).append((row.planned_s, (row.end_s - row.planned_s) * 1000))
+    series = {}
+    for request, pairs in by_request.items():
+        pairs.sort()
+        series[request] = ([t for t, _ in pairs], [ms for _, ms in pairs])
+    return series
+
+
 def request_latencies(rows: list[RawRow], warmup_s: float) -> dict[str, list[float]]:
     """Corrected HTTP latencies (ms, planned start to answer) after warm-up, per request name."""
     by_request: dict[str, list[float]] = {}
