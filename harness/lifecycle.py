@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import socket
@@ -99,13 +100,38 @@ class TargetVenv:
             return self._python
 
     def _ensure(self, log_dir: Path) -> Path:
-        """Create the venv and run the install command unless a complete one exists."""
+        """Create the venv and run the install command unless a complete one exists.
+
+        Two harness processes may want the same venv at once (two runs sharing a cache): the second
+        waits on a lock file beside the venv, then finds it complete, instead of installing into the
+        half-made venv of the first (seen: pip's TypeError on a dist with no version yet).
+        """
         venv = self.cache_dir / f"{self.config.target.name}-{self.fingerprint()}"
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        wait_s = 2 * self.config.install.timeout_s
+        with open(venv.parent / f"{venv.name}.lock", "a+b") as lock:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        name = self.config.target.name
+                        msg = f"installing {name}: {venv} stayed locked by another install for {wait_s:g} s"
+                        raise TargetError(msg) from None
+                    time.sleep(0.2)
+            try:
+                return self._install(venv, log_dir)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _install(self, venv: Path, log_dir: Path) -> Path:
+        """Under the venv's lock: reuse a complete venv, else create it and run the install steps."""
         python = venv / "bin" / "python"
         marker = venv / ".certify-installed"
         if marker.is_file() and python.exists():
             return python
-        venv.parent.mkdir(parents=True, exist_ok=True)
         install = list(self.config.install.command)
         create = [os.environ.get("CERTIFY_PYTHON", "python3"), "-m", "venv", "--clear", str(venv)]
         steps = [("venv", create + ([] if install else ["--without-pip"]))]

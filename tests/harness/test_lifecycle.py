@@ -149,6 +149,37 @@ def test_failing_install_step_is_a_target_error_naming_its_log(tmp_path: Path) -
     assert (tmp_path / "logs" / "install-install.stderr.txt").read_text(encoding="utf-8") == "no wheels today\n"
 
 
+def test_two_runs_wanting_one_venv_install_it_once(tmp_path: Path) -> None:
+    """Two harnesses asking for the same venv at once: one installs, the other waits on the lock and reuses it."""
+    count = tmp_path / "installs.txt"
+    data = copy.deepcopy(SLEEPY_DATA)
+    data["install"]["command"] = [
+        "{python}",
+        "-c",
+        f"import pathlib, time; p = pathlib.Path({str(count)!r}); "
+        "p.write_text((p.read_text() if p.exists() else '') + 'x'); time.sleep(1.5)",
+    ]
+    config = parse_config(data, "x.toml")
+    found: list[Path] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CERTIFY_PYTHON", sys.executable)
+        threads = [
+            threading.Thread(
+                target=lambda i=i: found.append(
+                    TargetVenv(config, SLEEPY, tmp_path / "cache").python(tmp_path / f"logs{i}")
+                )
+            )
+            for i in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert len(found) == 2
+    assert found[0] == found[1]
+    assert count.read_text(encoding="utf-8") == "x"
+
+
 def test_install_step_crashing_with_a_traceback_names_the_exception_only(tmp_path: Path) -> None:
     """An install step that dies with a traceback gives its exception's name, never a cut-off piece of the traceback."""
     data = copy.deepcopy(SLEEPY_DATA)
@@ -304,8 +335,12 @@ def test_run_tool_returns_the_exit_code_and_output(registry: RecordingRegistry, 
     """A tool that finishes in time reports its exit code, and its output lands in the files."""
     run = run_tool(
         [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(5)"],
-        cwd=tmp_path, env=target_env(), timeout_s=30, registry=registry,
-        stdout_path=tmp_path / "o.txt", stderr_path=tmp_path / "e.txt",
+        cwd=tmp_path,
+        env=target_env(),
+        timeout_s=30,
+        registry=registry,
+        stdout_path=tmp_path / "o.txt",
+        stderr_path=tmp_path / "e.txt",
     )
     assert (run.returncode, run.timed_out, run.cancelled) == (5, False, False)
     assert run.stdout() == "out\n"
@@ -324,8 +359,14 @@ def test_run_tool_timeout_kills_child_and_grandchildren(registry: RecordingRegis
     )
     start = time.monotonic()
     run = run_tool(
-        [sys.executable, "-c", code], cwd=tmp_path, env=target_env(), timeout_s=1.5, grace_s=1.0,
-        registry=registry, stdout_path=tmp_path / "o.txt", stderr_path=tmp_path / "e.txt",
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=target_env(),
+        timeout_s=1.5,
+        grace_s=1.0,
+        registry=registry,
+        stdout_path=tmp_path / "o.txt",
+        stderr_path=tmp_path / "e.txt",
     )
     assert run.timed_out
     assert run.returncode is None
@@ -343,8 +384,15 @@ def test_run_tool_cancel_stops_the_tool(registry: RecordingRegistry, tmp_path: P
     timer.start()
     try:
         run = run_tool(
-            ["sleep", "60"], cwd=tmp_path, env=target_env(), timeout_s=60, cancel=cancel, grace_s=1.0,
-            registry=registry, stdout_path=tmp_path / "o.txt", stderr_path=tmp_path / "e.txt",
+            ["sleep", "60"],
+            cwd=tmp_path,
+            env=target_env(),
+            timeout_s=60,
+            cancel=cancel,
+            grace_s=1.0,
+            registry=registry,
+            stdout_path=tmp_path / "o.txt",
+            stderr_path=tmp_path / "e.txt",
         )
     finally:
         timer.cancel()
@@ -358,8 +406,13 @@ def test_missing_tool_is_tool_missing_error(registry: RecordingRegistry, tmp_pat
     """A tool that is not installed raises ToolMissingError naming it (the gate becomes NOT_RUN)."""
     with pytest.raises(ToolMissingError, match="no-such-tool-xyz: command not found"):
         run_tool(
-            ["no-such-tool-xyz"], cwd=tmp_path, env=target_env(), timeout_s=5, registry=registry,
-            stdout_path=tmp_path / "o.txt", stderr_path=tmp_path / "e.txt",
+            ["no-such-tool-xyz"],
+            cwd=tmp_path,
+            env=target_env(),
+            timeout_s=5,
+            registry=registry,
+            stdout_path=tmp_path / "o.txt",
+            stderr_path=tmp_path / "e.txt",
         )
 
 
