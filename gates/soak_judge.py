@@ -45,10 +45,16 @@ def heal_outcome(pb: PlaybookPolicy, heal: dict[str, Any]) -> dict[str, Any]:
     seen = check is not None and any(not sample_healthy(pb, names, s) for s in samples)
     injected = heal.get("inject_status") is not None and 200 <= int(heal["inject_status"]) < 300
     healed = injected and healed_incident and probes_ok
+    # The harness's own probes never saw the fault take effect and the target opened no incident: the
+    # service stayed healthy through it (e.g. an earlier heal's remedy still guards it). Not a heal and
+    # not a failure to heal; counted apart, and too many of them leave the loop unexercised.
+    no_effect = injected and not statuses and probes_ok and bool(samples) and not seen and not heal.get("cut_short")
     if not injected:
         why = f"inject answered {heal.get('inject_status')} {heal.get('inject_error') or ''}".strip()
     elif heal.get("cut_short"):
         why = "the soak ended while the heal was being watched"
+    elif no_effect:
+        why = f"no effect: the harness's probes stayed healthy for {len(samples)} samples and no incident was opened"
     elif not healed_incident:
         why = f"no incident of {heal['playbook']} reached {'/'.join(api.healed)} (saw {statuses or 'none'})"
     elif not probes_ok:
@@ -61,6 +67,7 @@ def heal_outcome(pb: PlaybookPolicy, heal: dict[str, Any]) -> dict[str, Any]:
         "healed": healed,
         "cut_short": bool(heal.get("cut_short")),
         "fault_seen_by_harness": seen,
+        "no_effect": no_effect,
         "heal_s": round(float(heal["ended_at"]) - float(heal["inject_at"]), 3) if healed else None,
         "why": why,
     }
@@ -200,6 +207,43 @@ def instance_growth(segments: list[dict[str, Any]], procs: list[str], warmup_s: 
     return out
 
 
+def _judge_healing(hours: list[dict[str, Any]], policy: Any) -> tuple[Status, list[str], list[Measurement]]:
+    """The healing loop's status: every fault that took effect healed, enough of them, most took effect."""
+    found: list[Measurement] = []
+    reasons: list[str] = []
+    watched = [o for h in hours for o in h["heals"] if not o["cut_short"]]
+    idle = [o for o in watched if o.get("no_effect")]
+    heals = [o for o in watched if not o.get("no_effect")]
+    unhealed = [o for o in heals if not o["healed"]]
+    found.append(Measurement.judged("soak faults that took effect", len(heals), ">=", policy.min_faults))
+    found.append(Measurement(name="soak incidents healed", value=sum(1 for o in heals if o["healed"])))
+    found.append(Measurement(name="soak faults without effect", value=len(idle)))
+    if idle:
+        reasons.append(
+            f"healing: {len(idle)} of {len(watched)} fault(s) had no effect (the harness's probes stayed healthy and "
+            f"no incident was opened; neither healed nor failed): {', '.join(o['playbook'] for o in idle[:5])}"
+        )
+    if unhealed:
+        heal_status = Status.FAIL
+        reasons += [
+            f"healing: {o['playbook']} injected at {o['inject_at']:.0f} not healed: {o['why']}" for o in unhealed[:5]
+        ]
+    elif len(heals) < policy.min_faults:
+        heal_status = Status.INCONCLUSIVE
+        reasons.append(
+            f"healing: {len(heals)} fault(s) took effect and were watched to the end, fewer than {policy.min_faults}"
+        )
+    elif len(idle) * 2 > len(watched):
+        heal_status = Status.INCONCLUSIVE
+        reasons.append(
+            f"healing: most faults had no effect ({len(idle)} of {len(watched)}): the loop was not exercised"
+        )
+    else:
+        heal_status = Status.PASS
+        reasons.append(f"healing: all {len(heals)} fault(s) that took effect healed")
+    return heal_status, reasons, found
+
+
 def judge_figures(
     hours: list[dict[str, Any]], instances: list[dict[str, Any]], policy: Any, p99_ms: float
 ) -> tuple[dict[str, Status], list[str], list[Measurement]]:
@@ -260,23 +304,9 @@ def judge_figures(
                     f"{inst['instance']}: {label} grew {delta:g}{unit} over {inst['span_s'] / 3600:.2f} h "
                     f"(allowed {limit:g}{unit}/h, at least one hour's worth: {allowed:g}{unit})"
                 )
-    heals = [o for h in hours for o in h["heals"] if not o["cut_short"]]
-    unhealed = [o for o in heals if not o["healed"]]
-    found.append(Measurement.judged("soak faults injected", len(heals), ">=", policy.min_faults))
-    found.append(Measurement(name="soak incidents healed", value=sum(1 for o in heals if o["healed"])))
-    if unhealed:
-        heal_status = Status.FAIL
-        reasons += [
-            f"healing: {o['playbook']} injected at {o['inject_at']:.0f} not healed: {o['why']}" for o in unhealed[:5]
-        ]
-    elif len(heals) < policy.min_faults:
-        heal_status = Status.INCONCLUSIVE
-        reasons.append(
-            f"healing: {len(heals)} fault(s) injected and watched to the end, fewer than {policy.min_faults}"
-        )
-    else:
-        heal_status = Status.PASS
-        reasons.append(f"healing: all {len(heals)} injected fault(s) healed")
+    heal_status, heal_reasons, heal_found = _judge_healing(hours, policy)
+    reasons += heal_reasons
+    found += heal_found
     return {"load": load_status, "resources": worst(resource_statuses), "healing": heal_status}, reasons, found
 
 

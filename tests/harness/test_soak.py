@@ -15,7 +15,7 @@ import pytest
 
 from gates.playbooks.config import PlaybookPolicy
 from gates.soak import JudgedSoakPolicy, SoakGate
-from gates.soak_judge import duration_judgement
+from gates.soak_judge import duration_judgement, heal_outcome
 from gates.soak_run import PROGRESS, load_resumable, sha256_bytes
 from harness.errors import PackError, UsageError
 from harness.gate import Evidence
@@ -162,6 +162,46 @@ def test_a_fault_the_target_did_not_heal_fails_naming_the_playbook(tmp_path: Pat
     verdict = SoakGate().evaluate(write_pack(tmp_path, hours=0.5, healed=False), _policy())
     assert verdict.details["checks"]["healing"] == "FAIL"
     assert any("stale-pid-file" in reason and "not healed" in reason for reason in verdict.reasons)
+
+
+def _no_incident(seen: bool) -> dict[str, Any]:
+    """One injected fault the target opened no incident for; the probe saw it take effect, or never did."""
+    heal = _heal(True)
+    heal["incidents"] = []
+    heal["samples"] = [
+        {"at": T0 + 101, "obs": {"no-stale": {"matches": 1 if seen else 0}}},
+        {"at": T0 + 103, "obs": {"no-stale": {"matches": 0}}},
+    ]
+    return heal
+
+
+def test_a_fault_without_effect_is_neither_healed_nor_a_failure() -> None:
+    """A fault the probes never saw and the target never opened an incident for is counted apart, not healed."""
+    outcome = heal_outcome(PB, _no_incident(seen=False))
+    assert outcome["no_effect"] is True
+    assert outcome["healed"] is False
+    assert outcome["why"].startswith("no effect:")
+
+
+def test_a_fault_the_probes_saw_but_no_incident_opened_is_not_without_effect() -> None:
+    """The probe saw the fault take effect: no incident is a failure to heal, even if the probe recovered."""
+    outcome = heal_outcome(PB, _no_incident(seen=True))
+    assert outcome["no_effect"] is False
+    assert outcome["healed"] is False
+
+
+def test_most_faults_without_effect_leave_healing_inconclusive(tmp_path: Path) -> None:
+    """A soak whose faults mostly had no effect did not exercise the loop: healing is INCONCLUSIVE, never PASS."""
+    evidence = write_pack(tmp_path, hours=0.5)
+    heals = tmp_path / "gates" / "SOAK" / "segments" / "001" / "heals.json"
+    heals.write_text(json.dumps([_heal(True), _no_incident(False), _no_incident(False)]), encoding="utf-8")
+    progress = tmp_path / "gates" / "SOAK" / PROGRESS
+    data = json.loads(progress.read_text(encoding="utf-8"))
+    data["segments"][0]["files"]["segments/001/heals.json"] = sha256_bytes(heals.read_bytes())
+    progress.write_text(json.dumps(data), encoding="utf-8")
+    verdict = SoakGate().evaluate(evidence, _policy())
+    assert verdict.details["checks"]["healing"] == "INCONCLUSIVE"
+    assert any("2 of 3 fault(s) had no effect" in reason for reason in verdict.reasons)
 
 
 def test_a_soak_stopped_early_says_so() -> None:
