@@ -263,3 +263,29 @@ def test_store_provider_closes_the_connections_of_ended_threads(tmp_path: Path) 
     mine.probe_write()
     provider.close_all()
     assert provider.open_count() == 0
+
+
+def test_heal_env_closes_the_connections_of_ended_threads(tmp_path: Path) -> None:
+    """A playbook-run thread's connection is closed once it has ended and another one opens."""
+    import sqlite3
+    import threading
+
+    from guardian.healing.env import HealEnv
+    from guardian.paths import DataDir
+
+    data_dir = DataDir(tmp_path / "d")
+    data_dir.ensure()
+    env = HealEnv(data_dir)
+    opened: list[Store] = []
+    for _ in range(5):
+        run = threading.Thread(target=lambda: opened.append(env.store()))
+        run.start()
+        run.join()
+    mine = env.store()
+    assert env.open_count() == 1
+    for store in opened:
+        with pytest.raises(sqlite3.ProgrammingError):
+            store.conn.execute("SELECT 1")
+    mine.probe_write()
+    env.close()
+    assert env.open_count() == 0

@@ -97,6 +97,8 @@ class HealEnv:
     memory: dict[str, Any] = field(default_factory=dict)
     _local: threading.local = field(default_factory=threading.local)
     _opened: list[Store] = field(default_factory=list)
+    # id(store) -> the thread it was opened for
+    _owners: dict[int, threading.Thread] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -104,7 +106,12 @@ class HealEnv:
         self.clock = Clock(self.store, allow_override=fault_injection_enabled())
 
     def store(self) -> Store:
-        """Return this thread's store connection (sqlite connections are per-thread)."""
+        """Return this thread's store connection (sqlite connections are per-thread).
+
+        Playbook runs and canary rounds run in threads that end; the connections of ended threads
+        are closed when a new one is opened (a ci soak saw the healer's open database files grow
+        by two with every playbook run).
+        """
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
             store = Store(self.data_dir.db_path)
@@ -113,8 +120,18 @@ class HealEnv:
                 store.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             self._local.store = store
             with self._lock:
+                for ended in [s for s in self._opened if not self._owners[id(s)].is_alive()]:
+                    self._opened.remove(ended)
+                    del self._owners[id(ended)]
+                    ended.close()
                 self._opened.append(store)
+                self._owners[id(store)] = threading.current_thread()
         return store
+
+    def open_count(self) -> int:
+        """How many connections this env holds open."""
+        with self._lock:
+            return len(self._opened)
 
     def close(self) -> None:
         """Close every connection opened through this env."""
@@ -122,3 +139,4 @@ class HealEnv:
             for store in self._opened:
                 store.close()
             self._opened.clear()
+            self._owners.clear()
