@@ -130,11 +130,12 @@ def _duplicates_job(
 
 
 def _instances(ctx: GateContext, policy: PlaybookPolicy) -> PlaybookInstances:
-    """The gate's instances; NOT_RUN (ToolMissingError) when [gates.PB.api] is not declared."""
+    """The gate's instances (nothing started); NOT_RUN when there is no [service], then when no [gates.PB.api]."""
+    instances = PlaybookInstances(ctx, policy)
     if policy.api is None:
         msg = "no [gates.PB.api]: the harness has no request to list the playbooks, inject or read incidents with"
         raise ToolMissingError(msg)
-    return PlaybookInstances(ctx, policy)
+    return instances
 
 
 #: The checks that run on instances of their own beside the governance instance (H7, H12).

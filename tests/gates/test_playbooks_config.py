@@ -11,7 +11,6 @@ import pytest
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from gates.playbooks import _instances
 from gates.playbooks import config as pb_config
 from gates.playbooks.config import CanaryCheck, DuplicateGuardCheck, PlaybookPolicy, TargetApi, undeclared_notes
 from gates.playbooks.governance import _watchdog_skip, judge_governance
@@ -19,8 +18,9 @@ from gates.playbooks.judge import judge_playbook, judge_run
 from gates.playbooks.scenario import PlaybookRun
 from gates.playbooks.stats import judge_claims
 from harness.config import load_config, parse_config
-from harness.errors import ConfigError, ToolMissingError
-from tests.gates.test_playbooks import MINIMAL_API, pb_policy
+from harness.errors import ConfigError
+from tests.conftest import GitTarget, RunCertify
+from tests.gates.test_playbooks import MINIMAL_API, pb_policy, run_pb
 
 REPO = Path(__file__).resolve().parents[2]
 GUARDIAN = REPO / "examples" / "guardian"
@@ -67,12 +67,24 @@ def test_the_requests_a_run_cannot_do_without_are_required() -> None:
     assert DuplicateGuardCheck.model_fields["approvals"].is_required()
 
 
-def test_unconfigured_pb_has_no_api_and_does_not_run() -> None:
-    """No [gates.PB] table: the config loads with no API, and the gate is NOT_RUN naming [gates.PB.api]."""
+def test_unconfigured_pb_has_no_api() -> None:
+    """No [gates.PB] table: the config loads with no API, and code reaching for one gets a ConfigError naming it."""
     policy = parse_config(TARGET, "certify.toml").policy("PB")
     assert policy.api is None
-    with pytest.raises(ToolMissingError, match=r"no \[gates\.PB\.api\]"):
-        _instances(None, policy)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"\[gates\.PB\.api\] is not declared"):
+        policy.target_api  # noqa: B018 - the property access is the subject
+
+
+@pytest.mark.integration
+def test_service_without_pb_api_is_not_run_naming_it(
+    git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """load-ok has a [service] but no [gates.PB]: PB is NOT_RUN naming [gates.PB.api]; no guardian path is tried."""
+    out = tmp_path / "pack"
+    verdict = run_pb(run_certify, git_target("load-ok"), out)
+    assert verdict["status"] == "NOT_RUN"
+    assert any("no [gates.PB.api]" in line for line in verdict["reasons"]), verdict["reasons"]
+    assert not (out / "gates" / "PB" / "governance.json").exists()
 
 
 @pytest.mark.parametrize(
