@@ -35,7 +35,7 @@ def parse_proc(text: str) -> list[dict[str, float | None]]:
 
 def heal_outcome(pb: PlaybookPolicy, heal: dict[str, Any]) -> dict[str, Any]:
     """One injected fault: healed (the target's incident final as healed and the harness's probes healthy)."""
-    api = pb.api
+    api = pb.target_api
     check = pb.playbooks.get(heal["playbook"])
     names = (*check.probes, *pb.health) if check is not None else ()
     statuses = [i.get(api.incident_status_field) for i in heal.get("incidents", [])]

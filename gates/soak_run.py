@@ -195,7 +195,8 @@ class HealingLoop:
 
     def _incidents(self) -> list[dict[str, Any]]:
         """The target's incidents as it reports them."""
-        items = field(call(self.instance.port, self.pb.api.incidents)["body"], self.pb.api.incidents_items)
+        api = self.pb.target_api
+        items = field(call(self.instance.port, api.incidents)["body"], api.incidents_items)
         return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
     def _sample(self, names: tuple[str, ...]) -> dict[str, Any]:
@@ -205,7 +206,7 @@ class HealingLoop:
 
     def _one(self, playbook: str) -> dict[str, Any]:
         """Inject one fault and watch until its incident is final and the probes are healthy, or the budget ends."""
-        api = self.pb.api
+        api = self.pb.target_api
         check = self.pb.playbooks[playbook]
         names = (*check.probes, *self.pb.health)
         watermark = max((int(i.get(api.incident_id_field) or 0) for i in self._incidents()), default=0)
@@ -242,10 +243,10 @@ class HealingLoop:
 
 def tier_one_playbooks(pb: PlaybookPolicy, instance: Instance, wanted: tuple[str, ...]) -> tuple[list[str], Any]:
     """The playbooks the loop rotates through: `wanted`, or every listed tier-1 playbook PB declares."""
-    answer = call(instance.port, pb.api.list_playbooks)
-    items = field(answer.get("body"), pb.api.list_items)
+    answer = call(instance.port, pb.target_api.list_playbooks)
+    items = field(answer.get("body"), pb.target_api.list_items)
     listed = {
-        str(item.get(pb.api.id_field)): int(item.get(pb.api.tier_field) or 1)
+        str(item.get(pb.target_api.id_field)): int(item.get(pb.target_api.tier_field) or 1)
         for item in (items if isinstance(items, list) else [])
         if isinstance(item, dict)
     }
@@ -334,6 +335,9 @@ class SoakRun:
 
     def _run_segments(self, remaining_s: float, plan: dict[str, Any]) -> None:
         """Start the instance, then one segment after another; the loop and sampler run throughout."""
+        if self.pb.api is None:
+            msg = "no [gates.PB.api]: the self-healing loop has no request to list, inject or read incidents with"
+            raise ToolMissingError(msg)
         instances = PlaybookInstances(self.ctx, self.pb)
         with instances.running(f"SOAK-{len(self.segments) + 1:03d}") as instance:
             playbooks, listed = tier_one_playbooks(self.pb, instance, self.policy.playbooks)

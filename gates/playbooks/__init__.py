@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from gates.playbooks import audit_chain
 from gates.playbooks.canaries import collect_canaries, judge_canaries
-from gates.playbooks.config import PlaybookPolicy
+from gates.playbooks.config import PlaybookPolicy, undeclared_notes
 from gates.playbooks.duplicates import collect_duplicates, judge_duplicates
 from gates.playbooks.failure_modes import judge_failure_modes
 from gates.playbooks.governance import collect_governance, judge_governance
@@ -31,7 +31,7 @@ from gates.playbooks.scenario import PlaybookRun
 from gates.playbooks.stats import judge_claims
 from harness.checks import CheckSpec
 from harness.context import GateContext
-from harness.errors import TargetError
+from harness.errors import TargetError, ToolMissingError
 from harness.evidence import dump_json
 from harness.gate import Evidence, Gate, GateSpec, Policy
 from harness.model import Measurement, Status, Verdict, worst
@@ -51,8 +51,8 @@ DOCUMENTS = ("playbooks_report.md", "playbooks_report.json", "playbooks_mttr.svg
 
 def _listed(policy: PlaybookPolicy, governance: dict[str, Any]) -> list[dict[str, Any]]:
     """The playbooks the target listed: id, tier, fault (pure)."""
-    items = field((governance.get("list") or {}).get("body"), policy.api.list_items)
-    api = policy.api
+    items = field((governance.get("list") or {}).get("body"), policy.target_api.list_items)
+    api = policy.target_api
     return [
         {
             "id": str(item.get(api.id_field)),
@@ -127,6 +127,15 @@ def _duplicates_job(
     ctx.write_json(DUPLICATES, record)
     stored: dict[str, Any] = json.loads(dump_json(record))
     return stored
+
+
+def _instances(ctx: GateContext, policy: PlaybookPolicy) -> PlaybookInstances:
+    """The gate's instances (nothing started); NOT_RUN when there is no [service], then when no [gates.PB.api]."""
+    instances = PlaybookInstances(ctx, policy)
+    if policy.api is None:
+        msg = "no [gates.PB.api]: the harness has no request to list the playbooks, inject or read incidents with"
+        raise ToolMissingError(msg)
+    return instances
 
 
 #: The checks that run on instances of their own beside the governance instance (H7, H12).
@@ -314,7 +323,7 @@ class PlaybookGate(Gate):
         """
         assert isinstance(policy, PlaybookPolicy)  # noqa: S101 - the registry pairs gate and policy
         started = time.monotonic()
-        instances = PlaybookInstances(ctx, policy)
+        instances = _instances(ctx, policy)
         slots = threading.Semaphore(policy.parallel)
         listed_answer: list[dict[str, Any]] = []
         list_read = threading.Event()
@@ -501,6 +510,7 @@ class PlaybookGate(Gate):
         if guard is not None:
             reasons.extend(guard["reasons"])
             statuses.extend(Status(v) for v in guard["checks"].values())
+        reasons.extend(undeclared_notes(policy.target_api))
         recoveries = [value for row in rows for value in row["recovery_s"]]
         high = max(recoveries) if recoveries else None
         status = worst(statuses) if statuses else Status.INCONCLUSIVE

@@ -100,7 +100,7 @@ def _cause(policy: PlaybookPolicy, instance: Instance, fault: Any, front: Toxipr
             return {"error": f"the instance has no dependency {fault.stop_dependency!r}"}
         stop_many([proc], STOP_GRACE_S)
         return {"stopped": fault.stop_dependency, "pid": proc.pid, "returncode": proc.poll()}
-    answer = call(instance.port, policy.api.inject, {"id": fault.inject}, policy.api.inject.body or {})
+    answer = call(instance.port, policy.target_api.inject, {"id": fault.inject}, policy.target_api.inject.body or {})
     return {"inject": fault.inject, "status": answer["status"], "error": answer["error"]}
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.errors import ConfigError
 from harness.gate import Policy
 
 
@@ -31,18 +32,26 @@ class Request(Spec):
 
 
 class TargetApi(Spec):
-    """How the harness talks to the target's self-healing interface (defaults: guardian's API)."""
+    """How the harness talks to the target's self-healing interface; no target's paths are assumed.
 
-    list_playbooks: Request = Request(path="/api/guardian/playbooks")
+    The three requests every run needs (list, inject, incidents) are required. Every other request is an
+    optional capability: left undeclared, the checks that need it report NOT_RUN (or n/a, for a cross-check
+    of the target's own claims) with a reason naming the key, never PASS.
+    """
+
+    list_playbooks: Request = Field(description="Lists the playbooks (their ids and tiers).")
     list_items: str = Field("playbooks", description="Field of the list answer holding the playbooks.")
     id_field: str = "id"
     tier_field: str = "tier"
     fault_field: str = Field("fault", description="Field describing the injected fault (reported only).")
-    # An injector may wait for the target to be quiet enough to plant its fault (a WAL to empty
-    # under load): its answer gets longer than an ordinary API call.
-    inject: Request = Request(method="POST", path="/api/guardian/faults/{id}", timeout_s=20.0)
-    dry_run: Request = Request(method="POST", path="/api/guardian/playbooks/{id}/dry-run")
-    incidents: Request = Request(path="/api/guardian/incidents?limit=1000")
+    inject: Request = Field(
+        description="Causes playbook {id}'s fault. An injector that waits for the target to be quiet enough "
+        "to plant its fault answers later than an ordinary call: give it a timeout_s of its own."
+    )
+    dry_run: Request | None = Field(
+        None, description="Dry-run of playbook {id}; none: the dry-run and the parameter cases are NOT_RUN."
+    )
+    incidents: Request = Field(description="Lists the incidents (every one the run may have caused).")
     incidents_items: str = "incidents"
     incident_id_field: str = "id"
     incident_playbook_field: str = "playbook_id"
@@ -50,37 +59,40 @@ class TargetApi(Spec):
     incident_recovery_field: str = Field("recovery_s", description="The target's own recovery figure (reported).")
     healed: tuple[str, ...] = ("healed",)
     final: tuple[str, ...] = ("healed", "rolled_back", "failed", "timed_out", "rejected", "cleared")
-    approvals: Request = Request(path="/api/guardian/approvals?status=pending")
+    approvals: Request | None = Field(
+        None, description="Pending approval requests; none (or no approve): tier 2/3 playbooks are NOT_RUN."
+    )
     approvals_items: str = "approvals"
     approval_id_field: str = "id"
     approval_playbook_field: str = "playbook_id"
-    approve: Request = Request(
-        method="POST",
-        path="/api/guardian/approvals/{approval_id}/approve",
-        body={"by": "release-harness", "reason": "playbook gate"},
-    )
-    rollback: Request | None = Request(method="POST", path="/api/guardian/incidents/{incident_id}/rollback")
+    approve: Request | None = Field(None, description="Approves {approval_id}; none: tier 2/3 playbooks are NOT_RUN.")
+    rollback: Request | None = Field(None, description="Rolls back {incident_id}; none: each rollback is NOT_RUN.")
     rollback_request_field: str = "request_id"
-    rollback_status: Request = Request(path="/api/guardian/heal_requests/{request_id}")
+    rollback_status: Request | None = Field(
+        None, description="State of rollback {request_id}; none: each rollback is NOT_RUN (its end cannot be seen)."
+    )
     rollback_status_field: str = "status"
     rollback_done: tuple[str, ...] = ("done",)
     rollback_failed: tuple[str, ...] = ("failed",)
     clock: Request | None = Field(
-        Request(method="POST", path="/api/guardian/clock"),
-        description="Sets the governance clock; body {<clock_field>: epoch} (null clears).",
+        None,
+        description="Sets the governance clock; body {<clock_field>: epoch} (null clears). None: the change-window "
+        "refusal is NOT_RUN, and H12 (which must move the clock) FAILs naming the key.",
     )
     clock_field: str = "epoch"
     incident_detected_field: str = Field("detected_at", description="Epoch seconds of detection; empty: unknown.")
     incident_resolved_field: str = Field("resolved_at", description="Epoch seconds of resolution; empty: unknown.")
     stats: Request | None = Field(
-        Request(path="/api/guardian/healer/stats"),
-        description="The target's healing statistics, cross-checked against its incident list; none: not checked.",
+        None,
+        description="The target's healing statistics, cross-checked against its incident list; none: n/a (H6).",
     )
     stats_incidents_field: str = Field("incidents", description="Stats field: total incidents (empty: unchecked).")
     stats_outcomes_field: str = Field("outcomes", description="Stats field: {status: count} (empty: unchecked).")
     stats_recovery_count_field: str = Field("mttr_s.count", description="Stats field: healed recoveries counted.")
     stats_recovery_max_field: str = Field("mttr_s.max", description="Stats field: the largest recovery (s).")
-    audit_verify: Request | None = Request(path="/api/guardian/audit/verify")
+    audit_verify: Request | None = Field(
+        None, description="The target's own audit-chain verification; none: not read (S6 is the harness's own)."
+    )
     audit_intact_field: str = "intact"
     learning: Request | None = Field(
         None, description="H14: the learning aggregates (outcomes per window), recomputed from the incident list."
@@ -96,6 +108,21 @@ class TargetApi(Spec):
     counter_audit_actions: dict[str, str] = Field(
         default_factory=dict, description="Counter name -> the audit action each increment writes."
     )
+
+
+def undeclared_notes(api: TargetApi) -> list[str]:
+    """One line per optional cross-check left undeclared whose checks say n/a or are not made (pure).
+
+    The capabilities whose absence makes a check NOT_RUN say so in that check's own reason.
+    """
+    notes = []
+    if api.stats is None:
+        notes.append("[gates.PB.api] stats not declared: the healer stats (H6) are not cross-checked (n/a)")
+    if api.learning is None and api.scheduler_counters is None:
+        notes.append("[gates.PB.api] learning and scheduler_counters not declared: H14 is not cross-checked (n/a)")
+    if api.audit_verify is None:
+        notes.append("[gates.PB.api] audit_verify not declared: the target's own audit-chain verification is not read")
+    return notes
 
 
 class HttpProbe(Spec):
@@ -307,9 +334,9 @@ class CanaryCheck(Spec):
         ("L2", "L3", "L4", "L5", "L6", "L7"), min_length=1, description="The layer label values, one canary each."
     )
     layer_label: str = Field("layer", description="Label of the canary metrics naming the layer.")
-    up_metric: str = Field("guardian_canary_up", description="Gauge per layer: 1 passed, 0 failed.")
+    up_metric: str = Field(min_length=1, description="Gauge per layer: 1 passed, 0 failed (the target's name).")
     last_check_metric: str = Field(
-        "guardian_canary_last_check_timestamp_seconds", description="Gauge per layer: when its probe last ran."
+        min_length=1, description="Gauge per layer: when its probe last ran (the target's name)."
     )
     interval_s: float = Field(5.0, gt=0, le=300, description="How often each canary runs (the target's figure).")
     slack_s: float = Field(3.0, ge=0, le=60, description="Allowed beyond interval_s: one probe's run and a scrape.")
@@ -344,9 +371,7 @@ class DuplicateGuardCheck(Spec):
     options: dict[str, Any] = Field(default_factory=dict, description="Injector options sent with each injection.")
     window_s: float = Field(600.0, gt=0, description="The guard's window (requirement H12: 10 minutes).")
     margin_s: float = Field(60.0, gt=0, description="How far inside and past the window the 2nd and 3rd requests are.")
-    approvals: Request = Field(
-        Request(path="/api/guardian/approvals"), description="Every approval request, whatever its status."
-    )
+    approvals: Request = Field(description="Lists every approval request, whatever its status.")
     service_field: str = Field("service", description="Field of an approval naming its service.")
     diagnosis_field: str = Field("diagnosis", description="Field of an approval naming its diagnosis.")
     requested_at_field: str = Field("requested_at", description="Epoch of the request (reported); empty: none.")
@@ -387,7 +412,11 @@ class PlaybookPolicy(Policy):
         default_factory=lambda: {"needs_approval": "blocked", "outside_window": "blocked"},
         description="Audit action expected for each refusal.",
     )
-    api: TargetApi = TargetApi()
+    api: TargetApi | None = Field(
+        None,
+        description="The target's self-healing interface; required as soon as [gates.PB] sets anything "
+        "(none only when PB is not configured).",
+    )
     work: WorkStream = WorkStream()
     probes: dict[str, Probe] = Field(default_factory=dict, description="The harness's own probes, by name.")
     health: tuple[str, ...] = Field((), description="Probes that must be healthy for any playbook to count healed.")
@@ -411,3 +440,19 @@ class PlaybookPolicy(Policy):
     duplicates: DuplicateGuardCheck | None = Field(
         None, description="H12: the duplicate approval-request guard, with the clock moved; unset: H12 not judged."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _api_once_configured(cls, data: Any) -> Any:
+        """A [gates.PB] table that sets anything must declare [gates.PB.api] (its required requests show missing)."""
+        if isinstance(data, dict) and data and "api" not in data:
+            return {**data, "api": {}}
+        return data
+
+    @property
+    def target_api(self) -> TargetApi:
+        """[gates.PB.api]; a ConfigError when PB is not configured (the gate and the soak check before use)."""
+        if self.api is None:
+            msg = "[gates.PB.api] is not declared: the harness has no request to list, inject or read incidents with"
+            raise ConfigError(msg)
+        return self.api

@@ -55,7 +55,7 @@ def _decided(policy: PlaybookPolicy, rows: list[list[Any]], since: float) -> boo
 
 def _closed(policy: PlaybookPolicy, port: int, since: float) -> dict[str, Any] | None:
     """The playbook's newest incident detected since `since` once it is final (None while open or absent)."""
-    api, check = policy.api, policy.duplicates
+    api, check = policy.target_api, policy.duplicates
     assert check is not None  # noqa: S101 - only run when declared
     items = field(call(port, api.incidents)["body"], api.incidents_items) or []
     mine = [i for i in items if isinstance(i, dict) and i.get(api.incident_playbook_field) == check.playbook]
@@ -69,7 +69,7 @@ def _step(
     policy: PlaybookPolicy, instance: Instance, epoch: float, last: bool, cancel: threading.Event
 ) -> dict[str, Any]:
     """Set the clock, inject, wait for the decision, read the approvals, wait for the incident to close."""
-    api, check = policy.api, policy.duplicates
+    api, check = policy.target_api, policy.duplicates
     assert check is not None  # noqa: S101 - checked by the caller
     assert api.clock is not None  # noqa: S101 - checked by the caller
     port, data_dir = instance.port, instance.data_dir
@@ -101,7 +101,7 @@ def collect_duplicates(
     instances: PlaybookInstances, policy: PlaybookPolicy, cancel: threading.Event
 ) -> dict[str, Any] | None:
     """The duplicates instance: approvals before, three requests with the clock moved, the audit log after."""
-    check, api = policy.duplicates, policy.api
+    check, api = policy.duplicates, policy.target_api
     if check is None:
         return None
     if api.clock is None:
@@ -128,9 +128,9 @@ def collect_duplicates(
 
 def _approvals(policy: PlaybookPolicy, answer: dict[str, Any] | None) -> dict[Any, Any]:
     """Approval id -> approval, from one approvals answer (pure)."""
-    items = field((answer or {}).get("body"), policy.api.approvals_items)
+    items = field((answer or {}).get("body"), policy.target_api.approvals_items)
     return {
-        item.get(policy.api.approval_id_field): item
+        item.get(policy.target_api.approval_id_field): item
         for item in (items if isinstance(items, list) else [])
         if isinstance(item, dict)
     }
@@ -171,7 +171,7 @@ def judge_duplicates(policy: PlaybookPolicy, record: dict[str, Any] | None) -> d
         return early
     steps = {step["name"]: step for step in record["steps"]}
     audit = (record.get("audit") or {}).get("rows", [])
-    id_field = policy.api.approval_id_field
+    id_field = policy.target_api.approval_id_field
     checks: dict[str, str] = {}
     reasons: list[str] = []
     first = _approvals(policy, steps["first"]["approvals"])

@@ -33,7 +33,7 @@ def collect_governance(
     `on_list` gets the list answer as soon as it is read, so the playbook runs need not wait for
     the parameter and watchdog checks.
     """
-    api = policy.api
+    api = policy.target_api
     env = policy.watchdog.instance_env if policy.watchdog else {}
     record: dict[str, Any] = {"params": [], "watchdog": None, "started_at": round(time.time(), 3)}
     try:
@@ -51,13 +51,16 @@ def collect_governance(
             if api.clock is not None:
                 record["clock"] = call(port, api.clock, body={api.clock_field: window_epochs(policy)[0]})
             for case in policy.params:
+                if api.dry_run is None:  # judged NOT_RUN, naming the key
+                    break
                 since = time.time()
                 answer = call(port, api.dry_run, {"id": case.playbook}, case.params)
                 record["params"].append(
                     {"playbook": case.playbook, "params": case.params, "since": since, "answer": answer}
                 )
             if policy.watchdog is not None:
-                record["watchdog"] = _force_watchdog(port, policy, cancel)
+                skip = _watchdog_skip(policy, record["list"])
+                record["watchdog"] = {"skip": skip} if skip else _force_watchdog(port, policy, cancel)
             if policy.audit is not None:
                 record["audit"] = query_rows(instance.data_dir, policy.audit)
             if policy.audit_chain is not None:
@@ -74,9 +77,25 @@ def collect_governance(
     return record
 
 
+def _watchdog_skip(policy: PlaybookPolicy, listed: dict[str, Any]) -> str:
+    """Why the watchdog run cannot be forced: its playbook needs an approval the target gives no way to grant."""
+    api, check = policy.target_api, policy.watchdog
+    assert check is not None  # noqa: S101 - checked by the caller
+    items = field(listed.get("body"), api.list_items)
+    tiers = [
+        int(item.get(api.tier_field) or 1)
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and str(item.get(api.id_field)) == check.playbook
+    ]
+    missing = [name for name in ("approvals", "approve") if getattr(api, name) is None]
+    if tiers and tiers[0] >= 2 and missing:
+        return f"{check.playbook} is tier {tiers[0]} and [gates.PB.api] {' and '.join(missing)} not declared"
+    return ""
+
+
 def _force_watchdog(port: int, policy: PlaybookPolicy, cancel: threading.Event) -> dict[str, Any]:
     """Inject the watchdog playbook's fault, approve it when asked, wait for its incident to be final."""
-    api, check = policy.api, policy.watchdog
+    api, check = policy.target_api, policy.watchdog
     assert check is not None  # noqa: S101 - checked by the caller
     since = time.time()
     options = {**(api.inject.body or {}), **check.options}
@@ -85,7 +104,7 @@ def _force_watchdog(port: int, policy: PlaybookPolicy, cancel: threading.Event) 
     last: dict[str, Any] | None = None
     deadline = time.monotonic() + check.timeout_s
     while time.monotonic() < deadline and not cancel.is_set():
-        if approved is None:
+        if approved is None and api.approvals is not None and api.approve is not None:
             for item in field(call(port, api.approvals)["body"], api.approvals_items) or []:
                 if item.get(api.approval_playbook_field) == check.playbook:
                     approved = call(port, api.approve, {"approval_id": item.get(api.approval_id_field)})
@@ -120,10 +139,13 @@ def judge_governance(policy: PlaybookPolicy, record: dict[str, Any]) -> dict[str
     if not policy.params:
         checks["params"] = "NOT_RUN"
         reasons.append("no out-of-bounds parameter cases declared ([gates.PB] params)")
+    elif policy.target_api.dry_run is None:
+        checks["params"] = "NOT_RUN"
+        reasons.append("out-of-bounds parameters not sent: [gates.PB.api] dry_run not declared")
     _judge_watchdog(policy, record, audit, checks, reasons)
     verify = record.get("audit_verify")
-    if policy.api.audit_verify is not None:
-        intact = field((verify or {}).get("body"), policy.api.audit_intact_field)
+    if policy.target_api.audit_verify is not None:
+        intact = field((verify or {}).get("body"), policy.target_api.audit_intact_field)
         checks["audit chain (governance instance)"] = "PASS" if intact is True else "FAIL"
         if intact is not True:
             reasons.append(f"audit chain verification answered {verify}")
@@ -142,8 +164,13 @@ def _judge_watchdog(
         checks["watchdog"] = Status.NOT_RUN.value
         reasons.append("watchdog not checked: the target declares no way to force a run past it ([gates.PB] watchdog)")
         return
+    skip = (seen or {}).get("skip")
+    if skip:
+        checks["watchdog"] = Status.NOT_RUN.value
+        reasons.append(f"watchdog not checked: {skip}")
+        return
     incident = (seen or {}).get("incident") or {}
-    status = incident.get(policy.api.incident_status_field)
+    status = incident.get(policy.target_api.incident_status_field)
     hits = audit_hits(audit, check.audit_action, check.playbook, (seen or {}).get("since", 0.0))
     if status in check.expect_status and hits:
         checks["watchdog"] = "PASS"

@@ -122,6 +122,10 @@ def judge_run(policy: PlaybookPolicy, run: dict[str, Any]) -> dict[str, Any]:
         out["checks"]["start"] = "FAIL"
         out["reasons"].append(f"instance did not start: {run['start_error']}")
         return out
+    if run.get("not_run"):
+        out["checks"]["run"] = Status.NOT_RUN.value
+        out["reasons"].append(f"{pb}: not run: {run['not_run']}")
+        return out
     checks, reasons = out["checks"], out["reasons"]
     baseline_ok = sample_healthy(policy, names, run.get("baseline") or {"obs": {}})
     detected = any(not sample_healthy(policy, names, s) for s in run.get("observed", []))
@@ -134,8 +138,8 @@ def judge_run(policy: PlaybookPolicy, run: dict[str, Any]) -> dict[str, Any]:
     _judge_governance(policy, run, names, checks, reasons)
     _judge_heal(policy, run, all_names, out)
     _judge_rollback(policy, run, names, checks, reasons)
-    if policy.api.audit_verify is not None:
-        intact = field((run.get("audit_verify") or {}).get("body"), policy.api.audit_intact_field)
+    if policy.target_api.audit_verify is not None:
+        intact = field((run.get("audit_verify") or {}).get("body"), policy.target_api.audit_intact_field)
         checks["audit_chain"] = "PASS" if intact is True else "FAIL"
         if intact is not True:
             reasons.append(f"{pb}: the audit chain does not verify after the run ({run.get('audit_verify')})")
@@ -203,6 +207,9 @@ def _judge_governance(
 ) -> None:
     """Refusals without approval and outside the window: no healing seen, and each one audited."""
     pb, audit = run["playbook"], run.get("audit", {}).get("rows", [])
+    for key, why in sorted((run.get("refusal_skip") or {}).items()):
+        checks[key] = Status.NOT_RUN.value
+        reasons.append(f"{pb}: refusal ({key.replace('_', ' ')}) not checked: {why}")
     for key in ("needs_approval", "outside_window"):
         window = run.get("refusals", {}).get(key)
         if window is None:
@@ -232,7 +239,7 @@ def cleared_elsewhere(
 
 def _judge_heal(policy: PlaybookPolicy, run: dict[str, Any], names: tuple[str, ...], out: dict[str, Any]) -> None:
     """Healed by the right playbook only, health back by the harness's probes, within budget."""
-    pb, api = run["playbook"], policy.api
+    pb, api = run["playbook"], policy.target_api
     checks, reasons = out["checks"], out["reasons"]
     budget_s = policy.playbooks[pb].recovery_budget_s or policy.recovery_budget_s
     mine = [i for i in run.get("incidents", []) if i.get(api.incident_playbook_field) == pb]
@@ -276,15 +283,15 @@ def _judge_rollback(
         checks["rollback"] = "NOT_RUN"
         reasons.append(f"{pb}: rollback not checked: {run.get('rollback_skip', 'not requested')}")
         return
-    if rb["state"] not in policy.api.rollback_done:
+    if rb["state"] not in policy.target_api.rollback_done:
         checks["rollback"] = "FAIL"
         reasons.append(f"{pb}: rollback request ended {rb['state']!r}")
         return
-    if not run.get("held"):
+    before = (run.get("dry_run") or {}).get("before") or run.get("pre_execute")
+    if not run.get("held") or before is None:
         checks["rollback"] = "NOT_RUN"
         reasons.append(f"{pb}: rollback not compared: no snapshot could be taken before execute (no hold)")
         return
-    before = run["dry_run"]["before"]
     ignore = (*policy.rollback_ignore, *check.rollback_ignore)
     changes = diff_files(before["files"], rb["after"]["files"], ignore)
     for query in sorted(rb["after"].get("sqlite", {})):

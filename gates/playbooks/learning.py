@@ -44,7 +44,7 @@ def read_learning(scenario: Any) -> dict[str, Any] | None:
 
 def _window_counts(policy: PlaybookPolicy, incidents: list[dict[str, Any]], since: float) -> dict[str, float]:
     """Outcome counts of the incidents detected at or after `since`."""
-    api = policy.api
+    api = policy.target_api
     counts: dict[str, float] = {}
     for item in incidents:
         detected = item.get(api.incident_detected_field)
@@ -56,7 +56,7 @@ def _window_counts(policy: PlaybookPolicy, incidents: list[dict[str, Any]], sinc
 
 def _learning_rows(policy: PlaybookPolicy, read: dict[str, Any], pb: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows and reasons of the learning-aggregate comparison."""
-    api = policy.api
+    api = policy.target_api
     body = (read.get("answer") or {}).get("body")
     if not isinstance(body, dict):
         return [], [f"{pb}: the learning endpoint gave no JSON object ({read.get('answer')})"]
@@ -93,7 +93,7 @@ def _counter_rows(policy: PlaybookPolicy, read: dict[str, Any], pb: str) -> tupl
     if not isinstance(body, dict):
         return [], [f"{pb}: the scheduler-counters endpoint gave no JSON object ({read.get('answer')})"]
     rows, reasons = [], []
-    for counter, action in sorted(policy.api.counter_audit_actions.items()):
+    for counter, action in sorted(policy.target_api.counter_audit_actions.items()):
         a, b = _audit_count(read["audit_before"], action), _audit_count(read["audit_after"], action)
         if a is None or b is None:
             reasons.append(f"{pb}: the audit log could not be read to recompute {counter}")
@@ -112,7 +112,7 @@ def _counter_rows(policy: PlaybookPolicy, read: dict[str, Any], pb: str) -> tupl
 
 def learning_findings(policy: PlaybookPolicy, run: dict[str, Any]) -> tuple[str, list[str], list[dict[str, Any]]]:
     """Status (PASS/FAIL/NOT_RUN/n/a), reasons and rows of the H14 cross-check of one run."""
-    api, pb = policy.api, run["playbook"]
+    api, pb = policy.target_api, run["playbook"]
     if api.learning is None and api.scheduler_counters is None:
         return "n/a", [], []
     read = run.get("learning_read")

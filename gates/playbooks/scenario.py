@@ -51,7 +51,7 @@ class PlaybookRun:
     def __init__(self, policy: PlaybookPolicy, playbook: str, tier: int, rep: int, cancel: threading.Event) -> None:
         """Bind to the policy, the playbook (as the target listed it) and the run's cancel flag."""
         self.policy = policy
-        self.api = policy.api
+        self.api = policy.target_api
         self.playbook = playbook
         self.check = policy.playbooks[playbook]
         self.tier = tier
@@ -119,6 +119,13 @@ class PlaybookRun:
         """
         label = f"PB-{self.playbook}-r{self.record['rep']}"
         self.record["started_at"] = round(time.time(), 3)
+        unrunnable = self.unrunnable()
+        if unrunnable:
+            self.record["not_run"] = unrunnable
+            self.record["observed_at"] = self.record["started_at"]
+            observed()
+            self.mark("stopped")
+            return self.record
         try:
             with instances.running(label) as instance:
                 self.mark("started")
@@ -133,6 +140,16 @@ class PlaybookRun:
             self.record["start_error"] = exc.message[-600:]
         self.mark("stopped")
         return self.record
+
+    def unrunnable(self) -> str:
+        """Why this run cannot be made with the requests the target declares (empty: it can)."""
+        missing = [name for name in ("approvals", "approve") if getattr(self.api, name) is None]
+        if self.tier >= 2 and missing:
+            return (
+                f"tier {self.tier} needs an approval and [gates.PB.api] {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not declared"
+            )
+        return ""
 
     def _scenario(self) -> None:
         """Settle, inject under hold, dry-run, refusals, heal, rollback, reconcile, audit."""
@@ -197,30 +214,45 @@ class PlaybookRun:
                 return
             ledger.pause()
             try:
-                # Control windows without a dry-run, before and after it, at least as long as its own:
-                # what changes in them is the fault's own churn (a poison task keeps crashing workers).
-                # The first is the settling pause the dry-run always had: the hold stays short, or a
-                # fault that clears itself (poison: the task fails for good) is gone before release.
-                control_before = self.snapshot()
-                time.sleep(CONTROL_S)  # in-flight work settles; workers still run, their files are volatile
-                before = self.snapshot()
-                before["probes"] = self.sample(self.rollback_names)["obs"]
-                started = time.monotonic()
-                answer = self.send(self.api.dry_run, {"id": self.playbook}, self.check.dry_run_params)
-                after = self.snapshot()
-                window_s = time.monotonic() - started
-                time.sleep(max(CONTROL_S, window_s))
-                control_after = self.snapshot()
+                if self.api.dry_run is not None:
+                    self._dry_run(self.api.dry_run)
+                else:
+                    self._pre_execute_snapshot()
             finally:
                 ledger.resume()
-            self.record["dry_run"] = {
-                "before": before,
-                "answer": answer,
-                "after": after,
-                "window_s": round(window_s, 3),
-                "control": {"before": control_before, "after": control_after},
-            }
         self.record["released_at"] = time.time()
+
+    def _dry_run(self, request: Request) -> None:
+        """Snapshot, dry-run, snapshot, with a control window on each side; all under the hold, ledger paused."""
+        # Control windows without a dry-run, before and after it, at least as long as its own:
+        # what changes in them is the fault's own churn (a poison task keeps crashing workers).
+        # The first is the settling pause the dry-run always had: the hold stays short, or a
+        # fault that clears itself (poison: the task fails for good) is gone before release.
+        control_before = self.snapshot()
+        time.sleep(CONTROL_S)  # in-flight work settles; workers still run, their files are volatile
+        before = self.snapshot()
+        before["probes"] = self.sample(self.rollback_names)["obs"]
+        started = time.monotonic()
+        answer = self.send(request, {"id": self.playbook}, self.check.dry_run_params)
+        after = self.snapshot()
+        window_s = time.monotonic() - started
+        time.sleep(max(CONTROL_S, window_s))
+        control_after = self.snapshot()
+        self.record["dry_run"] = {
+            "before": before,
+            "answer": answer,
+            "after": after,
+            "window_s": round(window_s, 3),
+            "control": {"before": control_before, "after": control_after},
+        }
+
+    def _pre_execute_snapshot(self) -> None:
+        """No dry-run declared: only the state before execute (what the rollback is compared with), held."""
+        self.record["dry_run_skip"] = "[gates.PB.api] dry_run not declared"
+        time.sleep(CONTROL_S)  # in-flight work settles, as before the dry-run's snapshot
+        before = self.snapshot()
+        before["probes"] = self.sample(self.rollback_names)["obs"]
+        self.record["pre_execute"] = before
 
     def _watch_fault(self) -> list[dict[str, Any]]:
         """Sample the playbook's probes until one sees the fault or observe_s passes."""
@@ -248,6 +280,10 @@ class PlaybookRun:
             return
         refusals: dict[str, Any] = {"needs_approval": self._observe_refusal()}
         self.record["approval"] = self._approve()
+        if self.tier >= self.policy.window_tier and self.api.clock is None:
+            self.record["refusal_skip"] = {
+                "outside_window": "[gates.PB.api] clock not declared: the governance clock cannot leave the window"
+            }
         if windowed:
             refusals["outside_window"] = self._observe_refusal()
             self.set_clock(inside)
@@ -256,12 +292,15 @@ class PlaybookRun:
 
     def _approve(self) -> dict[str, Any] | None:
         """Approve the pending request of this playbook (waiting for it a little)."""
+        approvals, approve = self.api.approvals, self.api.approve
+        if approvals is None or approve is None:  # such a run is not made (`unrunnable`)
+            return None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not self.cancel.is_set():
-            items = field(call(self.port, self.api.approvals)["body"], self.api.approvals_items) or []
+            items = field(call(self.port, approvals)["body"], self.api.approvals_items) or []
             for item in items:
                 if item.get(self.api.approval_playbook_field) == self.playbook:
-                    return self.send(self.api.approve, {"approval_id": item.get(self.api.approval_id_field)})
+                    return self.send(approve, {"approval_id": item.get(self.api.approval_id_field)})
             time.sleep(SAMPLE_S)
         return None
 
@@ -302,17 +341,19 @@ class PlaybookRun:
             if i.get(self.api.incident_playbook_field) == self.playbook
             and i.get(self.api.incident_status_field) in self.api.healed
         ]
-        if self.check.rollback == "none" or self.api.rollback is None or not healed:
-            self.record["rollback_skip"] = "no healed incident" if not healed else "not declared"
+        rollback, rollback_status = self.api.rollback, self.api.rollback_status
+        skip = self._rollback_skip(bool(healed))
+        if skip or rollback is None or rollback_status is None:
+            self.record["rollback_skip"] = skip
             return
         incident_id = healed[0].get(self.api.incident_id_field)
-        answer = self.send(self.api.rollback, {"incident_id": incident_id})
+        answer = self.send(rollback, {"incident_id": incident_id})
         request_id = field(answer["body"], self.api.rollback_request_field)
         state = None
         deadline = time.monotonic() + 30
         while request_id is not None and time.monotonic() < deadline and not self.cancel.is_set():
             state = field(
-                self.send(self.api.rollback_status, {"request_id": request_id})["body"], self.api.rollback_status_field
+                self.send(rollback_status, {"request_id": request_id})["body"], self.api.rollback_status_field
             )
             if state in self.api.rollback_done or state in self.api.rollback_failed:
                 break
@@ -323,6 +364,17 @@ class PlaybookRun:
             "probe": self.sample(self.rollback_names),
             "after": self.snapshot(full=False),
         }
+
+    def _rollback_skip(self, healed: bool) -> str:
+        """Why no rollback is requested (empty: one is); the missing [gates.PB.api] key when that is why."""
+        if not healed:
+            return "no healed incident"
+        if self.check.rollback == "none":
+            return "not declared"
+        for key in ("rollback", "rollback_status"):
+            if getattr(self.api, key) is None:
+                return f"[gates.PB.api] {key} not declared"
+        return ""
 
     def _closing_facts(self) -> None:
         """Audit entries, audit chain verification and the target's stats, as the target reports them."""

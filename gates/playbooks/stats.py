@@ -23,7 +23,7 @@ SLACK_S = 1.0
 
 def _counts(policy: PlaybookPolicy, incidents: list[dict[str, Any]]) -> dict[str, float]:
     """What the stats should say for one incident list: total, per status, healed recoveries and their max."""
-    api = policy.api
+    api = policy.target_api
     counts: dict[str, float] = {"incidents": float(len(incidents))}
     recoveries = []
     for item in incidents:
@@ -38,7 +38,7 @@ def _counts(policy: PlaybookPolicy, incidents: list[dict[str, Any]]) -> dict[str
 
 def _claimed(policy: PlaybookPolicy, body: Any) -> dict[str, float | None]:
     """The figures the stats answer claims, by the same keys as `_counts` (None: field absent)."""
-    api = policy.api
+    api = policy.target_api
     claimed: dict[str, float | None] = {}
     for key, path in (
         ("incidents", api.stats_incidents_field),
@@ -59,7 +59,7 @@ def _claimed(policy: PlaybookPolicy, body: Any) -> dict[str, float | None]:
 def stats_findings(policy: PlaybookPolicy, run: dict[str, Any]) -> tuple[str, list[str], list[dict[str, Any]]]:
     """Status (PASS/FAIL/NOT_RUN/n/a), reasons and the comparison rows of the stats-endpoint cross-check."""
     pb = run["playbook"]
-    if policy.api.stats is None:
+    if policy.target_api.stats is None:
         return "n/a", [], []
     closing = run.get("stats_read")
     if not closing:
@@ -71,7 +71,7 @@ def stats_findings(policy: PlaybookPolicy, run: dict[str, Any]) -> tuple[str, li
     claimed = _claimed(policy, body)
     rows, reasons = [], []
     for key in sorted(set(low) | set(high) | set(claimed)):
-        if key not in claimed and key.startswith("outcome ") and not policy.api.stats_outcomes_field:
+        if key not in claimed and key.startswith("outcome ") and not policy.target_api.stats_outcomes_field:
             continue
         if key in ("incidents", "recoveries", "recovery max") and key not in claimed:
             continue
@@ -88,7 +88,7 @@ def stats_findings(policy: PlaybookPolicy, run: dict[str, Any]) -> tuple[str, li
 
 def timeline_findings(policy: PlaybookPolicy, run: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
     """Status, reasons and figures of the caused incident's detected/resolved times against the probes."""
-    api, pb = policy.api, run["playbook"]
+    api, pb = policy.target_api, run["playbook"]
     if not (api.incident_detected_field and api.incident_resolved_field):
         return "n/a", [], {}
     healed = [
@@ -125,7 +125,7 @@ def timeline_findings(policy: PlaybookPolicy, run: dict[str, Any]) -> tuple[str,
 
 def judge_claims(policy: PlaybookPolicy, run: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     """Add the `stats` and `timeline` checks (and their figures) to one judged run; return it."""
-    if run.get("start_error"):
+    if run.get("start_error") or run.get("not_run"):
         return out
     status, reasons, rows = stats_findings(policy, run)
     out["checks"]["stats"] = status

@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import GitTarget, RunCertify
+
+if TYPE_CHECKING:
+    from gates.playbooks.config import PlaybookPolicy
+
+#: The three requests every [gates.PB.api] must declare (the pb-* fixture service's paths), nothing optional.
+MINIMAL_API: dict[str, Any] = {
+    "list_playbooks": {"path": "/api/playbooks"},
+    "inject": {"method": "POST", "path": "/api/faults/{id}"},
+    "incidents": {"path": "/api/incidents"},
+}
+#: The canary metric names [gates.PB.canaries] must declare (no target's names are assumed).
+CANARY_METRICS = {"up_metric": "svc_canary_up", "last_check_metric": "svc_canary_last_check_timestamp_seconds"}
+
+
+def pb_policy(data: dict[str, Any]) -> PlaybookPolicy:
+    """A PlaybookPolicy from `data`, its api the minimal one unless `data` declares its own."""
+    from gates.playbooks.config import PlaybookPolicy  # noqa: PLC0415 - keep the module import cheap
+
+    policy: PlaybookPolicy = PlaybookPolicy.model_validate({"api": MINIMAL_API, **data})
+    return policy
 
 
 def run_pb(run_certify: RunCertify, target: Path, out: Path) -> dict[str, Any]:
@@ -149,16 +169,13 @@ def _run_record(baseline_flag: bool, observed_flag: bool) -> dict[str, Any]:
 
 def _policy() -> Any:
     """A policy declaring the flag playbook with a file probe and a readiness probe."""
-    from gates.playbooks.config import PlaybookPolicy  # noqa: PLC0415 - keep the module import cheap
-
-    return PlaybookPolicy.model_validate(
+    return pb_policy(
         {
             "probes": {
                 "no-flag": {"kind": "file", "path": "fault.flag", "absent": True},
                 "ready": {"kind": "http", "path": "/readyz"},
             },
             "health": ["ready"],
-            "api": {"audit_verify": None},
             "playbooks": {"flag": {"probes": ["no-flag"], "rollback": "none"}},
         }
     )
@@ -207,11 +224,11 @@ def test_fault_still_present_and_no_incident_fails() -> None:
 
 
 def _claims_policy(**api: Any) -> Any:
-    """The flag policy with the stats request declared (fields as guardian's)."""
+    """The flag policy with the stats request declared (its fields at their defaults)."""
     from gates.playbooks.config import PlaybookPolicy  # noqa: PLC0415
 
     data = _policy().model_dump()
-    data["api"] |= api
+    data["api"] |= {"stats": {"path": "/api/stats"}, **api}
     return PlaybookPolicy.model_validate(data)
 
 

@@ -11,14 +11,17 @@ import pytest
 from gates.playbooks.config import PlaybookPolicy
 from gates.playbooks.duplicates import judge_duplicates, step_offsets_s
 from tests.conftest import GitTarget, RunCertify
-from tests.gates.test_playbooks import run_pb
+from tests.gates.test_playbooks import MINIMAL_API, run_pb
 
 AUDIT = {"database": "g.db", "query": "SELECT seq, actor, action, detail, ts FROM audit"}
 
 
 def _policy(audit: bool = True) -> PlaybookPolicy:
     """A PB policy declaring the guard check on playbook `backlog` (600 s window, 60 s margin)."""
-    declared: dict[str, Any] = {"duplicates": {"playbook": "backlog"}}
+    declared: dict[str, Any] = {
+        "api": MINIMAL_API,
+        "duplicates": {"playbook": "backlog", "approvals": {"path": "/api/approvals"}},
+    }
     if audit:
         declared["audit"] = AUDIT
     return PlaybookPolicy.model_validate(declared)

@@ -6,6 +6,7 @@ from typing import Any
 
 from gates.playbooks.config import PlaybookPolicy
 from gates.playbooks.learning import learning_findings
+from tests.gates.test_playbooks import MINIMAL_API
 
 NOW = 1_800_000_000.0
 DAY_S = 86_400.0
@@ -18,7 +19,7 @@ def _policy(**api: Any) -> PlaybookPolicy:
         "scheduler_counters": {"path": "/api/self_heal/scheduler_counters"},
         "counter_audit_actions": {"proposals": "approval_requested", "runs": "ran"},
     } | api
-    return PlaybookPolicy.model_validate({"api": declared})
+    return PlaybookPolicy.model_validate({"api": MINIMAL_API | declared})
 
 
 def _incident(status: str, age_s: float) -> dict[str, Any]:
@@ -71,6 +72,6 @@ def test_stubbed_counts_fail_naming_the_window_and_counter() -> None:
 
 def test_undeclared_is_not_applicable_and_unread_is_not_run() -> None:
     """No endpoint declared: n/a; declared but never read: NOT_RUN, never PASS."""
-    none = PlaybookPolicy.model_validate({})
+    none = PlaybookPolicy.model_validate({"api": MINIMAL_API})
     assert learning_findings(none, {"playbook": "p"})[0] == "n/a"
     assert learning_findings(_policy(), {"playbook": "p"})[0] == "NOT_RUN"

@@ -13,7 +13,7 @@ from gates.playbooks.config import PlaybookPolicy
 from gates.playbooks.failure_modes import judge_failure_modes
 from gates.playbooks.rollback_docs import collect_rollback_docs, judge_rollback_docs
 from tests.conftest import GitTarget, RunCertify
-from tests.gates.test_playbooks import run_pb
+from tests.gates.test_playbooks import CANARY_METRICS, pb_policy, run_pb
 
 PASSED = {"detected": "PASS", "right_playbook": "PASS", "recovered": "PASS", "rollback": "PASS"}
 
@@ -22,7 +22,7 @@ def _policy(count: int = 10, playbook: str = "flag", **extra: Any) -> PlaybookPo
     """A policy declaring `count` failure modes, all handled by `playbook`."""
     modes = [{"id": f"mode-{n}", "title": f"failure {n}", "playbook": playbook} for n in range(count)]
     playbooks = {"flag": {"probes": ["p"], "rollback_steps": ["moves fault.flag back"]}, "cfg": {"probes": ["p"]}}
-    return PlaybookPolicy.model_validate({"failure_modes": modes, "playbooks": playbooks, **extra})
+    return pb_policy({"failure_modes": modes, "playbooks": playbooks, **extra})
 
 
 def _row(playbook: str = "flag", verdict: str = "PASS", **checks: str) -> dict[str, Any]:
@@ -152,8 +152,9 @@ def _canary_policy() -> PlaybookPolicy:
         "layers": ["L2", "L4"],
         "faults": [{"layer": "L4", "stop_dependency": "up"}],
         "unobservable": {"L2": "root"},
+        **CANARY_METRICS,
     }
-    return PlaybookPolicy.model_validate({"canaries": canaries})
+    return pb_policy({"canaries": canaries})
 
 
 def _canary_record(l2_last: float, moved_at: float) -> dict[str, Any]:
@@ -187,8 +188,14 @@ def test_frozen_canary_or_a_late_reaction_fails() -> None:
 
 def test_a_fault_reported_with_the_other_layers_it_took_down() -> None:
     """The layers reading 0 in the scrape where the faulted layer moved are listed with it (L5 took L6 down)."""
-    policy = PlaybookPolicy.model_validate(
-        {"canaries": {"layers": ["L4", "L5", "L6"], "faults": [{"layer": "L5", "toxic": "limit_data"}]}}
+    policy = pb_policy(
+        {
+            "canaries": {
+                "layers": ["L4", "L5", "L6"],
+                "faults": [{"layer": "L5", "toxic": "limit_data"}],
+                **CANARY_METRICS,
+            }
+        }
     )
     live = [_scrape(t, L4=(1.0, t), L5=(1.0, t), L6=(1.0, t)) for t in (0.0, 5.0)]
     moved = _scrape(102.0, L4=(1.0, 101.5), L5=(0.0, 101.5), L6=(0.0, 101.6))
@@ -206,7 +213,7 @@ def test_a_toxic_fault_without_a_front_proxy_is_recorded_as_not_caused() -> None
     """A toxic declared while no front_env routes the canaries via the proxy: the fault is not caused, saying why."""
     from gates.playbooks.canaries import _cause  # noqa: PLC0415 - the collect-side helper under test
 
-    policy = PlaybookPolicy.model_validate({"canaries": {"faults": [{"layer": "L5", "toxic": "limit_data"}]}})
+    policy = pb_policy({"canaries": {"faults": [{"layer": "L5", "toxic": "limit_data"}], **CANARY_METRICS}})
     assert policy.canaries is not None
     caused = _cause(policy, None, policy.canaries.faults[0], None)  # type: ignore[arg-type]
     assert "front_env" in caused["error"]
@@ -214,8 +221,15 @@ def test_a_toxic_fault_without_a_front_proxy_is_recorded_as_not_caused() -> None
 
 def test_a_layer_that_must_react_without_a_fault_is_not_run() -> None:
     """L4 must react (the default L4-L7) but no fault is declared for it: "L4 fault" is NOT_RUN with the reason."""
-    policy = PlaybookPolicy.model_validate(
-        {"canaries": {"layers": ["L2", "L4"], "faults": [], "unobservable": {"L2": "root", "L4": "none here"}}}
+    policy = pb_policy(
+        {
+            "canaries": {
+                "layers": ["L2", "L4"],
+                "faults": [],
+                "unobservable": {"L2": "root", "L4": "none here"},
+                **CANARY_METRICS,
+            }
+        }
     )
     judged = judge_canaries(policy, _canary_record(0.0, 103.0) | {"faults": []})
     assert judged is not None

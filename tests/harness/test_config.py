@@ -82,6 +82,12 @@ BAD_CONFIGS = [
     ),
     ("unknown gate table", '[target]\nname = "svc"\n[gates.ZZ]\n', "gates.ZZ", "{}"),
     ("unknown policy key", '[target]\nname = "svc"\n[gates.ID]\nallow_dirty = true\n', "gates.ID.allow_dirty", "True"),
+    (
+        "playbook api without inject",
+        '[target]\nname = "svc"\n[gates.PB.api]\nlist_playbooks = { path = "/p" }\nincidents = { path = "/i" }\n',
+        "gates.PB.api.inject",
+        "missing required key",
+    ),
 ]
 
 

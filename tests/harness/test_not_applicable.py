@@ -20,6 +20,7 @@ from harness.policy import LoadedPolicy, PolicyError, parse_policy
 from harness.policy_pack import not_applicable_requirements, not_applicable_results
 from harness.render import render_junit
 from harness.traceability import build_matrix, decision_facts
+from tests.gates.test_playbooks import MINIMAL_API
 from tests.harness.packs import certify_argv, certify_env, committed_copy
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -73,9 +74,9 @@ def test_allowed_gate_na_leaves_the_required_gates_and_raises_no_deviation() -> 
 
 def test_na_of_a_configured_gate_is_a_blocking_deviation_naming_the_keys() -> None:
     """Terms with `unconfigured`: a target that configures [gates.PB] is not N/A, and the deviation names the key."""
-    report = _report({"PB": "no healer"}, {"gates": {"PB": {"expected_count": 40}}})
+    report = _report({"PB": "no healer"}, {"gates": {"PB": {"expected_count": 40, "api": MINIMAL_API}}})
     (deviation,) = [d for d in report.blocking if d.id == "not-applicable:PB"]
-    assert "configures [gates.PB] (expected_count)" in deviation.what
+    assert "configures [gates.PB] (api, expected_count)" in deviation.what
     assert "PB" in report.required_gates
 
 

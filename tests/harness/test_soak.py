@@ -23,10 +23,12 @@ from harness.model import GateResult, Status
 from harness.render import abbreviated_gates
 from harness.soak_cli import resume_facts
 from load.stats import RAW_FIELDS
+from tests.gates.test_playbooks import MINIMAL_API
 
 T0 = 1_800_000_000.0
 PB = PlaybookPolicy.model_validate(
     {
+        "api": MINIMAL_API,
         "health": [],
         "probes": {"no-stale": {"kind": "file", "path": "stale.pid", "absent": True}},
         "playbooks": {"stale-pid-file": {"probes": ["no-stale"]}},
