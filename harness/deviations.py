@@ -6,6 +6,8 @@ mode), a gate declared not applicable where the policy forbids it, a mode the po
 accept, a waiver the target wrote for itself. A deviation the policy waives (an honoured waiver:
 matching, unexpired) is shown with who waived it until when; any other blocks the certificate.
 `effective_config` then gives the gates the bar they are judged against: the stricter of the two.
+The policy's `release_gates` (the soak) are required in release mode only: a ci run leaves them
+out, and its report names them (`release_only`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from harness.config import CertifyConfigBase, parse_config, resolved_json
 from harness.errors import ConfigError
@@ -98,6 +100,16 @@ class DeviationReport(BaseModel):
     not_applicable: tuple[NotApplicable, ...] = ()
     waivers_not_honoured: tuple[str, ...] = ()
     requested_waivers_granted: tuple[str, ...] = ()
+    #: Gates the policy requires in release mode only, left out of this ci run (empty in release mode).
+    release_only: tuple[str, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_release_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave `release_only` out when empty, so packs from before it recompute byte for byte."""
+        data: dict[str, Any] = handler(self)
+        if not data.get("release_only"):
+            data.pop("release_only", None)
+        return data
 
     @property
     def blocking(self) -> tuple[Deviation, ...]:
@@ -123,6 +135,7 @@ class DeviationReport(BaseModel):
         ]
         lines += [f"  requested waiver granted by the policy: {text}" for text in self.requested_waivers_granted]
         lines += [f"  policy waiver not honoured: {text}" for text in self.waivers_not_honoured]
+        lines += [f"  {release_only_note(gate)}" for gate in self.release_only]
         if not self.deviations:
             lines.append("  no deviation: certify.toml is at least as strict as the policy")
         return lines
@@ -190,7 +203,7 @@ def _gate_deviations(
                 )
             )
     if args.mode == "release" and args.gates is not None:
-        for gate in effective_required(loaded, config, allowed_na):
+        for gate in effective_required(loaded, config, allowed_na, args.mode):
             if gate not in args.gates:
                 found.append(
                     _gate_deviation(
@@ -346,10 +359,39 @@ def configured_keys(config: CertifyConfigBase, gate: str) -> list[str]:
     return sorted(key for key in now if now[key] != base.get(key))
 
 
-def effective_required(loaded: LoadedPolicy, config: CertifyConfigBase, allowed_na: Container[str]) -> tuple[str, ...]:
-    """Gates that must PASS: the policy's plus any certify.toml adds, less allowed N/A ones, catalogue order."""
+def release_gates(loaded: LoadedPolicy, allowed_na: Container[str]) -> tuple[str, ...]:
+    """The policy's release-only gates that apply: not N/A, and evidencing some requirement that is not N/A.
+
+    SOAK evidences only H15, which falls with an allowed N/A of PB: a service without playbooks has no
+    healing loop to soak, so the soak is not demanded of it.
+    """
+    return tuple(
+        gate
+        for gate in loaded.policy.policy.release_gates
+        if gate not in allowed_na and not all(r in allowed_na for r in _requirements_of(gate))
+    )
+
+
+def effective_required(
+    loaded: LoadedPolicy, config: CertifyConfigBase, allowed_na: Container[str], mode: str
+) -> tuple[str, ...]:
+    """Gates that must PASS: the policy's (release mode: and its release-only ones), any certify.toml adds, less N/A.
+
+    In catalogue order.
+    """
     wanted = set(loaded.policy.policy.required_gates) | set(config.certificate.required_gates)
+    if mode == "release":
+        wanted |= set(release_gates(loaded, allowed_na))
     return tuple(gate for gate in catalogue() if gate in wanted and gate not in allowed_na)
+
+
+def release_only_note(gate: str) -> str:
+    """What a ci run's report says of a gate the policy requires in release mode only."""
+    evidenced = ", ".join(_requirements_of(gate)) or gate
+    return (
+        f"{gate} is required in release mode only (policy release_gates): this ci run does not run or require it, "
+        f"so it evidences nothing of {evidenced}; `certify run --mode release` runs it"
+    )
 
 
 def _catalogue_position(key: str) -> tuple[int, int, str]:
@@ -391,15 +433,18 @@ def deviations(loaded: LoadedPolicy, config: CertifyConfigBase, args: RunArgs) -
     requested, granted = _requested_waivers(loaded, config, args.run_date)
     found += requested
     marked, notes = _apply_waivers(loaded, found, config.target.name, args.run_date)
+    required = effective_required(loaded, config, allowed, args.mode)
+    left_to_release = () if args.mode == "release" else release_gates(loaded, allowed)
     return DeviationReport(
         policy={key: value for key, value in loaded.identity().items() if key != "source"},
-        required_gates=effective_required(loaded, config, allowed),
+        required_gates=required,
         deviations=tuple(marked),
         not_applicable=tuple(
             NotApplicable(gate=key, reason=reason, terms=terms) for key, (reason, terms) in allowed.items()
         ),
         waivers_not_honoured=tuple(notes),
         requested_waivers_granted=tuple(granted),
+        release_only=tuple(gate for gate in left_to_release if gate not in required),
     )
 
 

@@ -47,6 +47,12 @@ class PolicyMeta(_Table):
     description: str = Field("", description="One line on what the policy is for.")
     modes: tuple[str, ...] = Field(("release", "ci"), description="Run modes the policy accepts at all.")
     required_gates: tuple[str, ...] = Field(description="Gates that must PASS for CERTIFIED.")
+    release_gates: tuple[str, ...] = Field(
+        (),
+        description="Gates required in release mode only (hours-long ones such as SOAK): a release run runs them "
+        "and cannot certify without their PASS; a ci run neither runs nor requires them, and its plan and "
+        "merge-gate report say so. Dropped when every requirement the gate evidences is allowed not applicable.",
+    )
     requirements: tuple[str, ...] = Field((), description="Catalogue requirement ids the policy holds a target to.")
     out_of_scope: dict[str, str] = Field(
         default_factory=dict, description="Catalogue requirement ids the policy leaves out, each with the reason."
@@ -63,7 +69,7 @@ class PolicyMeta(_Table):
             raise ValueError(msg)
         return value
 
-    @field_validator("required_gates")
+    @field_validator("required_gates", "release_gates")
     @classmethod
     def _known_gates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         """Every required gate must be one the harness defines."""
@@ -322,6 +328,7 @@ def describe(loaded: LoadedPolicy) -> list[str]:
         *([f"  {meta.description}"] if meta.description else []),
         f"  modes accepted: {', '.join(meta.modes)} (only release can certify)",
         f"  required gates: {', '.join(meta.required_gates)}",
+        *([f"  required in release mode only: {', '.join(meta.release_gates)}"] if meta.release_gates else []),
         f"  requirements in scope: {', '.join(meta.requirements) or 'none listed'}",
     ]
     if meta.out_of_scope:

@@ -10,6 +10,7 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from harness.deviations import release_only_note
 from harness.errors import PackError
 from harness.render_rows import fact_text, xml_text
 
@@ -65,6 +66,7 @@ def policy_context(run_doc: dict[str, Any], deviations_doc: dict[str, Any] | Non
     granted = deviations_doc.get("requested_waivers_granted", [])
     notes += [f"requested waiver granted by the policy: {text}" for text in granted]
     notes += [f"policy waiver not honoured: {text}" for text in deviations_doc.get("waivers_not_honoured", [])]
+    notes += [release_only_note(str(gate)) for gate in deviations_doc.get("release_only", [])]
     rows.sort(key=lambda row: not row.blocking)  # blocking first, each group in the policy check's order
     return {
         "policy": {key: fact_text(policy.get(key)) for key in ("name", "version", "sha256", "source")},
