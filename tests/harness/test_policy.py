@@ -203,7 +203,7 @@ def test_waiver_for_another_value_is_not_honoured(tmp_path: Path) -> None:
 
 
 def test_effective_config_judges_at_the_policy_bound(tmp_path: Path) -> None:
-    """A lowered G1 floor reaches the gate as the policy's 75; required gates come from the policy."""
+    """A lowered G1 floor reaches the gate as the policy's 75; required gates (release: + SOAK) come from the policy."""
     config = load_config(
         guardian_config_copy(
             tmp_path,
@@ -218,7 +218,8 @@ def test_effective_config_judges_at_the_policy_bound(tmp_path: Path) -> None:
     report = deviations(loaded, weak, RunArgs("release", None, TODAY))
     effective = effective_config(loaded, weak, report)
     assert effective.policy("G1").min_overall_line_pct == 75
-    assert effective.certificate.required_gates == loaded.policy.policy.required_gates
+    meta = loaded.policy.policy
+    assert effective.certificate.required_gates == (*meta.required_gates, *meta.release_gates)
 
 
 @pytest.mark.parametrize(
@@ -262,7 +263,7 @@ def test_policy_show_names_the_standard_policy() -> None:
     """`certify policy show` prints name, version, sha256 and the G4 ceiling of the standard policy."""
     proc = cli("policy", "show")
     assert proc.returncode == 0
-    assert proc.stdout.startswith(f"policy standard 7 (sha256 {standard_policy().sha256})")
+    assert proc.stdout.startswith(f"policy standard 8 (sha256 {standard_policy().sha256})")
     assert "gates.G4.recovery_budget_s <= 60" in proc.stdout
 
 
