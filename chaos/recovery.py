@@ -5,8 +5,15 @@ gate's `evaluate`, which recomputes everything from the stored record; nothing h
 
 Definitions (times in seconds on the repetition's clock):
 - a probe is healthy when readiness answered 2xx and its fresh task completed within `healthy_latency_s`;
-- recovered_at is the completion moment of the first probe of the final healthy streak after injection,
-  provided that streak lasts at least `stable_s`; with no unhealthy probe at all it is the injection time;
+- an unhealthy probe covers its whole time in flight, from its start (`t_s`) to its return (`end_s`): the
+  final healthy streak after injection is made of probes started after every unhealthy probe (one started
+  before injection included) had returned, so a probe stuck on a hanging target breaks any streak it
+  overlaps, not just the probes started after its own start. While the runner observes, a probe in flight
+  longer than `healthy_latency_s` is already unhealthy (it cannot be healthy any more) and covers up to now;
+- recovered_at is the completion moment of the first probe of that final healthy streak, provided the
+  streak lasts at least `stable_s`; with no unhealthy probe at all it is the injection time;
+- samples recorded before `end_s` was (old packs) cover only their start, as they were judged then, so
+  `certify verify` reproduces those verdicts;
 - detect_s: injection to the first probe whose readiness was not 2xx (the target noticing the fault);
 - impact_s: injection to the first unhealthy probe (the harness seeing the fault's effect).
 """
@@ -15,12 +22,19 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from chaos.capacity import analyse_capacity
 from chaos.client import counter_sum
 from chaos.ledger import reconcile_counts
 from chaos.probe import healthy
+
+
+def _covered_until(samples: list[dict[str, Any]], completed: set[str], healthy_latency_s: float) -> float | None:
+    """The latest return of an unhealthy probe that recorded one (`end_s`); None when there is none."""
+    ends = [s["end_s"] for s in samples if s.get("end_s") is not None and not healthy(s, completed, healthy_latency_s)]
+    return max(ends, default=None)
 
 
 def recovery(
@@ -31,8 +45,14 @@ def recovery(
     completed: set[str],
     healthy_latency_s: float,
     stable_s: float,
+    in_flight_since_s: Sequence[float] = (),
+    now_s: float | None = None,
 ) -> dict[str, Any]:
-    """Detection, impact and recovery times from the probe samples."""
+    """Detection, impact and recovery times from the probe samples.
+
+    `in_flight_since_s` (with `now_s`) are the starts of probes not finished yet, known only to the
+    runner while it observes; the stored record has none, every probe having returned.
+    """
     after = sorted((s for s in samples if s["t_s"] >= injected_at_s), key=lambda s: s["t_s"])
     flags = [healthy(s, completed, healthy_latency_s) for s in after]
     impact = next((s["t_s"] for s, ok in zip(after, flags, strict=True) if not ok), None)
@@ -52,13 +72,21 @@ def recovery(
     start = len(flags)
     while start > 0 and flags[start - 1]:
         start -= 1
+    covered = _covered_until(samples, completed, healthy_latency_s)
+    if covered is not None and covered < injected_at_s:
+        covered = None  # an unhealthy probe that returned before the fault says nothing about it
+    if now_s is not None and any(now_s - t > healthy_latency_s for t in in_flight_since_s):
+        covered = now_s  # overdue: unhealthy whatever it returns, from its start until at least now
+    while covered is not None and start < len(after) and after[start]["t_s"] <= covered:
+        start += 1
     if start == len(flags):
         return out
     streak_s = after[-1]["t_s"] - after[start]["t_s"]
     out["streak_s"] = round(streak_s, 3)
     if streak_s < stable_s:
         return out
-    recovered_at = injected_at_s if start == 0 else max(after[start]["done_s"], injected_at_s)
+    untouched = start == 0 and covered is None  # no probe was unhealthy after the injection
+    recovered_at = injected_at_s if untouched else max(after[start]["done_s"], injected_at_s)
     out["recovered_at_s"] = round(recovered_at, 3)
     out["recovery_from_start_s"] = round(recovered_at - injected_at_s, 3)
     out["recovery_from_removal_s"] = round(max(0.0, recovered_at - removed_at_s), 3)

@@ -28,7 +28,7 @@ from chaos.probe import Prober
 from chaos.recovery import accepted_ids
 from chaos.rollback_judge import drill_facts
 from chaos.rollback_spec import RollbackDrill
-from chaos.runner import Clock, pause, steady_state, watched_work
+from chaos.runner import Clock, confirmed_recovery, pause, steady_state, watched_work
 from harness.lifecycle import fill, target_env
 from harness.procs import ProcessRegistry, run_tool
 
@@ -156,13 +156,15 @@ class Drill:
                 self._observe(record, *watched)
 
     def _observe(self, record: dict[str, Any], stream: WorkStream, prober: Prober) -> None:
-        """Read version and alert until restored or out of budget; run the rollback once both detections are in."""
+        """Read version and alert until restored or out of budget; run the rollback once both detections are in.
+
+        A restore seen while probes are in flight is confirmed on complete evidence first (`confirmed_recovery`).
+        """
         deadline = record["deploy"]["started_at_s"] + self.spec.budget_s + self.policy.healthy_latency_s
         while self.clock() < deadline:
             pause(self.cancel, READ_INTERVAL_S)
             record["reads"].append({"t_s": round(self.clock(), 4), **self._version(), **self._alert()})
-            record["work"], record["samples"] = list(stream.attempts), prober.snapshot()
-            facts = drill_facts(record, self.policy.healthy_latency_s, self.policy.stable_s)
+            facts = self._facts(record, stream, prober)
             if (
                 not self.spec.automatic
                 and record["rollback"] is None
@@ -170,8 +172,27 @@ class Drill:
                 and facts["alert_fired_at_s"] is not None
             ):
                 record["rollback"] = self._command("rollback", self.spec.rollback)
-            if facts["restored_at_s"] is not None:
+            restored = facts["restored_at_s"] is not None
+            if restored and confirmed_recovery(
+                prober,
+                lambda: self._facts(record, stream, prober)["restored_at_s"] is not None,
+                self.policy,
+                self.clock,
+                self.cancel,
+            ):
                 return
+
+    def _facts(self, record: dict[str, Any], stream: WorkStream, prober: Prober) -> dict[str, Any]:
+        """The drill's facts so far: work and finished probes copied into the record, probes in flight counted."""
+        samples, in_flight = prober.view()
+        record["work"], record["samples"] = list(stream.attempts), samples
+        return drill_facts(
+            record,
+            self.policy.healthy_latency_s,
+            self.policy.stable_s,
+            in_flight_since_s=[t for t in in_flight if t is not None],
+            now_s=self.clock(),
+        )
 
     def _command(self, role: str, argv: tuple[str, ...]) -> dict[str, Any]:
         """Run one of the target's drill commands (bounded, output saved beside the instance's); its facts."""

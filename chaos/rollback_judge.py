@@ -17,6 +17,7 @@ uncompleted or completed twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from chaos.ledger import reconcile_counts
@@ -35,8 +36,19 @@ def _first(items: list[dict[str, Any]], since_s: float | None, test: Any) -> flo
     return next((item["t_s"] for item in items if item["t_s"] >= since_s and test(item)), None)
 
 
-def drill_facts(record: dict[str, Any], healthy_latency_s: float, stable_s: float) -> dict[str, Any]:
-    """Detection, rollback and restore moments of a drill record (None where it did not happen)."""
+def drill_facts(
+    record: dict[str, Any],
+    healthy_latency_s: float,
+    stable_s: float,
+    *,
+    in_flight_since_s: Sequence[float] = (),
+    now_s: float | None = None,
+) -> dict[str, Any]:
+    """Detection, rollback and restore moments of a drill record (None where it did not happen).
+
+    `in_flight_since_s`/`now_s`: probes not finished yet, known only to the drill while it observes
+    (chaos.recovery.recovery); the stored record has none.
+    """
     deploy = record.get("deploy") or {}
     rollback = record.get("rollback") or {}
     t0 = deploy.get("started_at_s")
@@ -65,7 +77,16 @@ def drill_facts(record: dict[str, Any], healthy_latency_s: float, stable_s: floa
     }
     if back is None:
         return facts
-    rec = recovery(samples, back, back, completed=completed, healthy_latency_s=healthy_latency_s, stable_s=stable_s)
+    rec = recovery(
+        samples,
+        back,
+        back,
+        completed=completed,
+        healthy_latency_s=healthy_latency_s,
+        stable_s=stable_s,
+        in_flight_since_s=in_flight_since_s,
+        now_s=now_s,
+    )
     facts["healthy_at_s"] = rec["recovered_at_s"]
     quiet = [r for r in reads if r["t_s"] >= back]
     while quiet and (quiet[0]["alert"] is None or quiet[0]["alert"] > 0):

@@ -90,6 +90,38 @@ def steady_state(
     return {"met": streak >= policy.steady_probes, "samples": samples}
 
 
+#: How often a held prober is looked at while the probes in flight finish.
+SETTLE_POLL_S = 0.02
+
+
+def confirmed_recovery(
+    prober: Prober,
+    recovered: Callable[[], bool],
+    policy: ChaosPolicy,
+    clock: Callable[[], float],
+    cancel: threading.Event,
+) -> bool:
+    """Hold the prober until every probe in flight has returned (or one is overdue), then ask `recovered` again.
+
+    A probe in flight may still turn out unhealthy and break the streak just seen; once observation
+    stops the record holds it anyway, so the recovery is only taken on evidence with nothing pending.
+    At most about `healthy_latency_s` passes without a new probe: an overdue probe ends the wait (it is
+    unhealthy already). Not confirmed (a probe still pending, or the complete evidence shows no stable
+    recovery): the prober is resumed and the caller goes on observing.
+    """
+    prober.hold()
+    limit = clock() + policy.healthy_latency_s + 3 * policy.tasks.timeout_s + 1.0
+    while pending := prober.in_flight():
+        now = clock()
+        if now >= limit or any(t is not None and now - t > policy.healthy_latency_s for t in pending):
+            break
+        pause(cancel, SETTLE_POLL_S)
+    if not pending and recovered():
+        return True
+    prober.resume()
+    return False
+
+
 @contextmanager
 def watched_work(
     client: TaskClient, readiness: str, policy: ChaosPolicy, clock: Callable[[], float], record: dict[str, Any]
@@ -226,6 +258,8 @@ class Repetition:
         """Keep probing until a stable recovery shows, or the budget (plus the stable time) is spent.
 
         Checked at the probe cadence: a recovery is seen one probe after it is complete, not up to 250 ms later.
+        A recovery seen while probes are in flight is confirmed on complete evidence (`confirmed_recovery`)
+        before observation stops, so the stored record, which has every probe, says the same.
         """
         budget = self.settings["budget_s"]
         deadline = fault["removed_at_s"] + budget + self.policy.stable_s + self.policy.healthy_latency_s + 1.0
@@ -233,17 +267,27 @@ class Repetition:
         pause(self.cancel, minimum - self.clock())
         while self.clock() < deadline:
             pause(self.cancel, self.policy.probe_interval_s)
-            found = recovery(
-                prober.snapshot(),
-                fault["injected_at_s"],
-                fault["removed_at_s"],
-                completed=self.completed,
-                healthy_latency_s=self.policy.healthy_latency_s,
-                stable_s=self.policy.stable_s,
-            )
-            if found["recovered_at_s"] is not None and self._capacity_back(fault):
+            seen = self._recovered(prober, fault) and self._capacity_back(fault)
+            if seen and confirmed_recovery(
+                prober, lambda: self._recovered(prober, fault), self.policy, self.clock, self.cancel
+            ):
                 fault["recovery_seen_s"] = round(self.clock(), 4)
                 return
+
+    def _recovered(self, prober: Prober, fault: dict[str, Any]) -> bool:
+        """Whether the probes so far, those still in flight included, show a stable recovery."""
+        samples, in_flight = prober.view()
+        found = recovery(
+            samples,
+            fault["injected_at_s"],
+            fault["removed_at_s"],
+            completed=self.completed,
+            healthy_latency_s=self.policy.healthy_latency_s,
+            stable_s=self.policy.stable_s,
+            in_flight_since_s=[t for t in in_flight if t is not None],
+            now_s=self.clock(),
+        )
+        return found["recovered_at_s"] is not None
 
     def _capacity_back(self, fault: dict[str, Any]) -> bool:
         """Whether every declared role has its pre-fault count again (True when no role is declared)."""

@@ -82,6 +82,60 @@ def test_a_slow_task_is_unhealthy() -> None:
     assert found["recovered_at_s"] == pytest.approx(1.3)
 
 
+def probes(end: float, stuck: tuple[float, float] | None = None, every_s: float = 0.25) -> list[dict[str, Any]]:
+    """Healthy probes (with `end_s`, as recorded now) every `every_s` to `end`, plus one stuck (start, return)."""
+    out = []
+    t = 0.0
+    while t < end:
+        out.append({**sample(round(t, 2)), "end_s": round(t + 0.05, 2)})
+        t += every_s
+    if stuck is not None:
+        # readiness hung until the client gave up: no status, no task, returned at stuck[1]
+        hung = {**sample(stuck[0], ready=None, latency_s=None), "id": None, "state": None, "submit": None}
+        out.append({**hung, "error": "TimeoutError: timed out", "end_s": stuck[1]})
+    return out
+
+
+def test_a_probe_stuck_in_flight_breaks_the_streak_it_overlaps() -> None:
+    """A probe hung from 3.1 s to 6.0 s breaks the streak until it returned: no probe started before 6 s is in it."""
+    # Judged at its start only (the old rule), probes 3.25-7.25 s would be a 4 s streak, recovered at 3.3 s.
+    found = recovery(probes(7.5, stuck=(3.1, 6.0)), 2.0, 2.0, **BOUNDS)
+    assert found["impact_s"] == pytest.approx(1.1)
+    assert found["recovered_at_s"] is None
+    assert found["streak_s"] == pytest.approx(1.0)  # 6.25 s to 7.25 s, short of stable_s
+
+
+def test_a_probe_stuck_in_flight_moves_recovery_to_after_its_return() -> None:
+    """With observation going on, health is back at the first probe started after the stuck one returned."""
+    found = recovery(probes(12.0, stuck=(3.1, 6.0)), 2.0, 2.0, **BOUNDS)
+    assert found["recovered_at_s"] == pytest.approx(6.3)
+    assert found["recovery_from_removal_s"] == pytest.approx(4.3)
+
+
+def test_a_probe_started_before_the_fault_and_stuck_across_it_counts() -> None:
+    """A probe launched just before injection and hung past it is evidence of the fault: recovery is not instant."""
+    found = recovery(probes(12.0, stuck=(1.9, 5.0)), 2.0, 2.0, **BOUNDS)
+    assert found["impact_s"] is None  # no probe started after the injection was unhealthy
+    assert found["recovered_at_s"] == pytest.approx(5.3)
+    assert recovery(probes(12.0, stuck=(1.9, 1.95)), 2.0, 2.0, **BOUNDS)["recovery_from_start_s"] == 0.0
+
+
+def test_a_probe_in_flight_past_the_latency_bound_is_already_unhealthy() -> None:
+    """While observing, a probe in flight longer than healthy_latency_s breaks the streak; a young one does not."""
+    finished = probes(8.0)
+    overdue = recovery(finished, 2.0, 2.0, **BOUNDS, in_flight_since_s=[3.1], now_s=8.0)
+    assert overdue["recovered_at_s"] is None
+    young = recovery(finished, 2.0, 2.0, **BOUNDS, in_flight_since_s=[7.5], now_s=8.0)
+    assert young["recovered_at_s"] == 2.0  # every finished probe healthy: recovered at the injection
+
+
+def test_samples_recorded_before_end_s_are_judged_at_their_start_as_then() -> None:
+    """Old records (no end_s) keep their verdicts: the stuck probe breaks the streak at its start only."""
+    old = [{k: v for k, v in s.items() if k != "end_s"} for s in probes(7.5, stuck=(3.1, 6.0))]
+    found = recovery(old, 2.0, 2.0, **BOUNDS)
+    assert found["recovered_at_s"] == pytest.approx(3.3)
+
+
 def test_ledger_counts_lost_failed_unfinished_and_duplicates_by_id() -> None:
     """404 is lost, failed and still-queued are not completed, completions above one are duplicates."""
     finals: dict[str, dict[str, Any]] = {

@@ -7,6 +7,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from gates.identity import EVIDENCE, IdentityGate, IdentityPolicy, version_declaration
+from harness.gate import Evidence
+from harness.model import Status
 from tests.conftest import GitTarget, RunCertify, commit_all, git
 
 
@@ -67,16 +72,102 @@ def test_disagreeing_versions_fail(git_target: GitTarget, run_certify: RunCertif
     assert distinct["passed"] is False
 
 
-def test_missing_version_declaration_fails(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
-    """A package __init__ without a literal __version__ FAILs naming where the version is missing."""
+def test_a_package_without_version_declares_nothing(
+    git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """A package __init__ that binds no __version__ is no declaration: the pyproject version alone PASSes."""
     target = git_target("tiny")
     (target / "tiny" / "__init__.py").write_text('"""No version here."""\n', encoding="utf-8")
     commit_all(target, "drop version")
     out = tmp_path / "pack"
+    assert run_identity(run_certify, target, out).returncode == 0
+    verdict = identity_result(out)["verdict"]
+    assert verdict["status"] == "PASS"
+    assert verdict["details"]["versions"] == {"pyproject.toml:project.version": "1.2.3"}
+    assert verdict["reasons"][0].endswith(", version 1.2.3")
+
+
+def test_missing_configured_version_source_fails(
+    git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """The configured version source stays mandatory: a pyproject without project.version FAILs naming it."""
+    target = git_target("tiny")
+    (target / "pyproject.toml").write_text('[project]\nname = "tiny"\n', encoding="utf-8")
+    commit_all(target, "drop the pyproject version")
+    out = tmp_path / "pack"
     assert run_identity(run_certify, target, out).returncode == 1
     verdict = identity_result(out)["verdict"]
     assert verdict["status"] == "FAIL"
-    assert "version not found in: tiny/__init__.py:__version__" in verdict["reasons"]
+    assert verdict["reasons"] == ["version not found in: pyproject.toml:project.version"]
+
+
+def test_a_computed_version_is_inconclusive_and_named(
+    git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """A __version__ bound to a call is reported INCONCLUSIVE (exit 3) with its expression, never compared or passed."""
+    target = git_target("tiny")
+    (target / "tiny" / "__init__.py").write_text(
+        '"""Version from metadata."""\n\nfrom importlib import metadata\n\n__version__ = metadata.version("tiny")\n',
+        encoding="utf-8",
+    )
+    commit_all(target, "version from metadata")
+    out = tmp_path / "pack"
+    assert run_identity(run_certify, target, out).returncode == 3
+    verdict = identity_result(out)["verdict"]
+    assert verdict["status"] == "INCONCLUSIVE"
+    (reason,) = verdict["reasons"]
+    assert 'tiny/__init__.py:__version__ not a literal string: __version__ = metadata.version("tiny")' in reason
+    assert verdict["details"]["versions"] == {"pyproject.toml:project.version": "1.2.3"}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('__version__ = "1.0"\n', ("1.0", None)),
+        ('__version__: str = "1.0"\n', ("1.0", None)),
+        ('__version__ = version = "1.0"\n', ("1.0", None)),
+        ('"""Doc."""\nVERSION = "1.0"\n\ndef f():\n    __version__ = "2"\n', (None, None)),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    __version__: str\n", (None, None)),
+        ("__version__ = VERSION\n", (None, "not a literal string: __version__ = VERSION")),
+        ("__version__ = 1\n", (None, "not a literal string: __version__ = 1")),
+        ("from ._version import __version__\n", (None, "not a literal string: from ._version import __version__")),
+        (
+            'try:\n    __version__ = f()\nexcept Exception:\n    __version__ = "0"\n',
+            (None, "bound 2 times (lines 2, 4), not one literal"),
+        ),
+        ('__version__ = "1.0"\n__version__ += ".dev"\n', (None, "bound 2 times (lines 1, 2), not one literal")),
+        (
+            'import sys\nif sys.platform:\n    __version__ = "1.0"\n',
+            (None, 'bound inside a block (line 3), not at the top level: __version__ = "1.0"'),
+        ),
+        ("__version__ = (\n", (None, "not readable as Python (SyntaxError)")),
+    ],
+)
+def test_version_declaration_reads_only_one_literal(
+    tmp_path: Path, source: str, expected: tuple[object, object]
+) -> None:
+    """Only one module-level literal string is a version; no binding is no declaration; anything else says why."""
+    module = tmp_path / "mod.py"
+    module.write_text(source, encoding="utf-8")
+    assert version_declaration(module) == expected
+    assert version_declaration(tmp_path / "absent.py") == (None, None)
+
+
+def test_packs_written_before_unreadable_was_recorded_are_judged_as_then(tmp_path: Path) -> None:
+    """Old identity.json listing a package __init__ as None (no "unreadable" key) still FAILs as missing on verify."""
+    evidence_dir = tmp_path / "gates" / "ID"
+    evidence_dir.mkdir(parents=True)
+    old = {
+        "mode": "ci",
+        "commit": "a" * 40,
+        "git_error": None,
+        "changed": [],
+        "versions": {"pyproject.toml:project.version": "0.3.0", "src/shop/__init__.py:__version__": None},
+    }
+    (evidence_dir / EVIDENCE).write_text(json.dumps(old), encoding="utf-8")
+    verdict = IdentityGate().evaluate(Evidence(tmp_path, "ID", (f"gates/ID/{EVIDENCE}",)), IdentityPolicy())
+    assert verdict.status is Status.FAIL
+    assert verdict.reasons == ("version not found in: src/shop/__init__.py:__version__",)
 
 
 def test_dirty_tree_fails_in_release_mode(git_target: GitTarget, run_certify: RunCertify, tmp_path: Path) -> None:
