@@ -85,7 +85,7 @@ class Baseline:
             if (load / "index.json").is_file():
                 files[f"{BASELINE_DIR}/gates/G2/load/index.json"] = (load / "index.json").read_bytes()
                 for pid in json.loads((load / "index.json").read_text(encoding="utf-8")).get("profiles", []):
-                    for name in ("profile.json", "raw.csv.gz"):
+                    for name in ("profile.json", "raw.csv.gz", "host.csv"):
                         if (load / pid / name).is_file():
                             files[f"{BASELINE_DIR}/gates/G2/load/{pid}/{name}"] = (load / pid / name).read_bytes()
         return files
@@ -159,16 +159,20 @@ def resolve_baseline(spec: str, *, store: Path, target: str, mode: str) -> Basel
     return Baseline(spec, pack, identity)
 
 
-def _figures(gate_id: str, evidence: Evidence, verdict: Verdict, rules: RegressionRules) -> list[Any]:
-    """The compared figures of one gate: G2 from the raw samples, the others from the measurements."""
+def _figures(
+    gate_id: str, evidence: Evidence, verdict: Verdict, rules: RegressionRules
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """A gate's compared figures (G2's from the raw samples, others' from the measurements), and G2's host rows."""
     from harness.compare import profile_figures, single_figures  # noqa: PLC0415 - numpy/scipy only when judged
 
     if gate_id == "G2":
-        return profile_figures(evidence.root / "gates" / "G2" / BASELINE_DIR, evidence.root, rules)[0]
+        stored_pack = evidence.root / "gates" / "G2" / BASELINE_DIR
+        figures, _only_in_one, host = profile_figures(stored_pack, evidence.root, rules)
+        return figures, host
     stored = evidence.read_json(MEASUREMENTS)
     base = {(gate_id, str(m["name"])): m for m in stored.get("measurements", [])}
     new = {(gate_id, m.name): m.model_dump(mode="json") for m in verdict.measurements}
-    return single_figures(_numeric(base), _numeric(new), rules)
+    return single_figures(_numeric(base), _numeric(new), rules), []
 
 
 def _numeric(measurements: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], tuple[float, str]]:
@@ -181,33 +185,52 @@ def _numeric(measurements: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[
 
 
 def regression_check(gate_id: str, evidence: Evidence, verdict: Verdict, rules: RegressionRules) -> dict[str, Any]:
-    """The regression check of a gate against the baseline its evidence holds; pure."""
+    """The regression check of a gate against the baseline its evidence holds; pure.
+
+    A G2 profile whose host was busy in either run has its latency not compared: the check is then
+    INCONCLUSIVE (FAIL still wins where another figure blocks), never PASS.
+    """
     from harness.compare import NOT_COMPARED  # noqa: PLC0415
+    from harness.compare_host import HOST_BUSY, host_lines  # noqa: PLC0415
 
     identity = evidence.read_json(IDENTITY)
     name = f"baseline {identity.get('run_id') or identity.get('spec')}"
     if identity.get("problem"):
         reason = f"regression against the baseline not judged: {identity['problem']}"
         return {"status": Status.INCONCLUSIVE.value, "reason": reason, "baseline": identity, "figures": []}
-    figures = _figures(gate_id, evidence, verdict, rules)
-    compared = [f for f in figures if f.verdict != NOT_COMPARED]
+    figures, host = _figures(gate_id, evidence, verdict, rules)
+    compared = [f for f in figures if f.verdict not in (NOT_COMPARED, HOST_BUSY)]
     blocking = [f for f in figures if f.blocks]
+    busy = "; ".join(f"{row['profile']} {row['why']}" for row in host if row["state"] == "busy")
     if blocking:
         status = Status.FAIL
         listed = "; ".join(f"{f.name} {f.base:g} -> {f.new:g} {f.unit} ({f.change})" for f in blocking[:5])
         reason = f"regression against the {name}: {listed}" + (" ..." if len(blocking) > 5 else "")
+        reason += f" (latency not compared where the host was busy: {busy})" if busy else ""
+    elif busy:
+        status = Status.INCONCLUSIVE
+        reason = f"regression against the {name} not judged for every profile: latency not compared, {busy}"
     elif not compared:
         status = Status.INCONCLUSIVE
         reason = f"regression against the {name} not judged: no figure of {gate_id} is comparable in both runs"
     else:
         status = Status.PASS
         reason = f"no forbidden regression against the {name}: {len(compared)} figure(s) compared"
+    # packs from before host data (no host figure on either side) keep the check they recorded, so
+    # `certify verify` of such a pack still recomputes the same verdict
+    recorded = any(row["base"] is not None or row["new"] is not None for row in host)
+    host_keys = {
+        "undecided": [f.name for f in figures if f.verdict == HOST_BUSY],
+        "host": host,
+        "notes": host_lines([row for row in host if row["state"] == "not recorded"]),
+    }
     return {
         "status": status.value,
         "reason": reason,
         "baseline": identity,
         "compared": len(compared),
         "blocking": [f.name for f in blocking],
+        **(host_keys if recorded else {}),
         "figures": [
             {k: getattr(f, k) for k in ("name", "base", "new", "unit", "change", "interval", "verdict", "blocks")}
             for f in figures

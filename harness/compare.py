@@ -6,8 +6,9 @@ computed on the raw corrected samples the packs keep (gates/G2/load/<profile>/ra
 rounded percentiles. Error rate: per profile,
 Fisher's exact test on the two 2x2 counts. Coverage, recovery, MTTR and bootstrap times are one
 observation per pack: compared against a minimum effect only, and said so. Every figure is classed
-as regression, improvement or no significant change under the policy's regression rules.
-Pure functions of the packs' files and the rules.
+as regression, improvement or no significant change under the policy's regression rules, except
+a profile's latency where either pack's host was busy (harness/compare_host.py): "not compared:
+host busy", undecided. Pure functions of the packs' files and the rules.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from harness.compare_bootstrap import block_length, quantile_ratio_interval
+from harness.compare_host import HOST_BUSY, HostLoad, apply_host, host_lines, host_load, judge_host
 from harness.compare_rules import RegressionRules
 from load.stats import http_rows, parse_raw, request_series
 
@@ -74,10 +76,12 @@ def _load_json(path: Path) -> Any:
 
 #: One request's samples: planned start times (s) and corrected latencies (ms), in time order.
 Series = tuple[list[float], list[float]]
+#: One profile: each request's series, (errors, requests) over every HTTP row, the host's load.
+Profile = tuple[dict[str, Series], tuple[int, int], HostLoad | None]
 
 
-def _profiles(pack: Path) -> dict[str, tuple[dict[str, Series], tuple[int, int]]]:
-    """Per G2 profile: each request's latency series, and (errors, requests) over every HTTP row."""
+def _profiles(pack: Path) -> dict[str, Profile]:
+    """Per G2 profile: each request's latency series, (errors, requests) over every HTTP row, host load."""
     load_dir = pack / "gates" / "G2" / "load"
     if not (load_dir / "index.json").is_file():
         return {}
@@ -89,7 +93,9 @@ def _profiles(pack: Path) -> dict[str, tuple[dict[str, Series], tuple[int, int]]
         rows = parse_raw(raw.read_bytes())
         counted = http_rows(rows)
         errors = sum(1 for row in counted if not row.ok)
-        found[pid] = (request_series(rows, float(_load_json(profile).get("warmup_s", 0.0))), (errors, len(counted)))
+        record = _load_json(profile)
+        series = request_series(rows, float(record.get("warmup_s", 0.0)))
+        found[pid] = (series, (errors, len(counted)), host_load(record))
     return found
 
 
@@ -239,25 +245,35 @@ def single_figures(old_m: Measured, new_m: Measured, rules: RegressionRules) -> 
     return figures
 
 
-def profile_figures(base: Path, new: Path, rules: RegressionRules) -> tuple[list[Figure], list[str]]:
-    """Latency and error-rate figures of the G2 profiles both pack roots hold, and the profiles only one holds."""
+def profile_figures(
+    base: Path, new: Path, rules: RegressionRules
+) -> tuple[list[Figure], list[str], list[dict[str, Any]]]:
+    """Latency and error-rate figures of the profiles both packs hold, the profiles one holds, the host verdicts.
+
+    A profile whose host was busy in either pack has its latency figures not compared; its error rate still is.
+    """
     figures: list[Figure] = []
+    host: list[dict[str, Any]] = []
     old_p, new_p = _profiles(base), _profiles(new)
     for pid in sorted(old_p.keys() & new_p.keys()):
-        (old_lat, old_err), (new_lat, new_err) = old_p[pid], new_p[pid]
+        (old_lat, old_err, old_host), (new_lat, new_err, new_host) = old_p[pid], new_p[pid]
+        verdict = judge_host(f"G2 {pid}", old_host, new_host, rules)
+        host.append(verdict.record())
         for request in sorted(old_lat.keys() & new_lat.keys()):
             (old_t, old_ms), (new_t, new_ms) = old_lat[request], new_lat[request]
             blocks = (block_length(old_t, rules.block_s), block_length(new_t, rules.block_s))
-            figures += _latency_figures(f"G2 {pid} {request}", old_ms, new_ms, rules, blocks)
+            latency = _latency_figures(f"G2 {pid} {request}", old_ms, new_ms, rules, blocks)
+            figures += apply_host(latency, verdict)
         figures.append(_error_figure(pid, old_err, new_err, rules))
-    return figures, sorted(old_p.keys() ^ new_p.keys())
+    return figures, sorted(old_p.keys() ^ new_p.keys()), host
 
 
 def compare_packs(base: Path, new: Path, rules: RegressionRules) -> dict[str, Any]:
     """compare.json of two (already verified) packs: every figure both hold, classed; pure."""
-    figures, only_in_one = profile_figures(base, new, rules)
+    figures, only_in_one, host = profile_figures(base, new, rules)
     figures += single_figures(_numeric_measurements(base), _numeric_measurements(new), rules)
-    counts = {label: sum(f.verdict == label for f in figures) for label in (REGRESSION, IMPROVEMENT, NO_CHANGE)}
+    labels = (REGRESSION, IMPROVEMENT, NO_CHANGE, HOST_BUSY)
+    counts = {label: sum(f.verdict == label for f in figures) for label in labels}
     return {
         "format": COMPARE_FORMAT,
         "base": _identity(base),
@@ -266,6 +282,9 @@ def compare_packs(base: Path, new: Path, rules: RegressionRules) -> dict[str, An
         "only_in_one": only_in_one,
         "counts": counts,
         "blocking": [f.name for f in figures if f.blocks],
+        # not compared because a side's host was busy: the comparison is undecided (exit 3), not clean
+        "undecided": [f.name for f in figures if f.verdict == HOST_BUSY],
+        "host": host,
         "figures": [asdict(f) for f in figures],
     }
 
@@ -287,15 +306,24 @@ def _identity(pack: Path) -> dict[str, Any]:
 def compare_markdown(report: dict[str, Any]) -> str:
     """compare.md: the verdict line, then one table row per figure; pure."""
     base, new, counts = report["base"], report["new"], report["counts"]
-    head = f"REGRESSION: {', '.join(report['blocking'])}" if report["blocking"] else "no regression the policy forbids"
+    head = (
+        f"REGRESSION: {', '.join(report['blocking'])}"
+        if report["blocking"]
+        else f"NOT DECIDED: {len(report['undecided'])} figure(s) not compared, host busy"
+        if report.get("undecided")
+        else "no regression the policy forbids"
+    )
     lines = [
         f"# Compare: {head}",
         "",
         f"Base: `{base['pack']}` ({base['target']} {str(base['commit'])[:10]}, {base['mode']}, {base['started_at']})  ",
         f"New: `{new['pack']}` ({new['target']} {str(new['commit'])[:10]}, {new['mode']}, {new['started_at']})  ",
         f"{counts[REGRESSION]} regression(s), {counts[IMPROVEMENT]} improvement(s), "
-        f"{counts[NO_CHANGE]} without significant change; confidence {report['rules']['confidence']:.0%}.",
+        f"{counts[NO_CHANGE]} without significant change, {counts.get(HOST_BUSY, 0)} not compared (host busy); "
+        f"confidence {report['rules']['confidence']:.0%}.",
         "",
+        *(f"- host: {line}" for line in host_lines(report.get("host", []))),
+        *([""] if host_lines(report.get("host", [])) else []),
         "| figure | base | new | change | interval (new/base) | class | why |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -319,12 +347,19 @@ def _num(value: float | None) -> str:
 
 
 def summary_lines(report: dict[str, Any], pick: Callable[[dict[str, Any]], bool] | None = None) -> Iterable[str]:
-    """The lines `certify compare` prints: every figure that is not 'no significant change', then the verdict."""
+    """What `certify compare` prints: each figure not 'no significant change', the host notes, the verdict."""
     for f in report["figures"]:
         if (pick or (lambda fig: fig["verdict"] not in (NO_CHANGE,)))(f):
             yield f"{f['verdict']:<12} {f['name']}: {_num(f['base'])} -> {_num(f['new'])} {f['unit']} ({f['change']})"
+    yield from (f"host: {line}" for line in host_lines(report.get("host", [])))
     c = report["counts"]
     tail = f"{c[REGRESSION]} regression(s), {c[IMPROVEMENT]} improvement(s), {c[NO_CHANGE]} unchanged"
-    yield (
-        f"REGRESSION ({', '.join(report['blocking'])}); " if report["blocking"] else "no forbidden regression; "
-    ) + tail
+    undecided = report.get("undecided") or []
+    if undecided:
+        tail += f", {len(undecided)} not compared (host busy)"
+    if report["blocking"]:
+        yield f"REGRESSION ({', '.join(report['blocking'])}); " + tail
+    elif undecided:
+        yield f"NOT DECIDED (host busy: {', '.join(undecided)}); " + tail
+    else:
+        yield "no forbidden regression; " + tail

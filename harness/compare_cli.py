@@ -13,7 +13,13 @@ EXIT_CODES = """exit codes:
   0    no regression the policy forbids (improvements and allowed changes are printed)
   1    a forbidden regression, or a pack that does not verify (nothing is compared then)
   2    usage error (a pack that is not a directory or not a pack, an unusable --out or policy)
+  3    not decided: no forbidden regression among the compared figures, but some latency figures were
+       not compared because the host was busy in either run ("not compared: host busy": other processes'
+       CPU or the hypervisor's steal above the policy's [regression] bounds); rerun on a quiet host
 """
+
+#: The exit code of a comparison that is not decided (latency not compared on a busy host).
+EXIT_UNDECIDED = 3
 
 COMPARE_JSON, COMPARE_MD = "compare.json", "compare.md"
 
@@ -26,7 +32,8 @@ def add_compare_parser(sub: Any) -> None:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Both packs are verified first. Latency quantiles get a bootstrap interval on the raw "
-        "samples, error rates Fisher's exact test; each figure is classed under the policy's [regression] rules.",
+        "samples, error rates Fisher's exact test; each figure is classed under the policy's [regression] rules. A "
+        "profile whose host was busy in either run has its latency not compared (exit 3).",
     )
     compare.add_argument("base", type=Path, help="the baseline pack")
     compare.add_argument("new", type=Path, help="the pack to judge against it")
@@ -59,4 +66,6 @@ def compare_command(args: argparse.Namespace) -> int:
         atomic_write(args.out / COMPARE_JSON, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
         atomic_write(args.out / COMPARE_MD, compare_markdown(result).encode())
     print("\n".join(summary_lines(result)))
-    return 1 if result["blocking"] else 0
+    if result["blocking"]:
+        return 1
+    return EXIT_UNDECIDED if result["undecided"] else 0

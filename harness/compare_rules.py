@@ -28,6 +28,20 @@ class RegressionRules(BaseModel):
         description="And when its point estimate rose by at least this many ms (noise floor: a busy 2-core "
         "machine doubles a 2.5 ms p90; the 8 -> 16 ms p99 of the regression issue is still caught).",
     )
+    max_host_other_cpu_pct: float = Field(
+        25.0,
+        ge=0,
+        description="A G2 profile's latency is not compared ('not compared: host busy', undecided: compare exits 3, "
+        "a baseline check is INCONCLUSIVE) when either pack's median CPU taken outside the run during the "
+        "profile's measured window (by processes other than the target, its dependencies, Locust and the harness) "
+        "exceeds this, in percent of one core (2 cores = 200). Error rates are still compared.",
+    )
+    max_host_steal_pct: float = Field(
+        5.0,
+        ge=0,
+        description="... or when either pack's median hypervisor steal time in that window exceeds this "
+        "(percent of one core).",
+    )
     quantiles: tuple[float, ...] = Field((0.5, 0.9, 0.99), min_length=1, description="Latency quantiles compared.")
     forbid_quantiles: tuple[float, ...] = Field((0.9, 0.99), description="Quantiles whose regression blocks.")
     error_rate_min_rise_pp: float = Field(
@@ -91,6 +105,8 @@ class RegressionRules(BaseModel):
         return [
             f"latency quantiles {quantiles}: regression when new/base is above {1 + self.latency_max_rise_pct / 100:g}"
             f" at {self.confidence:.0%} and by >= {self.latency_min_effect_ms:g} ms (blocking: {blocking})",
+            f"host contention: a profile's latency is not compared (host busy) when either pack's median other-CPU"
+            f" exceeds {self.max_host_other_cpu_pct:g} % or steal {self.max_host_steal_pct:g} % of one core",
             f"error rate: Fisher's exact test at {self.confidence:.0%} and >= {self.error_rate_min_rise_pp:g} points",
             f"coverage: a drop of more than {self.coverage_max_drop_pts:g} points",
             f"recovery, MTTR, bootstrap: > {self.duration_max_rise_pct:g} % and >= {self.duration_min_effect_s:g} s",

@@ -94,6 +94,8 @@ def write_documents(ctx: GateContext, out: Path, policy: Any) -> None:
             "percentile_method": "nearest rank over every raw sample; p99 CI from binomial order statistics",
             "resources": resource_summary(resources_csv),
             "gpu": record["gpu"],
+            # host contention in the measured window (host.csv); absent from packs before issue #23
+            "host": record.get("host"),
             "raw_evidence": f"gates/{ctx.spec.id}/load/{pid}/raw.csv.gz",
         }
         ctx.write_document(f"{DOCS}/{pid}.json", dump_json(document))

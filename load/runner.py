@@ -29,7 +29,7 @@ from harness.errors import HarnessError, TargetError, ToolFailedError, ToolMissi
 from harness.lifecycle import Instance, free_port, target_env
 from harness.procs import spawn, stop_many, tail
 from load.profiles import EffectiveProfile, ProfilesTable, RequestSpec, effective
-from load.resources import ResourceSampler
+from load.resources import ResourceSampler, host_summary
 from load.schedule import plan_arrivals
 from load.stats import RAW_FIELDS
 
@@ -130,6 +130,7 @@ class LoadRun:
             (pdir / "instance" / path.name).write_bytes(path.read_bytes())
         (pdir / "resources.csv").write_text(sampler.csv_text(), encoding="utf-8")
         (pdir / "gpu.csv").write_text(sampler.gpu_csv_text(), encoding="utf-8")
+        (pdir / "host.csv").write_text(sampler.host_csv_text(), encoding="utf-8")
         drivers = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(pdir.glob("driver-w*.json"))]
         (pdir / "raw.csv.gz").write_bytes(_gzip(_merge_raw(sorted(pdir.glob("raw-w*.csv")))))
         for path in pdir.glob("raw-w*.csv"):
@@ -152,6 +153,7 @@ class LoadRun:
             "locust_pids": locust_pids,
             "drivers": drivers,
             "gpu": sampler.gpu_note,
+            "host": host_summary(sampler.host_rows, measured_window(drivers, profile)),
             "target_death": death,
         }
         (pdir / "profile.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -261,6 +263,17 @@ class LoadRun:
             "cancelled": cancelled,
         }
         return record, sampler, death
+
+
+def measured_window(drivers: list[dict[str, Any]], profile: EffectiveProfile) -> tuple[float, float] | None:
+    """The profile's measured window in Unix time (warm-up excluded), from the local drivers' start; None without one.
+
+    Remote drivers start on other hosts' clocks, so only this host's drivers place the window.
+    """
+    starts = [float(d["started_unix"]) for d in drivers if not d.get("remote") and "started_unix" in d]
+    if not starts:
+        return None
+    return round(min(starts) + profile.warmup_s, 3), round(min(starts) + profile.duration_s, 3)
 
 
 def _distributed_argv(locust: list[str], remote: Any, drivers: int) -> tuple[list[str], list[str]]:

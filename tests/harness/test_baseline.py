@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from harness.baseline import IDENTITY, MEASUREMENTS, resolve_baseline, with_regression
 from harness.compare import NOT_COMPARED, REGRESSION
+from harness.compare_host import HOST_BUSY
 from harness.compare_rules import RegressionRules
 from harness.gate import Evidence
 from harness.model import Measurement, Status, Verdict
-from tests.conftest import certify
+from tests.conftest import FIXTURE_POLICY, certify
 from tests.harness.test_compare import short_load_target
 
 RULES = RegressionRules()
@@ -79,20 +82,38 @@ def test_a_baseline_that_cannot_be_found_says_why(tmp_path: Path) -> None:
     assert line.endswith("the judged gates are INCONCLUSIVE")
 
 
-@pytest.mark.timeout(600)
+def host_blind_policy(tmp_path: Path) -> Path:
+    """The fixture policy with host-contention bounds no host reaches: the regression path alone, on any machine.
+
+    The runs share a machine with whatever else runs (another suite, a soak); where that pushed a
+    profile's other-CPU above the default bound, its latency would be 'host busy', not compared.
+    """
+    policy = tmp_path / "host-blind.toml"
+    extra = "\n[regression]\nmax_host_other_cpu_pct = 10000.0\nmax_host_steal_pct = 10000.0\n"
+    policy.write_text(FIXTURE_POLICY.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return policy
+
+
+#: A bounded CPU burner (the contention a G2 run can share the host with).
+BURNER = "import time\nend = time.monotonic() + 300\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@pytest.mark.timeout(900)
 def test_g2_against_a_baseline_pack_fails_on_an_injected_2x_latency(tmp_path: Path) -> None:
     """--baseline of a 10 ms pack, new run at 20 ms: G2 FAILs naming the p90, the pack verifies, compare agrees."""
     base = tmp_path / "base"
+    blind = host_blind_policy(tmp_path)
+    fast = short_load_target(tmp_path, 10)
     first = certify(
-        "run", "--target", short_load_target(tmp_path, 10), "--gates", "G2", "--mode", "ci",
-        "--out", base, "--cache-dir", tmp_path / "cache",
+        "run", "--target", fast, "--gates", "G2", "--mode", "ci",
+        "--out", base, "--cache-dir", tmp_path / "cache", "--policy", blind,
     )  # fmt: skip
     assert (base / "manifest.json").is_file(), first.stdout + first.stderr
     slow = short_load_target(tmp_path, 20)
     new = tmp_path / "new"
     second = certify(
         "run", "--target", slow, "--gates", "G2", "--mode", "ci", "--out", new,
-        "--cache-dir", tmp_path / "cache", "--baseline", base,
+        "--cache-dir", tmp_path / "cache", "--baseline", base, "--policy", blind,
     )  # fmt: skip
     assert "baseline: " in second.stdout, second.stdout
     assert "from " + str(base.resolve()) in second.stdout
@@ -110,15 +131,58 @@ def test_g2_against_a_baseline_pack_fails_on_an_injected_2x_latency(tmp_path: Pa
     verified = certify("verify", new)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "Traceback" not in first.stderr + second.stderr + verified.stderr
-    assert_compare_names_the_doubled_endpoint(tmp_path, base, new)
+    assert_host_load_recorded(new)
+    assert_compare_names_the_doubled_endpoint(tmp_path, base, new, blind)
+    assert_a_busy_host_leaves_the_check_inconclusive(tmp_path, fast, base)
 
 
-def assert_compare_names_the_doubled_endpoint(tmp_path: Path, base: Path, new: Path) -> None:
+def assert_host_load_recorded(pack: Path) -> None:
+    """Each profile of a new pack has host.csv and the medians of its measured window in profile.json."""
+    load = pack / "gates" / "G2" / "load"
+    for pid in ("P1", "P5"):
+        assert (load / pid / "host.csv").read_text(encoding="utf-8").startswith("t_s,unix_s,cpus,busy_pct,")
+        host = json.loads((load / pid / "profile.json").read_text(encoding="utf-8"))["host"]
+        assert host["samples"] >= 1, host
+        assert host["other_cpu_pct_median"] >= 0
+        assert host["steal_pct_median"] >= 0
+    assert (pack / "gates" / "G2" / "baseline" / "gates" / "G2" / "load" / "P1" / "host.csv").is_file()
+
+
+def assert_a_busy_host_leaves_the_check_inconclusive(tmp_path: Path, fast: Path, base: Path) -> None:
+    """The 10 ms target again, beside a CPU burner: its baseline check is INCONCLUSIVE, host busy; compare exits 3.
+
+    Under the fixture policy's default bounds (25 % of a core other-CPU): the burner alone takes far more.
+    """
+    busy = tmp_path / "busy"
+    burner = subprocess.Popen([sys.executable, "-c", BURNER])
+    try:
+        third = certify(
+            "run", "--target", fast, "--gates", "G2", "--mode", "ci", "--out", busy,
+            "--cache-dir", tmp_path / "cache", "--baseline", base,
+        )  # fmt: skip
+    finally:
+        burner.kill()
+        burner.wait(timeout=10)
+    results = json.loads((busy / "results.json").read_text(encoding="utf-8"))
+    g2 = next(r for r in results["results"] if r["gate"] == "G2")
+    check = g2["verdict"]["details"]["regression"]
+    assert check["status"] == "INCONCLUSIVE", (check["reason"], third.stdout[-2000:])
+    assert "host busy" in check["reason"]
+    assert g2["verdict"]["status"] in ("INCONCLUSIVE", "FAIL")  # FAIL only where G2's own p99 limit failed too
+    assert any(row["state"] == "busy" for row in check["host"])
+    proc = certify("compare", base, busy)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("NOT DECIDED (host busy: G2 P1 page p50")
+    assert any(line.startswith(f"{HOST_BUSY} G2 P1 page p90") for line in proc.stdout.splitlines())
+    assert "Traceback" not in third.stderr + proc.stderr
+
+
+def assert_compare_names_the_doubled_endpoint(tmp_path: Path, base: Path, new: Path, policy: Path) -> None:
     """certify compare of the same two packs (10 ms, 20 ms): exit 1 naming the p90; a pack against itself exits 0.
 
     Checked on this test's packs so the suite runs the two G2 runs once for --baseline and compare.
     """
-    proc = certify("compare", base, new, "--out", tmp_path / "cmp")
+    proc = certify("compare", base, new, "--out", tmp_path / "cmp", "--policy", policy)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("REGRESSION (G2 P1 page p90"), proc.stdout
@@ -129,12 +193,12 @@ def assert_compare_names_the_doubled_endpoint(tmp_path: Path, base: Path, new: P
     p99 = next(f for f in report["figures"] if f["name"] == "G2 P1 page p99")
     assert p99["verdict"] == NOT_COMPARED  # 3 s profiles: too few samples beyond the p99
     assert "| G2 P1 page p90 |" in (tmp_path / "cmp" / "compare.md").read_text(encoding="utf-8")
-    same = certify("compare", base, base)
+    same = certify("compare", base, base, "--policy", policy)
     assert same.returncode == 0, same.stdout
     assert same.stdout.strip().splitlines()[-1].startswith("no forbidden regression; 0 regression(s)")
     raw = new / "gates" / "G2" / "load" / "P1" / "raw.csv.gz"
     raw.write_bytes(raw.read_bytes() + b"\0")
-    tampered = certify("compare", base, new)
+    tampered = certify("compare", base, new, "--policy", policy)
     assert tampered.returncode == 1
     assert "new: changed: gates/G2/load/P1/raw.csv.gz" in tampered.stdout
     assert "does not verify" in tampered.stdout
