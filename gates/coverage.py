@@ -38,6 +38,7 @@ from gates.coverage_judge import (
     pct_floor,
 )
 from gates.mutation import measure_strength
+from gates.mutation_changed import changed_lines
 from gates.mutation_judge import MUTATION
 from harness.checks import CheckSpec
 from harness.context import GateContext
@@ -130,9 +131,13 @@ CHECKS = (
     ),
     CheckSpec(
         id="G1.strength",
-        title="mutants of the critical modules are killed by the target's tests (mutmut; ci: a seeded sample)",
+        title="mutants of the critical modules are killed by the target's tests (mutmut; ci: a seeded sample, "
+        "and the mutants on the changed lines)",
         requirements=("G1",),
-        measurements=("mutation kill rate, Wilson 95 % lower bound (critical modules)",),
+        measurements=(
+            "mutation kill rate, Wilson 95 % lower bound (critical modules)",
+            "mutation kill rate on the changed lines (critical modules)",
+        ),
         evidence=("gates/G1/mutation.json",),
     ),
     CheckSpec(
@@ -213,8 +218,10 @@ class CoverageGate(Gate):
         if ctx.mode == "ci" and policy.diff_base:
             self._diff(ctx, policy.diff_base, keep)
         if policy.test_strength and run.returncode == 0 and not run.timed_out:
-            strength = measure_strength(ctx, python, _critical_files(written), _mutation_settings(ctx, policy))
-            keep(MUTATION, _dump(strength))
+            critical_files, settings = _critical_files(written), _mutation_settings(ctx, policy)
+            if ctx.mode == "ci":  # the changed lines' mutants join the sample (gates/mutation_changed.py)
+                settings["changed"] = changed_lines(ctx, written, critical_files, policy.diff_base)
+            keep(MUTATION, _dump(measure_strength(ctx, python, critical_files, settings)))
         verdict = judge(written, policy)
         ctx.write_document(REPORT, render_report(verdict, written, ctx.config.target.name).encode("utf-8"))
 
@@ -297,7 +304,7 @@ def _critical_files(written: _Written) -> list[str]:
 
 
 def _mutation_settings(ctx: GateContext, policy: CoveragePolicy) -> dict[str, Any]:
-    """Sample size, seed, budget and test paths of the test-strength run for this mode."""
+    """Sample size, seed, budget, test paths and changed-line cap of the test-strength run for this mode."""
     budget_s = policy.mutation_budget_s if ctx.mode == "ci" else policy.mutation_release_budget_s
     return {
         "sample": policy.mutation_sample,
@@ -306,6 +313,7 @@ def _mutation_settings(ctx: GateContext, policy: CoveragePolicy) -> dict[str, An
         "excluded": [entry.mutant for entry in policy.equivalent_mutants],
         "budget_s": budget_s,
         "test_paths": policy.mutation_test_paths,
+        "changed_cap": policy.mutation_changed_cap,
     }
 
 

@@ -56,10 +56,14 @@ class CoveragePolicy(Policy):
         default=True, description="No [target] critical_modules declared: INCONCLUSIVE (G1 has a critical figure)."
     )
     diff_base: str = Field(
-        "main", description="ci mode: diff coverage against `git merge-base HEAD <diff_base>`; empty: off."
+        "main",
+        description="ci mode: diff coverage, and the changed lines whose mutants join the test-strength sample, "
+        "against `git merge-base HEAD <diff_base>` (uncommitted changes included); empty: off.",
     )
     require_diff: bool = Field(
-        default=False, description="ci mode: INCONCLUSIVE when diff coverage cannot be computed."
+        default=False,
+        description="ci mode: INCONCLUSIVE when diff coverage, and so the changed lines whose mutants join the "
+        "test-strength sample, cannot be computed.",
     )
     min_diff_pct: float = Field(
         75.0, ge=0, le=100, description="ci mode: coverage of changed measurable lines (G1's overall figure)."
@@ -83,6 +87,19 @@ class CoveragePolicy(Policy):
         description="Test strength: the Wilson 95 % lower bound of the kill rate of mutants of the critical modules.",
     )
     mutation_sample: int = Field(40, ge=1, description="ci mode: how many mutants of the critical modules are sampled.")
+    mutation_changed_cap: int = Field(
+        60,
+        ge=1,
+        description="ci mode: the most mutants on the changed lines (since the diff_base merge base, uncommitted "
+        "changes included) that join the sample; past it a subset seeded like the sample, judged by its Wilson bound.",
+    )
+    min_changed_mutation_kill_pct: float = Field(
+        70.0,
+        ge=0,
+        le=100,
+        description="ci mode: kill rate of the mutants on the changed lines, each counted (past the cap: the Wilson "
+        "95 % lower bound); 100: every changed-line mutant a test executes is killed or declared equivalent.",
+    )
     mutation_seed: int | None = Field(
         None,
         description="ci mode: a fixed sampling seed, used only where allow_fixed_mutation_seed is on; otherwise "
@@ -569,6 +586,8 @@ def judge(reader: EvidenceReader, policy: CoveragePolicy) -> Verdict:
             exclusions=policy.equivalent_mutants,
             max_exclusions=policy.max_equivalent_mutants,
             allow_fixed_seed=policy.allow_fixed_mutation_seed,
+            min_changed_kill_pct=policy.min_changed_mutation_kill_pct,
+            require_changed=policy.require_diff,
         )
     else:
         found.notes.append("test strength (mutation sampling) not measured: [gates.G1] test_strength is off")

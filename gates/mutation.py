@@ -5,8 +5,10 @@ directory, so neither the target's tree nor the harness's interpreter sees a mut
 maps every mutated function to the tests that execute it, and each mutant runs only those tests.
 Two runs: the first generates the mutants and that mapping (it is given a name matching no mutant,
 so it stops before testing any); the second tests the chosen mutants — in ci mode a seeded random
-sample within a time budget, in release mode every mutant. The result is mutation.json, which
-gates/mutation_judge.py judges; this module only collects.
+sample within a time budget, in release mode every mutant. In ci mode the mutants on the lines the
+change touched (gates/mutation_changed.py) join the sample: a third run tests those the random draw
+left out. The result is mutation.json, which gates/mutation_judge.py judges; this module only
+collects.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import re
 import secrets
 import shutil
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gates.mutation_changed import capped, locate_mutants, on_changed_lines
 from gates.mutation_judge import KILLED, NOT_COVERED, SURVIVED, TIMEOUT
 from gates.mutation_review import SEED_FIXED, SEED_FROM_COMMIT, SEED_RANDOM, seed_from_commit
 from harness.context import GateContext
@@ -161,6 +165,89 @@ def _excluded_rows(
     return rows
 
 
+def _changed_mutants(
+    work: Path,
+    universe: dict[str, dict[str, Any]],
+    excluded: list[str],
+    changed: dict[str, Any] | None,
+    seed: int,
+) -> tuple[list[str], dict[str, list[int] | None]]:
+    """The changed-line mutants to test (at most the cap) and the located lines; fills the changed record."""
+    if not changed or not changed.get("determined") or not changed.get("lines"):
+        return [], {}
+    located: dict[str, list[int] | None] = {}
+    for path in changed["lines"]:
+        mutated = work / "mutants" / path
+        in_file = [name for name, entry in universe.items() if entry["file"] == path]
+        if in_file and mutated.is_file():
+            source = (work / path).read_text(encoding="utf-8")
+            located.update(locate_mutants(mutated.read_text(encoding="utf-8"), source, in_file))
+        else:
+            located.update(dict.fromkeys(in_file))
+    hits, not_located = on_changed_lines(located, {n: universe[n]["file"] for n in located}, changed["lines"])
+    declared = set(excluded)
+    eligible = [name for name in hits if name not in declared]
+    tested = capped(eligible, changed["cap"], seed)
+    changed.update(
+        mutants_on_changed_lines=len(eligible),
+        capped=len(eligible) > changed["cap"],
+        tested=tested,
+        declared_equivalent=[name for name in hits if name in declared],
+        not_located=not_located,
+        mutant_lines={name: located[name] for name in hits},
+    )
+    return tested, located
+
+
+@dataclass(frozen=True)
+class _TestedMutants:
+    """What the runs tested: every generated mutant, mutmut's results, the random sample and the changed-line set."""
+
+    universe: dict[str, dict[str, Any]]
+    results: dict[str, dict[str, Any]]
+    sampled: set[str]
+    changed: set[str]
+
+
+def _mutant_rows(
+    ctx: GateContext,
+    mutmut: str,
+    work: Path,
+    tested: _TestedMutants,
+    *,
+    located: dict[str, list[int] | None],
+    env: dict[str, str],
+) -> list[dict[str, Any]]:
+    """mutation.json's rows: outcome, whether drawn and whether on a changed line; diff and line where needed."""
+    rows = []
+    for name in sorted(tested.sampled | tested.changed):
+        file = tested.universe[name]["file"]
+        row = {"name": name, "file": file, "status": _outcome(tested.results[name]["code"]), "line": None}
+        row.update(sampled=name in tested.sampled, changed_line=name in tested.changed)
+        if row["status"] in (SURVIVED, TIMEOUT):
+            row["diff"] = ctx.run("mutmut-show", [mutmut, "show", name], cwd=work, env=env, timeout_s=60).stdout()
+            row["line"] = _line_of((work / file).read_text(encoding="utf-8"), row["diff"])
+        where = located.get(name)
+        if row["line"] is None and where:
+            row["line"] = where[0]
+        rows.append(row)
+    return rows
+
+
+def _run_changed(
+    ctx: GateContext, mutmut: str, names: list[str], work: Path, *, env: dict[str, str], budget_s: float
+) -> dict[str, Any]:
+    """Test the changed-line mutants the random draw left out; how that run went."""
+    ctx.progress(f"test strength: {len(names)} more mutants on the changed lines")
+    argv = [mutmut, "run", "--max-children", "2", *names]
+    more = ctx.run("mutmut-run-changed", argv, cwd=work, env=env, timeout_s=budget_s)
+    run: dict[str, Any] = {"mutants": len(names), "returncode": more.returncode, "timed_out": more.timed_out}
+    run["duration_s"] = round(more.duration_s, 1)
+    if more.returncode != 0 and not more.timed_out:
+        run["output_tail"] = (more.stdout() + more.stderr())[-400:]
+    return run
+
+
 def measure_strength(
     ctx: GateContext, python: Path, critical_files: list[str], settings: dict[str, Any]
 ) -> dict[str, Any]:
@@ -169,6 +256,8 @@ def measure_strength(
     seed = seed_record["seed"]
     record: dict[str, Any] = {"tool": MUTMUT, "mode": ctx.mode, **seed_record, "ran": False, "mutants": []}
     record.update(critical_files=critical_files, sample_size=settings["sample"], budget_s=settings["budget_s"])
+    if ctx.mode == "ci" and settings.get("changed") is not None:
+        record["changed"] = {**settings["changed"], "cap": settings["changed_cap"]}
     if not critical_files:
         record["reason"] = "no critical module file to mutate"
         return record
@@ -213,6 +302,7 @@ def measure_strength(
             )
         )
     )
+    changed, located = _changed_mutants(work, universe, excluded, record.get("changed"), seed)
     also = [name for name in excluded if name in universe]
     ctx.progress(
         f"test strength: {len(chosen)} of {len(names)} mutants (seed {seed}) and {len(also)} declared equivalent"
@@ -228,14 +318,12 @@ def measure_strength(
     if run.returncode != 0 and not run.timed_out and "Failed to run clean test" in run.stdout():
         record["reason"] = f"mutmut could not run the target's tests unmutated: {(run.stdout() + run.stderr())[-400:]}"
         return record
+    extra = [name for name in changed if name not in set(chosen)]
+    if extra:
+        record["changed"]["run"] = _run_changed(ctx, mutmut, extra, work, env=env, budget_s=settings["budget_s"])
     results = _generated(work, critical_files)
-    for name in chosen:
-        row = {"name": name, "file": universe[name]["file"], "status": _outcome(results[name]["code"]), "line": None}
-        if row["status"] in (SURVIVED, TIMEOUT):
-            row["diff"] = ctx.run("mutmut-show", [mutmut, "show", name], cwd=work, env=env, timeout_s=60).stdout()
-            source = (work / row["file"]).read_text(encoding="utf-8")
-            row["line"] = _line_of(source, row["diff"])
-        record["mutants"].append(row)
+    tested = _TestedMutants(universe=universe, results=results, sampled=set(chosen), changed=set(changed))
+    record["mutants"] = _mutant_rows(ctx, mutmut, work, tested, located=located, env=env)
     record["excluded"] = _excluded_rows(ctx, mutmut, work, excluded, results=results, env=env)
     record["ran"] = True
     return record

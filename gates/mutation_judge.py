@@ -4,12 +4,17 @@ A mutant the target's tests fail on is killed; a timed-out mutant counts as kill
 mutant no test executes is "not covered" and errors are counted apart, neither enters the kill rate.
 The kill rate's Wilson 95 % lower bound is judged against the policy minimum. Too few mutants for a
 bound that could reach the minimum is INCONCLUSIVE, unless even the upper bound is below it (then the
-tests are weak beyond doubt: FAIL). Nothing here does I/O beyond the evidence reader it is given.
+tests are weak beyond doubt: FAIL). Only the random draw enters that rate: in ci mode the mutants on
+the changed lines (gates/mutation_changed.py) are judged on their own, every one of them up to the
+cap, so their kill rate is counted, not estimated: it must reach the changed-line minimum itself,
+and their survivors are listed first. Past the cap they are a seeded subset, judged by its Wilson
+bound like the sample. Nothing here does I/O beyond the evidence reader it is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from scipy import stats
@@ -23,6 +28,8 @@ MUTATION = "mutation.json"
 KILLED, SURVIVED, TIMEOUT, NOT_COVERED = "killed", "survived", "timeout", "not covered"
 SURVIVORS_IN_REASONS = 10
 KILL_RATE_MEASUREMENT = "mutation kill rate, Wilson 95 % lower bound (critical modules)"
+#: ci mode: the kill rate of the mutants on the changed lines (counted; past the cap, a Wilson lower bound).
+CHANGED_KILL_MEASUREMENT = "mutation kill rate on the changed lines (critical modules)"
 #: How many reviewed equivalent mutants a target may exclude (standard policy: the same ceiling).
 MAX_EQUIVALENT_MUTANTS = 10
 
@@ -77,6 +84,22 @@ def _change(mutant: dict[str, Any]) -> str:
     return f"`{' / '.join(old)}` -> `{' / '.join(new)}`" if old or new else mutant["name"]
 
 
+def _survivor(mutant: dict[str, Any]) -> str:
+    """A survivor as listed in reasons: file:line and change, marked when on a changed line."""
+    return f"{_where(mutant)} {_change(mutant)}" + (" (changed line)" if mutant.get("changed_line") else "")
+
+
+def _spans(lines: Sequence[int]) -> str:
+    """Line numbers as ranges: [1, 2, 3, 7] -> '1-3, 7'."""
+    spans: list[list[int]] = []
+    for line in sorted(set(lines)):
+        if spans and spans[-1][1] == line - 1:
+            spans[-1][1] = line
+        else:
+            spans.append([line, line])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 def uncovered_survivors(
     mutants: Sequence[dict[str, Any]], missing_lines: dict[str, frozenset[int]]
 ) -> list[dict[str, Any]]:
@@ -103,8 +126,13 @@ def judge_mutation(
     exclusions: Sequence[EquivalentMutant] = (),
     max_exclusions: int = MAX_EQUIVALENT_MUTANTS,
     allow_fixed_seed: bool = False,
+    min_changed_kill_pct: float = 70.0,
+    require_changed: bool = False,
 ) -> None:
-    """Test strength of the critical modules from mutation.json; nothing when the run was not attempted."""
+    """Test strength of the critical modules from mutation.json; nothing when the run was not attempted.
+
+    ``require_changed``: changed lines that could not be determined (ci) are INCONCLUSIVE, not a note.
+    """
     if not reader.exists(MUTATION):
         return
     record = reader.read_json(MUTATION)
@@ -119,7 +147,9 @@ def judge_mutation(
             f"[gates.G1] mutation_seed {record['configured_seed']} was not used: the policy does not allow a "
             f"target-chosen seed (allow_fixed_mutation_seed); the sample's seed came from: {record.get('seed_source')}"
         )
-    groups = tally(uncovered_survivors(record["mutants"], missing_lines or {}))
+    tested = uncovered_survivors(record["mutants"], missing_lines or {})
+    groups = tally([row for row in tested if row.get("sampled", True)])
+    groups[SURVIVED].sort(key=lambda row: not row.get("changed_line"))
     killed = len(groups[KILLED]) + len(groups[TIMEOUT])
     judged = killed + len(groups[SURVIVED])
     found.details["mutation"] = {
@@ -129,8 +159,9 @@ def judge_mutation(
         "seed_source": record.get("seed_source"),
         "seed_commit": record.get("seed_commit"),
         "generated": record.get("generated"),
-        "sampled": len(record["mutants"]),
-        "counts": {name: len(rows) for name, rows in groups.items()},
+        "sampled": sum(1 for row in tested if row.get("sampled", True)),
+        "tested": len(tested),
+        "counts": {name: len(group) for name, group in groups.items()},
         "survivors": groups[SURVIVED],
         "timeouts": [row["name"] for row in groups[TIMEOUT]],
     }
@@ -146,6 +177,9 @@ def judge_mutation(
             found.notes.append(
                 f"{len(groups[name])} mutant(s) {name}" + (" (counted killed)" if name == TIMEOUT else "") + f": {rows}"
             )
+    if record.get("mode") == "ci" and record.get("changed") is not None:
+        changed_rows = [row for row in tested if row.get("changed_line")]
+        judge_changed(record["changed"], changed_rows, min_changed_kill_pct, found, require=require_changed)
     if judged == 0:
         found.block(
             Status.INCONCLUSIVE,
@@ -199,7 +233,7 @@ def _judge_rate(
     found.measurements.append(Measurement(name="mutants judged (killed or survived)", value=judged))
     found.measurements.append(Measurement(name="mutation kill rate (critical modules)", value=rate, unit="%"))
     measurement = Measurement.judged(KILL_RATE_MEASUREMENT, low, ">=", min_kill_pct, unit="%")
-    listed = "; ".join(f"{_where(row)} {_change(row)}" for row in survivors[:SURVIVORS_IN_REASONS])
+    listed = "; ".join(_survivor(row) for row in survivors[:SURVIVORS_IN_REASONS])
     more = f" and {len(survivors) - SURVIVORS_IN_REASONS} more" if len(survivors) > SURVIVORS_IN_REASONS else ""
     seed = record.get("seed")
     summary = f"{killed} of {judged} mutants killed ({rate} %, Wilson 95 % interval {low}-{high} %, seed {seed})"
@@ -217,3 +251,106 @@ def _judge_rate(
             f"too few mutants for the bound to reach {min_kill_pct:g} %: {summary}; even {judged} of {judged} killed "
             f"gives a lower bound of {best_low} %" + (f"; survivors: {listed}{more}" if survivors else ""),
         )
+
+
+def judge_changed(
+    changed: Mapping[str, Any],
+    rows: Sequence[dict[str, Any]],
+    min_pct: float,
+    found: FindingsSink,
+    *,
+    require: bool = False,
+) -> None:
+    """ci mode: the mutants on the changed lines, their survivors first; not determined said so, never passed."""
+    details = {key: changed.get(key) for key in ("determined", "reason", "base_ref", "base_commit", "lines")}
+    details.update({key: changed.get(key) for key in ("untracked_files", "cap", "capped", "not_located", "run")})
+    found.details["mutation"]["changed"] = details
+    if not changed.get("determined"):
+        why = (
+            f"changed lines: not determined ({changed.get('reason') or 'no reason recorded'}); the sample stays random"
+        )
+        found.measurements.append(Measurement(name=CHANGED_KILL_MEASUREMENT, value="not determined"))
+        if require:
+            found.block(Status.INCONCLUSIVE, why + " (require_diff is set)")
+        else:
+            found.notes.append(why)
+        return
+    base = f"{str(changed.get('base_commit'))[:12]} (merge base with {changed.get('base_ref')}"
+    since = f"since {base}, uncommitted changes included)"
+    lines = {path: numbers for path, numbers in (changed.get("lines") or {}).items() if numbers}
+    if not lines:
+        found.measurements.append(Measurement(name=CHANGED_KILL_MEASUREMENT, value="no changed line"))
+        found.notes.append(f"test strength: no changed lines in critical modules {since}")
+        return
+    where = "; ".join(f"{path}: {_spans(numbers)}" for path, numbers in sorted(lines.items()))
+    if changed.get("not_located"):
+        found.notes.append(
+            f"{len(changed['not_located'])} mutant(s) of files with changed lines could not be placed on a line, "
+            "so the changed-line set may miss some of them: " + ", ".join(changed["not_located"][:10])
+        )
+    groups = tally(rows)
+    survivors = groups[SURVIVED]
+    details.update(
+        mutants=changed.get("mutants_on_changed_lines", len(rows)),
+        tested=len(rows),
+        counts={name: len(group) for name, group in groups.items()},
+        survivors=survivors,
+        outcomes={row["name"]: row["status"] for row in rows},
+    )
+    if not rows:
+        found.measurements.append(Measurement(name=CHANGED_KILL_MEASUREMENT, value="no mutant on the changed lines"))
+        found.notes.append(f"test strength: changed lines in critical modules {since} ({where}) have no mutant")
+        return
+    _judge_changed_rate(groups, min_pct, found, changed=changed, context=(since, where))
+
+
+def _judge_changed_rate(
+    groups: dict[str, list[dict[str, Any]]],
+    min_pct: float,
+    found: FindingsSink,
+    *,
+    changed: Mapping[str, Any],
+    context: tuple[str, str],
+) -> None:
+    """Every changed-line mutant counted (unknown outcomes bound the rate both ways), or the capped subset's bound."""
+    since, where = context
+    killed, survived = len(groups[KILLED]) + len(groups[TIMEOUT]), len(groups[SURVIVED])
+    unknown = len(groups["errors"])
+    judged = killed + survived
+    listed = "; ".join(_survivor(row) for row in groups[SURVIVED][:SURVIVORS_IN_REASONS])
+    more = f" and {survived - SURVIVORS_IN_REASONS} more" if survived > SURVIVORS_IN_REASONS else ""
+    to_do = (
+        f"; surviving on the changed lines (the reviewer's to-do for this change): {listed}{more}" if survived else ""
+    )
+    if judged + unknown == 0:
+        found.measurements.append(Measurement(name=CHANGED_KILL_MEASUREMENT, value="no changed-line mutant judged"))
+        found.notes.append(
+            f"test strength: the {len(groups[NOT_COVERED])} mutant(s) on the changed lines {since} are executed by no "
+            "test (changed-line coverage judges those lines)"
+        )
+        return
+    if changed.get("capped"):
+        low, high = wilson_interval_pct(killed, judged) if judged else (0.0, 100.0)
+        # A subset large enough for the bound to reach the minimum that still misses it is a FAIL.
+        best = -1.0 if judged and wilson_interval_pct(judged, judged)[0] >= min_pct else high
+        value = low
+        how = (
+            f"{changed.get('cap')} of {changed.get('mutants_on_changed_lines')} mutants (the cap, a seeded subset): "
+            f"{killed} of {judged} killed, Wilson 95 % interval {low}-{high} %"
+        )
+    else:
+        value = math.floor(killed * 10000 / (judged + unknown)) / 100
+        best = math.floor((killed + unknown) * 10000 / (judged + unknown)) / 100
+        how = f"{killed} of {judged + unknown} mutants killed ({value} %)" + (
+            f"; {unknown} not tested or in error, so between {value} and {best} %" if unknown else ""
+        )
+    summary = f"test strength on the lines changed {since} ({where}): {how}"
+    measurement = Measurement.judged(CHANGED_KILL_MEASUREMENT, value, ">=", min_pct, unit="%")
+    found.measurements.append(measurement)
+    if measurement.passed:
+        found.statuses.append(Status.PASS)
+        found.notes.append(summary + to_do)
+    elif best < min_pct:
+        found.block(Status.FAIL, f"{summary}: below {min_pct:g} %{to_do}")
+    else:
+        found.block(Status.INCONCLUSIVE, f"{summary}: too little known to reach {min_pct:g} %{to_do}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
+from gates.mutation_judge import CHANGED_KILL_MEASUREMENT as CHANGED_KILL
 from tests.conftest import commit_all, copy_target, git, measurement, run_gate_verified
 
 pytestmark = pytest.mark.integration
@@ -18,6 +20,13 @@ def waive(amount: int, vip: bool) -> int:
     if vip:
         return 0
     return fee(amount)
+'''
+
+NOTHING_ON_NOTHING = '''
+
+def test_nothing_pays_nothing() -> None:
+    """An amount of 0 pays no fee."""
+    assert fee(0) == 0
 '''
 
 
@@ -115,13 +124,20 @@ def test_venv_without_pytest_or_pip_is_not_run(tmp_path: Path, cache_dir: Path) 
 
 
 def test_ci_mode_without_the_base_ref_says_why(tmp_path: Path, cache_dir: Path) -> None:
-    """In ci mode with no `main` branch, diff coverage is recorded as not computed, and G1 still PASSes."""
+    """In ci mode with no `main` branch, diff coverage and the changed lines are not computed, and G1 still PASSes."""
     target = copy_target(tmp_path, "cov-pass")
     git(target, "branch", "-M", "trunk")
-    verdict = run_gate_verified("G1", target, tmp_path / "pack", cache_dir, "--mode", "ci")
+    out = tmp_path / "pack"
+    verdict = run_gate_verified("G1", target, out, cache_dir, "--mode", "ci")
     assert verdict["status"] == "PASS", verdict["reasons"]
     assert "diff coverage not computed: ref 'main' does not exist in the target's git repository" in verdict["reasons"]
     assert measurement(verdict, "changed-line coverage")["value"] == "not computed"
+    why = "changed lines: not determined (ref 'main' does not exist in the target's git repository)"
+    assert any(reason.startswith(why) for reason in verdict["reasons"]), verdict["reasons"]
+    assert measurement(verdict, CHANGED_KILL)["value"] == "not determined"
+    assert "Changed lines: not determined (ref &#39;main&#39; does not exist" in (
+        out / "coverage_report.html"
+    ).read_text(encoding="utf-8")
 
 
 def test_ci_mode_lists_uncovered_changed_lines(tmp_path: Path, cache_dir: Path) -> None:
@@ -141,3 +157,44 @@ def test_ci_mode_lists_uncovered_changed_lines(tmp_path: Path, cache_dir: Path) 
     assert "uncovered changed lines in covpass/__init__.py: 18-20" in verdict["reasons"]
     assert verdict["details"]["diff"]["base_commit"] == git(target, "rev-parse", "main").stdout.strip()
     assert "+def waive" in (out / "gates" / "G1" / "changes.diff").read_text(encoding="utf-8")
+
+
+def test_ci_mode_tests_the_mutants_on_the_changed_lines(tmp_path: Path, cache_dir: Path) -> None:
+    """A branch changing fee's last line: that line's mutants join a random sample of 3 and are judged apart."""
+    target = copy_target(tmp_path, "cov-pass")
+    config = target / "certify.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "mutation_sample = 3\n", encoding="utf-8")
+    commit_all(target, "a sample of 3")
+    git(target, "branch", "-M", "main")
+    git(target, "checkout", "-q", "-b", "feature")
+    module = target / "covpass" / "__init__.py"
+    module.write_text(
+        module.read_text(encoding="utf-8").replace("    return 5\n", "    return 5 if amount > 0 else 0\n")
+    )
+    tests = target / "test_fee.py"
+    tests.write_text(tests.read_text(encoding="utf-8") + NOTHING_ON_NOTHING, encoding="utf-8")
+    commit_all(target, "fee: nothing on nothing")
+    out = tmp_path / "pack"
+    verdict = run_gate_verified("G1", target, out, cache_dir, "--mode", "ci")
+    record = json.loads((out / "gates" / "G1" / "mutation.json").read_text(encoding="utf-8"))
+    changed = record["changed"]
+    assert changed["determined"] is True, changed
+    assert changed["base_commit"] == git(target, "rev-parse", "main").stdout.strip()
+    assert changed["lines"] == {"covpass/__init__.py": [8]}
+    on_line = [row for row in record["mutants"] if row["changed_line"]]
+    assert on_line, record["mutants"]
+    assert all(row["line"] == 8 for row in on_line), on_line
+    assert sorted(changed["tested"]) == sorted(row["name"] for row in on_line)
+    assert changed["mutants_on_changed_lines"] == len(on_line)
+    assert sum(row["sampled"] for row in record["mutants"]) == 3
+    assert verdict["details"]["mutation"]["changed"]["tested"] == len(on_line)
+    assert changed["run"]["returncode"] == 0  # the third run: those the random draw left out
+    killed = sum(row["status"] == "killed" for row in on_line)
+    rate = measurement(verdict, CHANGED_KILL)
+    assert (rate["value"], rate["passed"]) == (math.floor(killed * 10000 / len(on_line)) / 100, True), on_line
+    (note,) = [reason for reason in verdict["reasons"] if reason.startswith("test strength on the lines changed")]
+    assert "(covpass/__init__.py: 8)" in note
+    # fee(0) == 0 and fee(3) via net(3) cannot tell `amount > 0` from `amount > 1`: the reviewer's to-do.
+    assert "`return 5 if amount > 0 else 0` -> `return 5 if amount > 1 else 0` (changed line)" in note
+    report = (out / "coverage_report.html").read_text(encoding="utf-8")
+    assert "The changed lines (ci)" in report
