@@ -233,13 +233,14 @@ class ParamsCheck(Spec):
 
 
 class WorkStream(Spec):
-    """The ledger's unit of work, submitted throughout each playbook run and reconciled by id."""
+    """The ledger's unit of work, submitted throughout each playbook run and reconciled by id.
 
-    submit: Request = Request(
-        method="POST", path="/api/tasks", body={"kind": "orchestrate", "payload": {"steps": 1, "cost_ms": 5}}
-    )
+    No target's requests are assumed: submit and status are required once [gates.PB.work] is declared.
+    """
+
+    submit: Request = Field(description="Submits one unit of work; its answer names the unit's id (id_field).")
     id_field: str = "id"
-    status: Request = Request(path="/api/tasks/{id}")
+    status: Request = Field(description="Reads unit {id}; its answer holds the state (status_field).")
     status_field: str = "status"
     completed: tuple[str, ...] = ("completed",)
     failed: tuple[str, ...] = ("failed", "cancelled")
@@ -417,7 +418,11 @@ class PlaybookPolicy(Policy):
         description="The target's self-healing interface; required as soon as [gates.PB] sets anything "
         "(none only when PB is not configured).",
     )
-    work: WorkStream = WorkStream()
+    work: WorkStream | None = Field(
+        None,
+        description="The work ledger: work submitted throughout each playbook run, reconciled by id (nothing "
+        "lost or duplicated). None: the ledger check of every run is NOT_RUN naming [gates.PB.work], never PASS.",
+    )
     probes: dict[str, Probe] = Field(default_factory=dict, description="The harness's own probes, by name.")
     health: tuple[str, ...] = Field((), description="Probes that must be healthy for any playbook to count healed.")
     snapshot_sqlite: tuple[SqliteSnapshot, ...] = Field((), description="Queries part of the dry-run snapshot.")

@@ -143,9 +143,23 @@ def judge_run(policy: PlaybookPolicy, run: dict[str, Any]) -> dict[str, Any]:
         checks["audit_chain"] = "PASS" if intact is True else "FAIL"
         if intact is not True:
             reasons.append(f"{pb}: the audit chain does not verify after the run ({run.get('audit_verify')})")
-    ledger = reconcile(
-        run.get("ledger", {}).get("attempts", []), run.get("ledger", {}).get("finals", {}), policy.work.model_dump()
-    )
+    _judge_ledger(policy, run, out)
+    return out
+
+
+def _judge_ledger(policy: PlaybookPolicy, run: dict[str, Any], out: dict[str, Any]) -> None:
+    """Every unit of work accepted during the run completed exactly once; no [gates.PB.work]: NOT_RUN."""
+    pb, checks, reasons = run["playbook"], out["checks"], out["reasons"]
+    if policy.work is None:
+        out["ledger"] = None
+        checks["ledger"] = Status.NOT_RUN.value
+        reasons.append(
+            f"{pb}: work ledger not run: [gates.PB.work] not declared (no work was submitted during the run "
+            "and reconciled by id, so work lost or duplicated while healing is not checked)"
+        )
+        return
+    stored = run.get("ledger") or {}
+    ledger = reconcile(stored.get("attempts", []), stored.get("finals", {}), policy.work.model_dump())
     out["ledger"] = {k: (len(v) if isinstance(v, list) else v) for k, v in ledger.items()}
     bad = ledger["lost"] + ledger["duplicated"] + ledger["failed"]
     checks["ledger"] = "PASS" if ledger["accepted"] and not bad else "FAIL" if bad else "INCONCLUSIVE"
@@ -156,7 +170,6 @@ def judge_run(policy: PlaybookPolicy, run: dict[str, Any]) -> dict[str, Any]:
         )
     elif not ledger["accepted"]:
         reasons.append(f"{pb}: the target accepted no work during the run: nothing to reconcile")
-    return out
 
 
 def _judge_dry_run(run: dict[str, Any], checks: dict[str, str], reasons: list[str]) -> None:

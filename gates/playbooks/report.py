@@ -59,7 +59,8 @@ def render_markdown(summary: dict[str, Any]) -> bytes:
         lost = sum((item or {}).get("lost", 0) for item in row["ledger"])
         dup = sum((item or {}).get("duplicated", 0) for item in row["ledger"])
         cells = [row["id"], str(row["tier"]), _md(str(row["fault"]))[:60], _cell(checks, "detected")]
-        cells += [_cell(checks, c) for c in COLUMNS] + [_num(recovery), f"{lost}/{dup}", f"**{row['verdict']}**"]
+        reconciled = f"{lost}/{dup}" if any(row["ledger"]) else "n/a"  # no ledger run: nothing was counted
+        cells += [_cell(checks, c) for c in COLUMNS] + [_num(recovery), reconciled, f"**{row['verdict']}**"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _failure_mode_lines(summary.get("failure_modes"))
     lines += _rollback_doc_lines(summary.get("rollback_docs"))

@@ -158,8 +158,10 @@ class PlaybookRun:
         self.set_clock(outside if windowed else inside)
         self.record["watermark"] = self._settle()
         self.mark("settled")
-        ledger = Ledger(self.port, self.policy.work)
-        ledger.start()
+        # No [gates.PB.work]: no work is submitted; the judge reports the ledger NOT_RUN naming the table.
+        ledger = Ledger(self.port, self.policy.work) if self.policy.work is not None else None
+        if ledger is not None:
+            ledger.start()
         try:
             self.record["baseline"] = self.sample(self.names)
             self._inject_and_dry_run(ledger)
@@ -171,9 +173,11 @@ class PlaybookRun:
             self._rollback()
             self.mark("rollback")
         finally:
-            ledger.stop()
-        self.record["ledger"] = {"attempts": ledger.attempts, "finals": ledger.read_back(self.cancel)}
-        self.mark("ledger")
+            if ledger is not None:
+                ledger.stop()
+        if ledger is not None:
+            self.record["ledger"] = {"attempts": ledger.attempts, "finals": ledger.read_back(self.cancel)}
+            self.mark("ledger")
         self._closing_facts()
         self.mark("closing")
 
@@ -192,7 +196,7 @@ class PlaybookRun:
         ids = [int(i.get(self.api.incident_id_field) or 0) for i in self.record["settle_incidents"]]
         return max(ids, default=0)
 
-    def _inject_and_dry_run(self, ledger: Ledger) -> None:
+    def _inject_and_dry_run(self, ledger: Ledger | None) -> None:
         """Hold the executor, inject, wait until the harness sees the fault, snapshot, dry-run, snapshot."""
         assert self.instance is not None  # noqa: S101 - only called while an instance runs
         pgid = os.getpgid(self.instance.service.pid)
@@ -212,14 +216,16 @@ class PlaybookRun:
                     else f"no live process of this instance named by {self.policy.hold_pid_file}"
                 )
                 return
-            ledger.pause()
+            if ledger is not None:
+                ledger.pause()
             try:
                 if self.api.dry_run is not None:
                     self._dry_run(self.api.dry_run)
                 else:
                     self._pre_execute_snapshot()
             finally:
-                ledger.resume()
+                if ledger is not None:
+                    ledger.resume()
         self.record["released_at"] = time.time()
 
     def _dry_run(self, request: Request) -> None:

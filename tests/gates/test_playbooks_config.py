@@ -12,7 +12,14 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from gates.playbooks import config as pb_config
-from gates.playbooks.config import CanaryCheck, DuplicateGuardCheck, PlaybookPolicy, TargetApi, undeclared_notes
+from gates.playbooks.config import (
+    CanaryCheck,
+    DuplicateGuardCheck,
+    PlaybookPolicy,
+    TargetApi,
+    WorkStream,
+    undeclared_notes,
+)
 from gates.playbooks.governance import _watchdog_skip, judge_governance
 from gates.playbooks.judge import judge_playbook, judge_run
 from gates.playbooks.scenario import PlaybookRun
@@ -20,7 +27,7 @@ from gates.playbooks.stats import judge_claims
 from harness.config import load_config, parse_config
 from harness.errors import ConfigError
 from tests.conftest import GitTarget, RunCertify
-from tests.gates.test_playbooks import MINIMAL_API, pb_policy, run_pb
+from tests.gates.test_playbooks import MINIMAL_API, _run_record, pb_policy, run_pb
 
 REPO = Path(__file__).resolve().parents[2]
 GUARDIAN = REPO / "examples" / "guardian"
@@ -49,7 +56,7 @@ def _defaults(model: type[BaseModel]) -> dict[str, Any]:
 
 def test_no_default_of_the_pb_config_names_guardian() -> None:
     """No default of any [gates.PB] table (requests, metric names, approvals) carries guardian's contract."""
-    assert {TargetApi, CanaryCheck, DuplicateGuardCheck, PlaybookPolicy} <= set(_models())
+    assert {TargetApi, CanaryCheck, DuplicateGuardCheck, PlaybookPolicy, WorkStream} <= set(_models())
     for model in _models():
         for name, default in _defaults(model).items():
             text = json.dumps(default.model_dump(mode="json") if isinstance(default, BaseModel) else default)
@@ -65,6 +72,17 @@ def test_the_requests_a_run_cannot_do_without_are_required() -> None:
     assert CanaryCheck.model_fields["up_metric"].is_required()
     assert CanaryCheck.model_fields["last_check_metric"].is_required()
     assert DuplicateGuardCheck.model_fields["approvals"].is_required()
+
+
+def test_the_work_stream_has_no_default_requests_and_is_optional() -> None:
+    """[gates.PB.work] must state submit and status (no target's task API assumed); left out, work is None."""
+    fields = WorkStream.model_fields
+    assert {name for name, info in fields.items() if info.is_required()} == {"submit", "status"}
+    assert PlaybookPolicy.model_fields["work"].default is None
+    assert pb_policy({}).work is None
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**TARGET, "gates": {"PB": {"api": MINIMAL_API, "work": {"submit": {"path": "/t"}}}}}, "x.toml")
+    assert caught.value.message.startswith("x.toml: gates.PB.work.status: missing required key"), caught.value.message
 
 
 def test_unconfigured_pb_has_no_api() -> None:
@@ -137,6 +155,11 @@ def test_guardian_declares_exactly_the_requests_it_used_to_inherit() -> None:
     assert policy.canaries.up_metric == "guardian_canary_up"
     assert policy.canaries.last_check_metric == "guardian_canary_last_check_timestamp_seconds"
     assert policy.duplicates.approvals.model_dump(mode="json") == _request("/api/guardian/approvals")
+    assert policy.work is not None
+    assert policy.work.submit.model_dump(mode="json") == _request(
+        "/api/tasks", "POST", body={"kind": "orchestrate", "payload": {"steps": 1, "cost_ms": 5, "note": "pb-ledger"}}
+    )
+    assert policy.work.status.model_dump(mode="json") == _request("/api/tasks/{id}")
     assert undeclared_notes(policy.target_api) == []
 
 
@@ -257,3 +280,32 @@ def test_without_a_dry_run_the_rollback_is_still_compared_with_the_state_before_
     assert row["checks"]["rollback"] == "PASS"
     left = {**restored, "after": {"files": {"state.txt": "a", "leftover": "b"}, "sqlite": {}}}
     assert _judged(policy, {**record, "rollback": left})["checks"]["rollback"] == "FAIL"
+
+
+#: The pb-* fixture service's task endpoints, as a [gates.PB.work] table.
+WORK = {"submit": {"method": "POST", "path": "/api/tasks"}, "status": {"path": "/api/tasks/{id}"}}
+
+
+def test_without_a_work_stream_the_ledger_is_not_run_and_the_playbook_cannot_pass() -> None:
+    """A run that PASSes with [gates.PB.work] is NOT_RUN without it: the ledger NOT_RUN naming the table."""
+    probes = {"no-flag": {"kind": "file", "path": "fault.flag", "absent": True}, "ready": {"kind": "http", "path": "/"}}
+    declared = {
+        "probes": probes,
+        "health": ["ready"],
+        "playbooks": {"flag": {"probes": ["no-flag"], "rollback": "none"}},
+    }
+    snapshot = {"files": {}, "sqlite": {}}
+    dry_run = {"before": snapshot, "after": snapshot, "answer": {"status": 200, "error": None}}
+    record = {**_run_record(baseline_flag=False, observed_flag=True), "held": True, "dry_run": dry_run}
+    with_work = pb_policy({**declared, "work": WORK})
+    row = judge_playbook([judge_claims(with_work, record, judge_run(with_work, record))])
+    assert (row["verdict"], row["checks"]["ledger"]) == ("PASS", "PASS")
+    without = pb_policy(declared)
+    row = judge_playbook([judge_claims(without, record, judge_run(without, record))])
+    assert row["checks"]["ledger"] == "NOT_RUN"
+    assert row["verdict"] == "NOT_RUN"
+    assert row["ledger"] == [None]
+    assert [r for r in row["reasons"] if "[gates.PB.work] not declared" in r] == [
+        "flag: work ledger not run: [gates.PB.work] not declared (no work was submitted during the run and "
+        "reconciled by id, so work lost or duplicated while healing is not checked)"
+    ]
