@@ -93,6 +93,47 @@ def _literal(source: str, tree: ast.Module, node: ast.stmt) -> tuple[str | None,
     return None, f"not a literal string: {text}"
 
 
+#: Calls that read a distribution's version from its installed metadata (one string argument).
+METADATA_CALLS = ("version", "metadata.version", "importlib.metadata.version", "importlib_metadata.version")
+
+
+def _dotted(node: ast.expr) -> str:
+    """`a.b.c` of a Name/Attribute chain ('' for anything else)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else ""
+    return ""
+
+
+def metadata_distribution(path: Path, name: str = "__version__") -> str | None:
+    """The distribution a module's one top-level `name = importlib.metadata.version("dist")` reads; else None.
+
+    Such a version is the installed distribution's own, taken from the project's metadata (pyproject),
+    so it is no second declaration that could disagree, provided it names the project itself.
+    """
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    bindings = _module_bindings(tree, name)
+    if len(bindings) != 1 or bindings[0] not in tree.body:
+        return None
+    node = bindings[0]
+    value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+    if not isinstance(value, ast.Call) or _dotted(value.func) not in METADATA_CALLS or value.keywords:
+        return None
+    if len(value.args) != 1 or not isinstance(value.args[0], ast.Constant) or not isinstance(value.args[0].value, str):
+        return None
+    return value.args[0].value
+
+
+def _normal(distribution: str) -> str:
+    """A distribution name normalised as packaging does (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 def _toml_key(path: Path, dotted: str) -> str | None:
     """A dotted key's value in a TOML file, or None."""
     try:
@@ -123,6 +164,7 @@ def declared_versions(target_dir: Path, target: TargetSection) -> tuple[dict[str
     else:
         literal = _toml_key(target_dir / source.file, source.key)
     versions: dict[str, str | None] = {where: literal}
+    project = _toml_key(target_dir / "pyproject.toml", "project.name")
     root = target_dir / target.source_root
     for package in target.packages:
         init = root / package.replace(".", "/") / "__init__.py"
@@ -133,6 +175,11 @@ def declared_versions(target_dir: Path, target: TargetSection) -> tuple[dict[str
         if literal is not None:
             versions[name] = literal
         elif why is not None:
+            distribution = metadata_distribution(init)
+            if project is not None and distribution is not None and _normal(distribution) == _normal(project):
+                continue  # the project's own metadata version: the pyproject declaration, read back
+            if distribution is not None:
+                why += f" (reads distribution {distribution!r}, not this project {project!r})"
             unreadable[name] = why
     return versions, unreadable
 

@@ -101,13 +101,30 @@ def test_missing_configured_version_source_fails(
     assert verdict["reasons"] == ["version not found in: pyproject.toml:project.version"]
 
 
+def test_the_projects_own_metadata_version_is_no_second_declaration(
+    git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
+) -> None:
+    """__version__ = metadata.version("<this project>") reads pyproject's version back: nothing to compare, PASS."""
+    target = git_target("tiny")
+    (target / "tiny" / "__init__.py").write_text(
+        '"""Version from metadata."""\n\nfrom importlib import metadata\n\n__version__ = metadata.version("Tiny")\n',
+        encoding="utf-8",
+    )
+    commit_all(target, "version from metadata")
+    out = tmp_path / "pack"
+    assert run_identity(run_certify, target, out).returncode == 0
+    verdict = identity_result(out)["verdict"]
+    assert verdict["status"] == "PASS"
+    assert verdict["details"]["versions"] == {"pyproject.toml:project.version": "1.2.3"}
+
+
 def test_a_computed_version_is_inconclusive_and_named(
     git_target: GitTarget, run_certify: RunCertify, tmp_path: Path
 ) -> None:
-    """A __version__ bound to a call is reported INCONCLUSIVE (exit 3) with its expression, never compared or passed."""
+    """A __version__ read from another distribution's metadata is INCONCLUSIVE (exit 3) with its expression named."""
     target = git_target("tiny")
     (target / "tiny" / "__init__.py").write_text(
-        '"""Version from metadata."""\n\nfrom importlib import metadata\n\n__version__ = metadata.version("tiny")\n',
+        '"""Version from metadata."""\n\nfrom importlib import metadata\n\n__version__ = metadata.version("other")\n',
         encoding="utf-8",
     )
     commit_all(target, "version from metadata")
@@ -116,7 +133,8 @@ def test_a_computed_version_is_inconclusive_and_named(
     verdict = identity_result(out)["verdict"]
     assert verdict["status"] == "INCONCLUSIVE"
     (reason,) = verdict["reasons"]
-    assert 'tiny/__init__.py:__version__ not a literal string: __version__ = metadata.version("tiny")' in reason
+    assert 'tiny/__init__.py:__version__ not a literal string: __version__ = metadata.version("other")' in reason
+    assert "reads distribution 'other', not this project 'tiny'" in reason
     assert verdict["details"]["versions"] == {"pyproject.toml:project.version": "1.2.3"}
 
 
