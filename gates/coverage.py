@@ -31,7 +31,6 @@ from gates.coverage_judge import (
     FileCoverage,
     branch_text,
     judge,
-    line_ranges,
     load_files,
     parse_diff,
     parse_junit,
@@ -39,7 +38,7 @@ from gates.coverage_judge import (
 )
 from gates.mutation import measure_strength
 from gates.mutation_changed import changed_lines
-from gates.mutation_judge import MUTATION
+from gates.mutation_judge import MUTATION, line_ranges
 from harness.checks import CheckSpec
 from harness.context import GateContext
 from harness.errors import ToolMissingError

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
-from gates.mutation_judge import MAX_EQUIVALENT_MUTANTS, judge_mutation
+from gates.mutation_judge import MAX_EQUIVALENT_MUTANTS, judge_mutation, line_ranges
 from gates.mutation_review import EquivalentMutant
 from harness.gate import Policy
 from harness.model import Measurement, Status, Verdict, worst
@@ -149,17 +149,6 @@ class EvidenceReader(Protocol):
 def pct_floor(covered: int, total: int) -> float:
     """A percentage floored to two decimals, so a figure is never rounded up into a pass."""
     return math.floor(covered * 10000 / total) / 100 if total else 100.0
-
-
-def line_ranges(lines: Iterable[int]) -> str:
-    """Compress line numbers into ranges: [1, 2, 3, 7] -> '1-3, 7'."""
-    spans: list[list[int]] = []
-    for line in sorted(set(lines)):
-        if spans and spans[-1][1] == line - 1:
-            spans[-1][1] = line
-        else:
-            spans.append([line, line])
-    return ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in spans)
 
 
 def branch_text(branches: Iterable[Sequence[int]]) -> str:

@@ -14,7 +14,7 @@ bound like the sample. Nothing here does I/O beyond the evidence reader it is gi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from scipy import stats
@@ -89,8 +89,8 @@ def _survivor(mutant: dict[str, Any]) -> str:
     return f"{_where(mutant)} {_change(mutant)}" + (" (changed line)" if mutant.get("changed_line") else "")
 
 
-def _spans(lines: Sequence[int]) -> str:
-    """Line numbers as ranges: [1, 2, 3, 7] -> '1-3, 7'."""
+def line_ranges(lines: Iterable[int]) -> str:
+    """Compress line numbers into ranges: [1, 2, 3, 7] -> '1-3, 7' (G1's coverage and mutation reports)."""
     spans: list[list[int]] = []
     for line in sorted(set(lines)):
         if spans and spans[-1][1] == line - 1:
@@ -282,7 +282,7 @@ def judge_changed(
         found.measurements.append(Measurement(name=CHANGED_KILL_MEASUREMENT, value="no changed line"))
         found.notes.append(f"test strength: no changed lines in critical modules {since}")
         return
-    where = "; ".join(f"{path}: {_spans(numbers)}" for path, numbers in sorted(lines.items()))
+    where = "; ".join(f"{path}: {line_ranges(numbers)}" for path, numbers in sorted(lines.items()))
     if changed.get("not_located"):
         found.notes.append(
             f"{len(changed['not_located'])} mutant(s) of files with changed lines could not be placed on a line, "
