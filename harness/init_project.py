@@ -174,7 +174,7 @@ def inspect_project(root: Path) -> ProjectFacts:
     if version is None:
         for pkg in packages:
             init = (base / pkg / "__init__.py").read_text(encoding="utf-8", errors="replace")
-            if re.search(r"^__version__\s*=", init, re.M):
+            if re.search(r"^__version__\s*(?::[^=\n]*)?=(?!=)", init, re.M):
                 version = (f"{source_root}/{pkg}/__init__.py".removeprefix("./"), "__version__")
                 break
     tests = next((d for d in ("tests", "test") if (root / d).is_dir()), None)

@@ -13,7 +13,7 @@ import hashlib
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -90,11 +90,11 @@ class PolicyMeta(_Table):
         return value
 
 
-KINDS = ("floor", "ceiling", "equals", "one_of", "includes", "subset_of")
+KINDS = ("floor", "ceiling", "equals", "one_of", "includes", "subset_of", "not_empty")
 
 
 class Limit(_Table):
-    """The bound of one certify.toml key: exactly one of floor, ceiling, equals, one_of, includes, subset_of."""
+    """The bound of one certify.toml key: exactly one kind (KINDS: floor, ceiling, equals, one_of, ...)."""
 
     floor: float | None = Field(None, description="The target's value must be at least this.")
     ceiling: float | None = Field(None, description="The target's value must be at most this.")
@@ -102,6 +102,11 @@ class Limit(_Table):
     one_of: tuple[Scalar, ...] | None = Field(None, min_length=1, description="Allowed values, loosest last.")
     includes: tuple[Scalar, ...] | None = Field(None, min_length=1, description="A list holding all of these.")
     subset_of: tuple[Scalar, ...] | None = Field(None, min_length=1, description="A list holding only these.")
+    not_empty: Literal[True] | None = Field(
+        None,
+        description="The target's string or list may not be empty (an empty one turns a check off); "
+        "there is no bound to judge at, so the deviation always blocks.",
+    )
     exempt: tuple[str, ...] = Field(
         (),
         description="For a key with `*`: items (by id or name) the limit does not bound, e.g. the experiments "
@@ -140,9 +145,11 @@ class Limit(_Table):
             "one_of": "one of",
             "includes": "includes",
             "subset_of": "only of",
+            "not_empty": "not empty",
         }
         shown = ", ".join(map(_scalar_text, bound)) if isinstance(bound, tuple) else _scalar_text(bound)
-        return f"{words[self.kind]} {shown}" + (f" (except {', '.join(self.exempt)})" if self.exempt else "")
+        text = words[self.kind] if self.kind == "not_empty" else f"{words[self.kind]} {shown}"
+        return text + (f" (except {', '.join(self.exempt)})" if self.exempt else "")
 
 
 class NotApplicableTerms(_Table):

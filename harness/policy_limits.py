@@ -95,6 +95,8 @@ def _meets(limit: Limit, value: Any, key: str) -> bool:
         return bound >= limit.floor if limit.floor is not None else bound <= float(limit.ceiling or 0)
     if limit.equals is not None:
         return same(value, limit.equals)
+    if limit.not_empty:
+        return not (isinstance(value, str | list | dict) and not (value.strip() if isinstance(value, str) else value))
     if limit.one_of is not None:
         return any(same(value, option) for option in limit.one_of)
     if not isinstance(value, list):
@@ -112,6 +114,8 @@ def _strict_value(limit: Limit, value: Any) -> Any:
         return int(bound) if isinstance(value, int) and float(bound).is_integer() else bound  # type: ignore[arg-type]
     if limit.equals is not None:
         return limit.equals
+    if limit.not_empty:
+        return value  # no bound to judge at: the deviation blocks and the run keeps the value
     if limit.one_of is not None:
         return limit.one_of[-1]
     if limit.subset_of is not None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.baseline import IDENTITY, MEASUREMENTS, resolve_baseline, with_regression
 from harness.compare import NOT_COMPARED, REGRESSION
-from harness.compare_host import HOST_BUSY
 from harness.compare_rules import RegressionRules
 from harness.gate import Evidence
 from harness.model import Measurement, Status, Verdict
@@ -94,10 +91,6 @@ def host_blind_policy(tmp_path: Path) -> Path:
     return policy
 
 
-#: A bounded CPU burner (the contention a G2 run can share the host with).
-BURNER = "import time\nend = time.monotonic() + 300\nwhile time.monotonic() < end:\n    pass\n"
-
-
 @pytest.mark.timeout(900)
 def test_g2_against_a_baseline_pack_fails_on_an_injected_2x_latency(tmp_path: Path) -> None:
     """--baseline of a 10 ms pack, new run at 20 ms: G2 FAILs naming the p90, the pack verifies, compare agrees."""
@@ -133,7 +126,6 @@ def test_g2_against_a_baseline_pack_fails_on_an_injected_2x_latency(tmp_path: Pa
     assert "Traceback" not in first.stderr + second.stderr + verified.stderr
     assert_host_load_recorded(new)
     assert_compare_names_the_doubled_endpoint(tmp_path, base, new, blind)
-    assert_a_busy_host_leaves_the_check_inconclusive(tmp_path, fast, base)
 
 
 def assert_host_load_recorded(pack: Path) -> None:
@@ -146,35 +138,6 @@ def assert_host_load_recorded(pack: Path) -> None:
         assert host["other_cpu_pct_median"] >= 0
         assert host["steal_pct_median"] >= 0
     assert (pack / "gates" / "G2" / "baseline" / "gates" / "G2" / "load" / "P1" / "host.csv").is_file()
-
-
-def assert_a_busy_host_leaves_the_check_inconclusive(tmp_path: Path, fast: Path, base: Path) -> None:
-    """The 10 ms target again, beside a CPU burner: its baseline check is INCONCLUSIVE, host busy; compare exits 3.
-
-    Under the fixture policy's default bounds (25 % of a core other-CPU): the burner alone takes far more.
-    """
-    busy = tmp_path / "busy"
-    burner = subprocess.Popen([sys.executable, "-c", BURNER])
-    try:
-        third = certify(
-            "run", "--target", fast, "--gates", "G2", "--mode", "ci", "--out", busy,
-            "--cache-dir", tmp_path / "cache", "--baseline", base,
-        )  # fmt: skip
-    finally:
-        burner.kill()
-        burner.wait(timeout=10)
-    results = json.loads((busy / "results.json").read_text(encoding="utf-8"))
-    g2 = next(r for r in results["results"] if r["gate"] == "G2")
-    check = g2["verdict"]["details"]["regression"]
-    assert check["status"] == "INCONCLUSIVE", (check["reason"], third.stdout[-2000:])
-    assert "host busy" in check["reason"]
-    assert g2["verdict"]["status"] in ("INCONCLUSIVE", "FAIL")  # FAIL only where G2's own p99 limit failed too
-    assert any(row["state"] == "busy" for row in check["host"])
-    proc = certify("compare", base, busy)
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert proc.stdout.strip().splitlines()[-1].startswith("NOT DECIDED (host busy: G2 P1 page p50")
-    assert any(line.startswith(f"{HOST_BUSY} G2 P1 page p90") for line in proc.stdout.splitlines())
-    assert "Traceback" not in third.stderr + proc.stderr
 
 
 def assert_compare_names_the_doubled_endpoint(tmp_path: Path, base: Path, new: Path, policy: Path) -> None:

@@ -136,3 +136,15 @@ def test_init_configs_of_the_other_layouts_run_with_honest_statuses(
     assert status == {"ID": "PASS", "G2": "NOT_RUN", "G4": "NOT_RUN", "G7": "NOT_RUN", "E2E": "INCONCLUSIVE"}
     # the package __init__.py has no __version__: not a declaration, so only the pyproject version is listed
     assert list(verdicts["ID"]["details"]["versions"]) == ["pyproject.toml:project.version"]
+
+
+@pytest.mark.parametrize("line", ['__version__: str = "1.4.0"', '__version__: Final[str] = "1.4.0"'])
+def test_an_annotated_package_version_is_found_as_the_version(tmp_path: Path, line: str) -> None:
+    """A typed `__version__: str = "x"` in the package __init__ is the version source, as the ID gate reads it."""
+    from harness.init_project import inspect_project  # noqa: PLC0415
+
+    root = tmp_path / "flat-cli"
+    shutil.copytree(PROJECTS / "flat-cli", root)
+    init = root / "tool" / "__init__.py"
+    init.write_text(init.read_text(encoding="utf-8").replace('__version__ = "1.4.0"', line), encoding="utf-8")
+    assert inspect_project(root).version == ("tool/__init__.py", "__version__")

@@ -96,6 +96,13 @@ WEAKENED = [
         "",
         "limit:gates.G4.recovery_budget_s",
     ),
+    (
+        "diff base emptied (diff coverage and changed-line mutants off)",
+        "[gates.G1]\n",
+        '[gates.G1]\ndiff_base = ""\n',
+        "",
+        "limit:gates.G1.diff_base",
+    ),
     ("self-granted waiver", "", "", WAIVER_G5, "requested-waiver:G5:PYSEC-2099-1"),
     ("N/A where forbidden", "", "", "", "not-applicable:G5"),
 ]
@@ -263,7 +270,7 @@ def test_policy_show_names_the_standard_policy() -> None:
     """`certify policy show` prints name, version, sha256 and the G4 ceiling of the standard policy."""
     proc = cli("policy", "show")
     assert proc.returncode == 0
-    assert proc.stdout.startswith(f"policy standard 8 (sha256 {standard_policy().sha256})")
+    assert proc.stdout.startswith(f"policy standard 9 (sha256 {standard_policy().sha256})")
     assert "gates.G4.recovery_budget_s <= 60" in proc.stdout
 
 

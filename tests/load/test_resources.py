@@ -6,6 +6,7 @@ import csv
 import io
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -99,3 +100,35 @@ def test_the_summary_takes_medians_over_the_measured_window_only() -> None:
     empty = host_summary(rows, (2000.0, 2010.0))
     assert empty["samples"] == 0
     assert empty["other_cpu_pct_median"] is None
+
+
+#: A bounded CPU burner outside the run (the contention a G2 run can share the host with).
+BURNER = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def test_a_cpu_burner_outside_the_run_makes_the_real_sampler_judge_the_host_busy(
+    sleepers: tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]],
+) -> None:
+    """A real burner beside idle roles: the real host clock charges it to other CPU, above the policy's 25 % bound."""
+    from harness.compare_host import host_load, judge_host  # noqa: PLC0415
+    from harness.compare_rules import RegressionRules  # noqa: PLC0415
+
+    role, harness = sleepers
+    burner = subprocess.Popen([sys.executable, "-c", BURNER])
+    try:
+        time.sleep(0.5)
+        sampler = ResourceSampler(lambda: {"target-service": role}, harness_pid=harness.pid)
+        for _ in range(5):
+            sampler.sample()
+            time.sleep(0.5)
+    finally:
+        burner.kill()
+        burner.wait(timeout=10)
+    summary = host_summary(sampler.host_rows, None)
+    assert summary["samples"] == 4
+    assert summary["other_cpu_pct_median"] > 60, sampler.host_csv_text()
+    busy = host_load({"host": summary})
+    quiet = host_load({"host": {**summary, "other_cpu_pct_median": 3.0}})
+    verdict = judge_host("P1", quiet, busy, RegressionRules())
+    assert verdict.busy is not None
+    assert "of one core taken outside the run (bound 25 %)" in verdict.busy
