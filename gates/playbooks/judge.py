@@ -6,6 +6,7 @@ ledger) into checks; `judge_playbook` folds the repetitions of one playbook into
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatch
 from typing import Any
 
@@ -181,8 +182,8 @@ def _judge_dry_run(run: dict[str, Any], checks: dict[str, str], reasons: list[st
         return
     changes = diff_snapshot(dry["before"], dry["after"])
     churn = fault_churn(dry)
-    unexplained = [change for change in changes if change_subject(change) not in churn]
-    explained = [change for change in changes if change_subject(change) in churn]
+    unexplained = [change for change in changes if not churned(change_subject(change), churn)]
+    explained = [change for change in changes if churned(change_subject(change), churn)]
     status = dry["answer"]["status"]
     if status is None or not 200 <= status < 300:
         checks["dry_run"] = "FAIL"
@@ -195,7 +196,8 @@ def _judge_dry_run(run: dict[str, Any], checks: dict[str, str], reasons: list[st
         if explained:
             reasons.append(
                 f"{run['playbook']}: during the dry-run {'; '.join(explained[:3])}, as in the control windows "
-                "without a dry-run (the fault's own churn), so not held against the dry-run"
+                "without a dry-run (the same file, or a pid file of the same shape: the fault's own churn), so not "
+                "held against the dry-run"
             )
 
 
@@ -204,6 +206,22 @@ def change_subject(change: str) -> str:
     if change.split(":", 1)[0] in ("processes", "sqlite", "api"):
         return change.removesuffix(" changed")
     return change.rsplit(" ", 1)[0]
+
+
+def pid_file_shape(subject: str) -> str | None:
+    """`pids/worker-#.pid` for `pids/worker-0.pid`: the shape of a pid file's path (None for anything else)."""
+    return re.sub(r"\d+", "#", subject) if subject.endswith(".pid") else None
+
+
+def churned(subject: str, churn: set[str]) -> bool:
+    """Whether a dry-run window's change is the fault's own churn: the same subject changed in a control window.
+
+    Pid files count by shape: a fault that crashes workers one after another removes worker-1's pid
+    file in one window and worker-0's in the next (seen on guardian's poison-task, 2026-12-07), and
+    which worker's turn fell inside the dry-run's 0.08 s is chance, not the dry-run's doing.
+    """
+    shape = pid_file_shape(subject)
+    return subject in churn or (shape is not None and shape in {pid_file_shape(c) for c in churn})
 
 
 def fault_churn(dry: dict[str, Any]) -> set[str]:
