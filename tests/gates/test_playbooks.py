@@ -343,30 +343,22 @@ def test_quiet_control_windows_excuse_nothing() -> None:
     assert status == "FAIL"
 
 
-def _pids(*workers: int) -> dict[str, Any]:
-    """A snapshot holding the pid files of these worker slots and one backup file per slot."""
-    files = {f"pids/worker-{slot}.pid": str(100 + slot) for slot in workers}
-    files.update({f"backups/db-{slot}.db": "x" for slot in workers})
-    return {"files": files, "processes": []}
+def _files(*paths: str) -> dict[str, Any]:
+    """A snapshot holding these files (each with the same content) and no process."""
+    return {"files": dict.fromkeys(paths, "x"), "processes": []}
 
 
 def test_workers_crashing_one_after_another_are_churn_by_pid_file_shape() -> None:
     """worker-1's pid file went in a control window, worker-0's in the dry-run's: the fault's churn (poison-task)."""
-    before, after = _pids(0), _pids()
-    before["files"], after["files"] = {"pids/worker-0.pid": "100"}, {}
-    control = {"before": {"files": {"pids/worker-0.pid": "100", "pids/worker-1.pid": "101"}, "processes": []}}
-    control["after"] = after
-    status, reasons = _dry_check(_dry(before, after, control))
+    control = {"before": _files("pids/worker-0.pid", "pids/worker-1.pid"), "after": _files()}
+    status, reasons = _dry_check(_dry(_files("pids/worker-0.pid"), _files(), control))
     assert status == "PASS", reasons
     assert any("pids/worker-0.pid removed" in reason and "own churn" in reason for reason in reasons)
 
 
 def test_only_pid_files_count_by_shape() -> None:
     """A backup file the dry-run removed is held against it even where another backup churned beside it."""
-    control = {"before": _pids(0, 1), "after": _pids()}
-    before, after = _pids(0), _pids()
-    after["files"] = {"pids/worker-0.pid": "100"}
-    control["after"] = {"files": {"pids/worker-0.pid": "100"}, "processes": []}
-    status, reasons = _dry_check(_dry(before, after, control))
+    control = {"before": _files("backups/db-0.db", "backups/db-1.db"), "after": _files()}
+    status, reasons = _dry_check(_dry(_files("backups/db-0.db"), _files(), control))
     assert status == "FAIL"
     assert any("backups/db-0.db removed" in reason for reason in reasons), reasons

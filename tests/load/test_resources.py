@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.compare_host import host_load, judge_host
+from harness.compare_rules import RegressionRules
 from load.resources import FIELDS, HOST_FIELDS, ResourceSampler, host_summary
 
 SLEEPER = [shutil.which("sleep") or "sleep", "60"]
@@ -110,9 +112,6 @@ def test_a_cpu_burner_outside_the_run_makes_the_real_sampler_judge_the_host_busy
     sleepers: tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]],
 ) -> None:
     """A real burner beside idle roles: the real host clock charges it to other CPU, above the policy's 25 % bound."""
-    from harness.compare_host import host_load, judge_host  # noqa: PLC0415
-    from harness.compare_rules import RegressionRules  # noqa: PLC0415
-
     role, harness = sleepers
     burner = subprocess.Popen([sys.executable, "-c", BURNER])
     try:
